@@ -1,0 +1,98 @@
+"""Resident memory and CPU time of a process tree, read from /proc.
+
+Why a tree: a gateway with `--workers 2` is a supervisor plus forked workers, and LiteLLM may
+spawn helpers; what an operator pays for is the sum. Summing VmRSS double-counts pages shared
+after fork, so the figure is an upper bound - the honest direction for a memory target.
+Why CPU time: throughput alone hides whether the gateway or the upstream spent the CPU; CPU
+microseconds per request is the number a profiler run should push down, and the upstream's CPU
+share proves it was never the bottleneck.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_pids(root: int) -> list[int]:
+    """root and all its descendants (via /proc/<pid>/task/<tid>/children)."""
+    pids: list[int] = []
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        pids.append(pid)
+        task_dir = Path(f"/proc/{pid}/task")
+        try:
+            tids = [t.name for t in task_dir.iterdir()]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                children = (task_dir / tid / "children").read_text().split()
+            except OSError:
+                continue
+            stack.extend(int(c) for c in children)
+    return pids
+
+
+def _status_kb(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def tree_rss_mb(root: int) -> float:
+    """Current resident memory of the tree (sum of VmRSS), in MB."""
+    return sum(_status_kb(p, "VmRSS") for p in tree_pids(root)) / 1024
+
+
+def tree_hwm_mb(root: int) -> float:
+    """Sum of each live process's own peak resident memory (VmHWM), in MB."""
+    return sum(_status_kb(p, "VmHWM") for p in tree_pids(root)) / 1024
+
+
+def tree_cpu_s(root: int) -> float:
+    """User+system CPU seconds consumed so far by the live processes of the tree."""
+    total = 0
+    for pid in tree_pids(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / _CLK_TCK
+
+
+@dataclass
+class PeakRss:
+    """Samples a tree's resident memory every interval_s in a thread; keeps the peak."""
+
+    root: int
+    interval_s: float = 0.1
+    peak_mb: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        self.peak_mb = tree_rss_mb(self.root)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, tree_rss_mb(self.root))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.peak_mb = max(self.peak_mb, tree_rss_mb(self.root))

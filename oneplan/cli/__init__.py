@@ -1,0 +1,1 @@
+"""The ``oneplan`` command: noun sub-commands."""

@@ -1,0 +1,179 @@
+"""``oneplan serve | users | keys | usage``.
+
+Every command takes ``--config`` and ``--data-dir`` (or ``ONEPLAN_CONFIG`` / ``ONEPLAN_HOME``),
+so the CLI and a running server share one database. Errors are one line that says how to fix
+them, on stderr, with exit status 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from oneplan.errors import ConfigError
+from oneplan.routing.catalog import Catalog
+
+
+class Context:
+    def __init__(self, config: Path | None, data_dir: Path | None) -> None:
+        from oneplan.config import default_config_path, default_data_dir
+
+        self.data_dir = data_dir or default_data_dir()
+        self.config_path = config or default_config_path(self.data_dir)
+        self._catalog: Catalog | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            from oneplan.routing.catalog import load
+
+            self._catalog = load(self.config_path)
+        return self._catalog
+
+    def db(self) -> Any:
+        from oneplan.store.db import Database
+
+        return Database.open(self.data_dir, self.catalog.server.database_url)
+
+
+def common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--config`` / ``--data-dir`` on every command; one-line errors."""
+
+    @click.option("--config", "config", type=click.Path(path_type=Path), envvar="ONEPLAN_CONFIG", help="Catalog file (oneplan.toml).")
+    @click.option("--data-dir", "data_dir", type=click.Path(path_type=Path), envvar="ONEPLAN_HOME", help="Data directory.")
+    @functools.wraps(fn)
+    def wrapper(config: Path | None, data_dir: Path | None, **kwargs: Any) -> Any:
+        try:
+            return fn(Context(config, data_dir), **kwargs)
+        except (ConfigError, ValueError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group()
+@click.version_option(package_name="oneplan")
+def cli() -> None:
+    """oneplan: one key for many model providers."""
+
+
+@cli.command()
+@common
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 4000).")
+@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--local-model", "local_models", multiple=True, type=click.Path(path_type=Path), help="Serve an open-weight checkpoint directory.")
+@click.option("--log-level", default="info", show_default=True)
+def serve(ctx: Context, host: str | None, port: int | None, workers: int, local_models: tuple[Path, ...], log_level: str) -> None:
+    """Start the gateway."""
+    from oneplan.server.run import serve as run
+
+    run(ctx, host=host, port=port, workers=workers, local_models=list(local_models), log_level=log_level)
+
+
+@cli.group()
+def users() -> None:
+    """Developers and their plans."""
+
+
+@users.command("create")
+@common
+@click.argument("name")
+@click.option("--plan", required=True, help="The plan this user is on.")
+def users_create(ctx: Context, name: str, plan: str) -> None:
+    """Create a user; print their first API key alone on stdout."""
+    ctx.catalog.plan(plan)
+    _user, _key_id, key = ctx.db().create_user(name, plan)
+    click.echo(key)
+
+
+@users.command("list")
+@common
+@click.option("--json", "as_json", is_flag=True)
+def users_list(ctx: Context, as_json: bool) -> None:
+    """List users."""
+    rows = [{"name": u.name, "plan": u.plan, "created_at": u.created_at} for u in ctx.db().list_users()]
+    if as_json:
+        click.echo(orjson.dumps(rows).decode())
+        return
+    for row in rows:
+        click.echo(f"{row['name']}\t{row['plan']}")
+
+
+@users.command("set-plan")
+@common
+@click.argument("name")
+@click.option("--plan", required=True)
+def users_set_plan(ctx: Context, name: str, plan: str) -> None:
+    """Move a user to another plan."""
+    ctx.catalog.plan(plan)
+    ctx.db().set_plan(name, plan)
+    click.echo(f"{name} is now on plan {plan}", err=True)
+
+
+@cli.group()
+def keys() -> None:
+    """API keys."""
+
+
+@keys.command("create")
+@common
+@click.argument("name")
+@click.option("--expires-in-days", type=float, default=None, help="Make the key expire.")
+def keys_create(ctx: Context, name: str, expires_in_days: float | None) -> None:
+    """Another key for user NAME, printed alone on stdout."""
+    expires = time.time() + expires_in_days * 86400 if expires_in_days else None
+    _key_id, key = ctx.db().create_key(name, expires)
+    click.echo(key)
+
+
+@keys.command("list")
+@common
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True)
+def keys_list(ctx: Context, name: str | None, as_json: bool) -> None:
+    """List keys (ids and prefixes only: keys are stored hashed)."""
+    rows = ctx.db().list_keys(name)
+    if as_json:
+        click.echo(orjson.dumps(rows).decode())
+        return
+    for row in rows:
+        state = "revoked" if row["revoked_at"] else ("expired" if row["expires_at"] and row["expires_at"] < time.time() else "active")
+        click.echo(f"{row['id']}\t{row['user']}\t{row['prefix']}…\t{state}")
+
+
+@keys.command("revoke")
+@common
+@click.argument("key_id")
+def keys_revoke(ctx: Context, key_id: str) -> None:
+    """Revoke a key by its id (see `oneplan keys list`)."""
+    if not ctx.db().revoke_key(key_id):
+        raise ValueError(f"no active key {key_id!r} (see: oneplan keys list)")
+    click.echo(f"revoked {key_id}", err=True)
+
+
+@cli.command()
+@common
+@click.option("--user", "user_name", default=None, help="Only this user.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def usage(ctx: Context, user_name: str | None, as_json: bool) -> None:
+    """Per-user and per-model totals, and each quota window's state."""
+    from oneplan.cli.usage import show_usage
+
+    show_usage(ctx, user_name, as_json)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The catalog file (``oneplan.toml``) and server settings, as typed values.
+
+Every key the file may hold is declared here; an unknown or ill-typed key is a ``ConfigError``
+whose message is one line naming the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from oneplan.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TimeoutConfig(_Strict):
+    connect: float = Field(10.0, gt=0)
+    first_token: float = Field(120.0, gt=0)
+    idle: float = Field(120.0, gt=0)
+    total: float = Field(900.0, gt=0)
+
+
+class ProviderConfig(BaseModel):
+    """``[providers.NAME]``. Keys beyond these reach the provider kind as options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    kind: str
+    api_key: str | None = None  # "env:NAME" or a literal
+    base_url: str | None = None
+    region: str = "default"
+    dialect: str | None = None  # "openai" | "anthropic" | "responses"; the preset decides if unset
+    timeouts: TimeoutConfig = TimeoutConfig()
+    headers: dict[str, str] = {}
+    max_connections: int = Field(200, gt=0)
+
+    @field_validator("dialect")
+    @classmethod
+    def _dialect(cls, value: str | None) -> str | None:
+        if value not in (None, "openai", "anthropic", "responses"):
+            raise ValueError('must be "openai", "anthropic" or "responses"')
+        return value
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class DeploymentRef(_Strict):
+    provider: str
+    weight: float = Field(1.0, gt=0)
+    upstream: str | None = None
+
+
+class ModelConfig(BaseModel):
+    """``[models."NAME"]``. Keys beyond these reach the provider as ``Target.options``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    provider: str | None = None
+    providers: list[str | DeploymentRef] = []
+    upstream: str | None = None
+    input_price: float = Field(0.0, ge=0)  # per million tokens
+    output_price: float = Field(0.0, ge=0)
+    cached_input_price: float | None = Field(None, ge=0)
+    weight: int = Field(1, ge=0)  # requests this model costs against request quotas
+    fallbacks: list[str] = []
+    aliases: list[str] = []
+    context_length: int | None = Field(None, gt=0)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class PlanConfig(_Strict):
+    requests_per_5h: int | None = Field(None, ge=0)
+    requests_per_week: int | None = Field(None, ge=0)
+    requests_per_month: int | None = Field(None, ge=0)
+    tokens_per_month: int | None = Field(None, ge=0)
+    cost_per_month: float | None = Field(None, ge=0)
+    models: list[str] = ["*"]
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(4000, gt=0, lt=65536)
+    max_body_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    store_prompts: bool = False  # keep prompt and completion text in the ledger
+    database_url: str | None = None  # default: sqlite in the data directory
+    redis_url: str | None = None  # shared quota counters for several replicas / workers
+    quota_timezone: str = "UTC"  # where weeks (Monday 00:00) and months (1st, 00:00) begin
+    ledger_flush_seconds: float = Field(0.2, gt=0)
+    responses_retention_days: float = Field(30, ge=0)
+    shutdown_grace_seconds: float = Field(30, ge=0)
+
+
+class CatalogFile(_Strict):
+    server: ServerConfig = ServerConfig()
+    providers: dict[str, ProviderConfig] = {}
+    models: dict[str, ModelConfig] = {}
+    plans: dict[str, PlanConfig] = {}
+    aliases: dict[str, str] = {}  # glob pattern -> model, e.g. "claude-sonnet-*" = "qwen3.5-plus"
+
+
+def _error_line(path: str, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        fix = "remove it or check its spelling"
+    elif err["type"] == "missing":
+        fix = "add it"
+    else:
+        fix = "give it a valid value"
+    return f"{path}: {key}: {err['msg']} ({fix})"
+
+
+def load_file(path: str | Path) -> CatalogFile:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (create it, or drop --config to use the environment)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc} (fix the syntax)") from None
+    try:
+        return CatalogFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_error_line(str(path), exc)) from None
+
+
+def resolve_secret(value: str | None, where: str) -> str | None:
+    """``env:NAME`` reads the environment; anything else is the secret itself."""
+    if value is None or not value.startswith("env:"):
+        return value
+    name = value[4:]
+    secret = os.environ.get(name)
+    if not secret:
+        raise ConfigError(f"{where}: environment variable {name} is not set (export {name}=...)")
+    return secret
+
+
+def default_config_path(data_dir: Path) -> Path | None:
+    """``ONEPLAN_CONFIG``, else ``oneplan.toml`` in the data dir, else in the working dir."""
+    env = os.environ.get("ONEPLAN_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in (data_dir / "oneplan.toml", Path("oneplan.toml")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("ONEPLAN_HOME")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "oneplan"

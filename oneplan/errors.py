@@ -1,0 +1,148 @@
+"""One exception tree for everything a request can fail with.
+
+Each error carries the HTTP status and a protocol-neutral *kind*; ``server/errors.py``
+renders it as an OpenAI, Anthropic or Responses error body. Nothing else decides statuses.
+
+    OneplanError                      500 api_error
+    ├── InvalidRequest                400 invalid_request_error
+    │   └── RequestTooLarge           413 request_too_large
+    ├── AuthenticationFailed          401 authentication_error
+    ├── PermissionDenied              403 permission_error
+    │   └── ModelNotInPlan            403 permission_error
+    ├── NotFound                      404 not_found_error
+    │   └── ModelNotFound             404 not_found_error (code model_not_found)
+    ├── QuotaExceeded                 429 rate_limit_error (+ Retry-After)
+    ├── ConfigError                   (start-up only: one line naming file, key and fix)
+    └── UpstreamError                 502 upstream_error
+        ├── UpstreamTimeout           504 timeout_error
+        ├── UpstreamUnavailable       503 overloaded_error
+        ├── UpstreamRateLimited       429 rate_limit_error (provider's own 429)
+        └── UpstreamRejected          the provider's 4xx, passed on with its status
+"""
+
+from __future__ import annotations
+
+
+class OneplanError(Exception):
+    status = 500
+    kind = "api_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class InvalidRequest(OneplanError):
+    status = 400
+    kind = "invalid_request_error"
+
+
+class RequestTooLarge(InvalidRequest):
+    status = 413
+    kind = "request_too_large"
+
+
+class AuthenticationFailed(OneplanError):
+    status = 401
+    kind = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(OneplanError):
+    status = 403
+    kind = "permission_error"
+
+
+class ModelNotInPlan(PermissionDenied):
+    code = "model_not_in_plan"
+
+
+class NotFound(OneplanError):
+    status = 404
+    kind = "not_found_error"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class QuotaExceeded(OneplanError):
+    status = 429
+    kind = "rate_limit_error"
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float, window: str) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.window = window
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(max(1, int(self.retry_after + 0.999)))}
+
+
+class ConfigError(OneplanError):
+    """A catalog or settings problem. The message is one line: file, key, fix."""
+
+
+class UpstreamError(OneplanError):
+    status = 502
+    kind = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        upstream_status: int | None = None,
+        retry_after: float | None = None,
+        retryable: bool = True,
+    ) -> None:
+        super().__init__(message)
+        self.upstream_status = upstream_status
+        self.retry_after = retry_after
+        self.retryable = retryable
+
+    @property
+    def error_class(self) -> str:
+        return type(self).__name__
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    kind = "timeout_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 503
+    kind = "overloaded_error"
+
+
+class UpstreamRateLimited(UpstreamError):
+    status = 429
+    kind = "rate_limit_error"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"retry-after": str(max(1, int(self.retry_after + 0.999)))}
+
+
+class UpstreamRejected(UpstreamError):
+    """The provider refused the request itself (a 4xx other than 429): not retried."""
+
+    def __init__(self, message: str, *, upstream_status: int) -> None:
+        super().__init__(message, upstream_status=upstream_status, retryable=False)
+        # The provider refusing *oneplan's* credentials is the operator's problem, not the
+        # caller's: it must not look like the caller's key was bad.
+        if upstream_status in (400, 404, 413, 422):
+            self.status = upstream_status
+            self.kind = {413: "request_too_large", 404: "not_found_error"}.get(
+                upstream_status, "invalid_request_error"
+            )

@@ -1,0 +1,190 @@
+"""Splits a Qwen model's raw output text into reasoning, answer text and tool calls, incrementally.
+
+The raw text is what the tokenizer decodes, special tags included: ``<think>...</think>`` holds the
+reasoning (the prompt itself may have opened the block, as Qwen3.5's template does), and each
+``<tool_call>...</tool_call>`` holds one call in the checkpoint's format. Text arrives in arbitrary
+chunks; a tail that could be the start of a tag is held back until it is known, so the deltas
+never leak half a tag and their concatenation is the same however the text was split.
+
+Layout whitespace (the line breaks around ``<think>`` blocks and between tool calls) is dropped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from oneplan.local.toolcalls import JsonCallParser, XmlCallParser, partial_suffix, tool_schemas
+from oneplan.protocols.canonical import Delta, ToolCallDelta
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+class OutputParser:
+    """Feed decoded text with ``feed``; call ``finish`` once at the end. Each returns a Delta."""
+
+    def __init__(
+        self,
+        *,
+        style: str = "json",
+        tools: list[dict[str, Any]] | None = None,
+        in_reasoning: bool = False,
+        keep_reasoning: bool = True,
+        parse_tools: bool = True,
+        call_id: Callable[[], str] = new_call_id,
+    ) -> None:
+        self._style = style
+        self._schemas = tool_schemas(tools)
+        self._keep_reasoning = keep_reasoning
+        self._parse_tools = parse_tools
+        self._call_id = call_id
+        self._mode = "reasoning" if in_reasoning else "text"
+        self._buf = ""
+        self._think_allowed = not in_reasoning  # a <think> only opens before any answer
+        self._lead = True  # strip leading layout whitespace of the current section
+        self._tail = ""  # held trailing whitespace of the current section
+        self._call: JsonCallParser | XmlCallParser | None = None
+        self._call_raw = ""
+        self.calls = 0
+        self.reasoning_seen = False
+        self._out: Delta = Delta()
+
+    @property
+    def in_reasoning(self) -> bool:
+        return self._mode == "reasoning"
+
+    # -- output collection -------------------------------------------------------------------
+
+    def _emit(self, field: str, text: str, *, closing: bool) -> None:
+        if self._lead:
+            text = text.lstrip()
+            if text:
+                self._lead = False
+        text = self._tail + text
+        body = text.rstrip()
+        self._tail = "" if closing else text[len(body) :]
+        if not body:
+            return
+        if field == "reasoning":
+            self.reasoning_seen = True
+            if not self._keep_reasoning:
+                return
+        setattr(self._out, field, (getattr(self._out, field) or "") + body)
+
+    def _calls_out(self, deltas: list[ToolCallDelta]) -> None:
+        if deltas:
+            self._out.tool_calls = (self._out.tool_calls or []) + deltas
+
+    def _take(self) -> Delta | None:
+        out, self._out = self._out, Delta()
+        if out.text is None and out.reasoning is None and not out.tool_calls:
+            return None
+        return out
+
+    def _section(self, mode: str) -> None:
+        self._mode = mode
+        self._lead = True
+        self._tail = ""
+
+    # -- the state machine --------------------------------------------------------------------
+
+    def feed(self, text: str) -> Delta | None:
+        self._buf += text
+        self._run(final=False)
+        return self._take()
+
+    def finish(self) -> Delta | None:
+        self._run(final=True)
+        if self._mode == "call":
+            self._close_call(complete=False)
+        elif self._mode == "text" and self._tail and not self.calls:
+            self._out.text = (self._out.text or "") + self._tail
+            self._tail = ""
+        return self._take()
+
+    def _run(self, *, final: bool) -> None:
+        while True:
+            if self._mode == "reasoning":
+                if not self._scan((THINK_CLOSE,), "reasoning", final):
+                    return
+                self._section("text")
+            elif self._mode == "text":
+                tags = (CALL_OPEN,) if self._parse_tools else ()
+                tags += (THINK_OPEN,) if self._think_allowed else ()
+                found = self._scan(tags, "text", final)
+                if not found:
+                    return
+                self._think_allowed = False
+                if found == THINK_OPEN:
+                    self._section("reasoning")
+                else:
+                    self._open_call()
+            else:
+                end = self._buf.find(CALL_CLOSE)
+                if end < 0:
+                    keep = 0 if final else partial_suffix(self._buf, (CALL_CLOSE,))
+                    self._feed_call(self._buf[: len(self._buf) - keep])
+                    self._buf = self._buf[len(self._buf) - keep :]
+                    return
+                self._feed_call(self._buf[:end])
+                self._buf = self._buf[end + len(CALL_CLOSE) :]
+                self._close_call(complete=True)
+
+    def _scan(self, tags: tuple[str, ...], field: str, final: bool) -> str | None:
+        """Emit text up to the first of ``tags`` and return it, or emit what is safe and return None."""
+        if THINK_OPEN in tags:
+            at = self._buf.find(THINK_OPEN)
+            if at < 0:
+                at = len(self._buf) - partial_suffix(self._buf, (THINK_OPEN,))
+            if self._buf[:at].strip():
+                self._think_allowed = False  # the answer has begun: <think> is plain text now
+                tags = tuple(t for t in tags if t != THINK_OPEN)
+        hits = [(self._buf.find(tag), tag) for tag in tags]
+        hits = [(at, tag) for at, tag in hits if at >= 0]
+        if hits:
+            at, tag = min(hits)
+            if at > 0 or field == "reasoning":
+                self._emit(field, self._buf[:at], closing=True)
+            else:
+                self._tail = ""
+            self._buf = self._buf[at + len(tag) :]
+            return tag
+        keep = 0 if final else partial_suffix(self._buf, tags)
+        safe = len(self._buf) - keep
+        self._emit(field, self._buf[:safe], closing=False)
+        self._buf = self._buf[safe:]
+        return None
+
+    def _open_call(self) -> None:
+        index, call_id = self.calls, self._call_id()
+        if self._style == "xml":
+            self._call = XmlCallParser(index, call_id, self._schemas)
+        else:
+            self._call = JsonCallParser(index, call_id)
+        self._call_raw = ""
+        self._mode = "call"
+
+    def _feed_call(self, text: str) -> None:
+        if text and self._call is not None:
+            self._call_raw += text
+            self._calls_out(self._call.feed(text))
+
+    def _close_call(self, *, complete: bool) -> None:
+        assert self._call is not None
+        deltas = self._call.close()
+        if deltas is None:  # not a tool call after all: give the text back
+            closing = CALL_CLOSE if complete else ""
+            self._section("text")
+            self._lead = False
+            self._emit("text", CALL_OPEN + self._call_raw + closing, closing=False)
+        else:
+            self._calls_out(deltas)
+            self.calls += 1
+            self._section("text")
+        self._call = None

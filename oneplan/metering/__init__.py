@@ -1,0 +1,1 @@
+"""Plans, quota windows, reservations, pricing and the usage ledger."""

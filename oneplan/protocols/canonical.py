@@ -1,0 +1,181 @@
+"""The canonical form every protocol translates to and every provider consumes.
+
+It is OpenAI Chat Completions, typed, plus what Chat Completions lacks:
+
+* ``ChatRequest.messages`` are Chat Completions message dicts. An assistant message may carry
+  ``reasoning_content`` (the model's earlier reasoning, which Kimi, GLM and MiniMax want back on
+  later turns) and ``reasoning_signature`` (an Anthropic thinking signature, kept opaque).
+  Content parts are ``{"type": "text", "text"}`` and ``{"type": "image_url", "image_url": {"url"}}``;
+  a part may keep an Anthropic ``cache_control`` hint. A ``tool`` message may carry
+  ``is_error: True``.
+* ``ChatRequest.thinking`` says whether the caller wants reasoning, whatever the inbound protocol
+  called it (``reasoning_effort``, ``thinking``, ``reasoning.effort``).
+* A streamed answer is a sequence of ``Delta`` values, one per upstream chunk; ``Accumulator``
+  folds them into the ``ChatResult`` a non-streamed call returns.
+
+Finish reasons are Chat Completions': ``stop``, ``length``, ``tool_calls``, ``content_filter``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
+
+
+@dataclass(slots=True)
+class Thinking:
+    """What the caller asked of reasoning. ``enabled=None`` leaves it to the provider."""
+
+    enabled: bool | None = None
+    budget_tokens: int | None = None
+    effort: str | None = None  # "minimal" | "low" | "medium" | "high"
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    model: str
+    messages: list[dict[str, Any]]
+    stream: bool = False
+    tools: list[dict[str, Any]] | None = None  # [{"type": "function", "function": {...}}]
+    tool_choice: Any = None  # "auto" | "none" | "required" | {"type": "function", ...}
+    parallel_tool_calls: bool | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    response_format: dict[str, Any] | None = None
+    thinking: Thinking = field(default_factory=Thinking)
+    include_usage: bool = False  # the *client* asked for usage in the stream
+    user: str | None = None
+    # Provider-specific parameters the caller sent that have no canonical slot (top_k, ...).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts as the provider billed them.
+
+    ``input_tokens`` includes ``cached_tokens``; ``output_tokens`` includes ``reasoning_tokens``.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(slots=True)
+class Delta:
+    """One upstream chunk's worth of answer. Any field may be absent."""
+
+    text: str | None = None
+    reasoning: str | None = None
+    reasoning_signature: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, exactly as the model produced it
+
+
+@dataclass(slots=True)
+class ChatResult:
+    id: str
+    model: str
+    created: int
+    text: str | None = None
+    reasoning: str | None = None
+    reasoning_signature: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str = "stop"
+    usage: Usage = field(default_factory=Usage)
+
+
+class Accumulator:
+    """Folds a ``Delta`` stream into a ``ChatResult``; also the place streams are metered."""
+
+    __slots__ = ("_text", "_reasoning", "signature", "_calls", "finish_reason", "usage")
+
+    def __init__(self) -> None:
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self.signature: str | None = None
+        self._calls: dict[int, list[Any]] = {}
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+
+    def add(self, delta: Delta) -> None:
+        if delta.text:
+            self._text.append(delta.text)
+        if delta.reasoning:
+            self._reasoning.append(delta.reasoning)
+        if delta.reasoning_signature:
+            self.signature = delta.reasoning_signature
+        if delta.tool_calls:
+            for tc in delta.tool_calls:
+                slot = self._calls.get(tc.index)
+                if slot is None:
+                    slot = self._calls[tc.index] = [tc.id, tc.name, []]
+                if tc.id and not slot[0]:
+                    slot[0] = tc.id
+                if tc.name and not slot[1]:
+                    slot[1] = tc.name
+                if tc.arguments:
+                    slot[2].append(tc.arguments)
+        if delta.finish_reason:
+            self.finish_reason = delta.finish_reason
+        if delta.usage is not None:
+            self.usage = delta.usage
+
+    @property
+    def text(self) -> str:
+        return "".join(self._text)
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self._reasoning)
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        return [
+            ToolCall(id=slot[0] or f"call_{index}", name=slot[1] or "", arguments="".join(slot[2]))
+            for index, slot in sorted(self._calls.items())
+        ]
+
+    def result(self, *, id: str, model: str, created: int) -> ChatResult:
+        calls = self.tool_calls
+        finish = self.finish_reason or ("tool_calls" if calls else "stop")
+        return ChatResult(
+            id=id,
+            model=model,
+            created=created,
+            text=self.text or None,
+            reasoning=self.reasoning or None,
+            reasoning_signature=self.signature,
+            tool_calls=calls,
+            finish_reason=finish,
+            usage=self.usage or Usage(),
+        )

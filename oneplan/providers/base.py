@@ -1,0 +1,135 @@
+"""The provider interface and its registry.
+
+A provider kind is one module that subclasses ``Provider`` and registers itself with
+``@register("kind")``. The gateway never branches on a kind's name: it asks the registry.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from oneplan.errors import ConfigError
+from oneplan.protocols.canonical import ChatRequest, ChatResult, Delta
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. ``first_token`` bounds the wait for the first byte of the answer, ``idle`` the
+    silence between two stream chunks, ``total`` the whole upstream call."""
+
+    connect: float = 10.0
+    first_token: float = 120.0
+    idle: float = 120.0
+    total: float = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    """What a provider kind knows of itself: where it lives and how it is reached."""
+
+    base_urls: dict[str, str]  # region -> OpenAI-dialect base URL ("default" required)
+    anthropic_base_urls: dict[str, str] = field(default_factory=dict)
+    responses: bool = False  # serves /responses natively
+    env_keys: tuple[str, ...] = ()  # conventional environment variables for the API key
+    models: tuple[str, ...] = ()  # current flagship models, enabled with no config file
+    small_model: str | None = None  # a small fast model, for claude-haiku-* and the like
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    name: str
+    kind: str
+    base_url: str
+    api_key: str | None = None
+    dialect: str = "openai"  # "openai" | "anthropic" | "responses": what the upstream speaks
+    timeouts: Timeouts = Timeouts()
+    headers: dict[str, str] = field(default_factory=dict)
+    max_connections: int = 200
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One model on one provider: what the provider needs to call it."""
+
+    model: str  # oneplan's name for it
+    upstream: str  # the provider's name for it
+    options: dict[str, Any] = field(default_factory=dict)  # the model entry's extra keys
+
+
+class Provider(ABC):
+    """A configured provider account. Two methods; everything else is the kind's business."""
+
+    preset: ClassVar[Preset | None] = None
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        self.settings = settings
+        self.name = settings.name
+
+    @abstractmethod
+    async def complete(self, request: ChatRequest, target: Target) -> ChatResult:
+        """One whole answer. Raises an ``UpstreamError`` subclass on failure."""
+
+    @abstractmethod
+    def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[Delta]:
+        """The answer chunk by chunk. Raises ``UpstreamError`` (before or mid-stream)."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections, workers, weights."""
+
+
+ProviderFactory = Callable[[ProviderSettings], Provider]
+_REGISTRY: dict[str, type[Provider]] = {}
+
+
+def register(kind: str) -> Callable[[type[Provider]], type[Provider]]:
+    def add(cls: type[Provider]) -> type[Provider]:
+        _REGISTRY[kind] = cls
+        return cls
+
+    return add
+
+
+def provider_class(kind: str) -> type[Provider]:
+    _load_builtin_kinds()
+    try:
+        return _REGISTRY[kind]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise ConfigError(f"unknown provider kind {kind!r}: use one of {known}") from None
+
+
+def kinds() -> dict[str, type[Provider]]:
+    _load_builtin_kinds()
+    return dict(_REGISTRY)
+
+
+_BUILTIN = (
+    "oneplan.providers.openai_compatible",
+    "oneplan.providers.anthropic_compatible",
+    "oneplan.providers.dashscope",
+    "oneplan.providers.zhipu",
+    "oneplan.providers.moonshot",
+    "oneplan.providers.minimax",
+    "oneplan.local.provider",
+)
+_loaded = False
+
+
+def _load_builtin_kinds() -> None:
+    """Import the built-in kinds once; each registers itself. ``local`` imports no torch here."""
+    global _loaded
+    if _loaded:
+        return
+    import importlib
+
+    for module in _BUILTIN:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    _loaded = True

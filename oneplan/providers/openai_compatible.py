@@ -1,0 +1,255 @@
+"""Providers that speak OpenAI Chat Completions: the generic kind and the base of every preset.
+
+A preset subclasses ``OpenAICompatible`` and overrides only its quirks:
+
+* ``apply_thinking(body, request)`` - how the provider's reasoning switch is spelled;
+* ``outgoing_message(message)`` - what an earlier turn must carry back (e.g. reasoning);
+* ``reasoning_of(delta_or_message)`` - where the provider puts reasoning text in its answers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from oneplan.errors import UpstreamUnavailable
+from oneplan.protocols.canonical import (
+    ChatRequest,
+    ChatResult,
+    Delta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+from oneplan.providers.base import Preset, Provider, ProviderSettings, Target, register
+from oneplan.providers.http import HttpTransport
+
+# Keys of a canonical message that no OpenAI-dialect provider understands.
+_CANONICAL_ONLY = ("reasoning_signature", "is_error")
+_FINISH = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+    "sensitive": "content_filter",  # Zhipu
+    "network_error": "stop",  # Zhipu: reported as an error by the stream itself
+    "eos": "stop",
+    "max_tokens": "length",
+}
+
+
+@register("openai-compatible")
+class OpenAICompatible(Provider):
+    """Any endpoint that speaks Chat Completions: vLLM, SGLang, OpenAI itself, gateways."""
+
+    preset = Preset(base_urls={"default": "http://127.0.0.1:8000/v1"})
+    max_tokens_field = "max_tokens"
+    # Parts of a message content list the provider keeps ``cache_control`` on (explicit caching).
+    keeps_cache_control = False
+    # Whether an assistant message's ``reasoning_content`` goes back to the provider.
+    sends_reasoning_back = False
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
+        self.http = HttpTransport(settings)
+        self.url = settings.base_url.rstrip("/") + "/chat/completions"
+        self.headers = {"content-type": "application/json", **settings.headers}
+        if settings.api_key:
+            self.headers["authorization"] = f"Bearer {settings.api_key}"
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    # -- request ---------------------------------------------------------------------------
+
+    def build_body(self, request: ChatRequest, target: Target, *, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": target.upstream,
+            "messages": [self.outgoing_message(m) for m in request.messages],
+        }
+        if stream:
+            body["stream"] = True
+            # Always ask for usage: metering must be exact even if the client did not ask.
+            body["stream_options"] = {"include_usage": True}
+        if request.max_tokens is not None:
+            body[self.max_tokens_field] = request.max_tokens
+        for key in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"):
+            value = getattr(request, key)
+            if value is not None:
+                body[key] = value
+        if request.stop:
+            body["stop"] = request.stop
+        if request.response_format is not None:
+            body["response_format"] = request.response_format
+        if request.tools:
+            body["tools"] = request.tools
+            if request.tool_choice is not None:
+                body["tool_choice"] = request.tool_choice
+            if request.parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = request.parallel_tool_calls
+        elif request.tool_choice == "none":
+            pass
+        if request.extra:
+            body.update(request.extra)
+        self.apply_thinking(body, request)
+        return body
+
+    def apply_thinking(self, body: dict[str, Any], request: ChatRequest) -> None:
+        """Generic endpoints: pass ``reasoning_effort`` on; vLLM/SGLang-served Qwen and GLM
+        read ``chat_template_kwargs.enable_thinking``, which an operator turns on with the
+        provider option ``thinking_template_kwarg = true``."""
+        thinking = request.thinking
+        if thinking.effort and "reasoning_effort" not in body:
+            body["reasoning_effort"] = thinking.effort
+        if thinking.enabled is not None and self.settings.options.get("thinking_template_kwarg"):
+            kwargs = dict(body.get("chat_template_kwargs") or {})
+            kwargs.setdefault("enable_thinking", thinking.enabled)
+            body["chat_template_kwargs"] = kwargs
+
+    def outgoing_message(self, message: dict[str, Any]) -> dict[str, Any]:
+        out = message
+        if any(k in message for k in _CANONICAL_ONLY) or (
+            "reasoning_content" in message and not self.sends_reasoning_back
+        ):
+            out = {k: v for k, v in message.items() if k not in _CANONICAL_ONLY}
+            if not self.sends_reasoning_back:
+                out.pop("reasoning_content", None)
+            if message.get("is_error") and isinstance(out.get("content"), str):
+                out["content"] = "Error: " + out["content"]
+        content = out.get("content")
+        if not self.keeps_cache_control and isinstance(content, list):
+            if any("cache_control" in part for part in content if isinstance(part, dict)):
+                out = dict(out)
+                out["content"] = [
+                    {k: v for k, v in part.items() if k != "cache_control"}
+                    if isinstance(part, dict)
+                    else part
+                    for part in content
+                ]
+        return out
+
+    # -- answer ----------------------------------------------------------------------------
+
+    def reasoning_of(self, part: dict[str, Any]) -> str | None:
+        """Reasoning text in a message or delta: ``reasoning_content`` (DashScope, GLM, Kimi,
+        DeepSeek) or ``reasoning`` (vLLM >= 0.10, OpenRouter)."""
+        value = part.get("reasoning_content")
+        if value is None:
+            value = part.get("reasoning")
+        return value if isinstance(value, str) and value else None
+
+    def parse_usage(self, raw: Any) -> Usage | None:
+        if not isinstance(raw, dict):
+            return None
+        prompt_details = raw.get("prompt_tokens_details") or {}
+        completion_details = raw.get("completion_tokens_details") or {}
+        cached = (
+            (prompt_details.get("cached_tokens") if isinstance(prompt_details, dict) else None)
+            or raw.get("cached_tokens")  # Moonshot
+            or raw.get("prompt_cache_hit_tokens")  # DeepSeek
+            or 0
+        )
+        reasoning = (
+            completion_details.get("reasoning_tokens")
+            if isinstance(completion_details, dict)
+            else None
+        ) or 0
+        return Usage(
+            input_tokens=int(raw.get("prompt_tokens") or 0),
+            output_tokens=int(raw.get("completion_tokens") or 0),
+            cached_tokens=int(cached),
+            reasoning_tokens=int(reasoning),
+        )
+
+    def parse_chunk(self, obj: dict[str, Any]) -> Delta | None:
+        choices = obj.get("choices")
+        usage = self.parse_usage(obj.get("usage"))
+        if not choices:
+            return Delta(usage=usage) if usage else None
+        choice = choices[0]
+        if usage is None and "usage" in choice:  # Moonshot reports it inside the choice
+            usage = self.parse_usage(choice.get("usage"))
+        delta = choice.get("delta") or {}
+        calls = None
+        raw_calls = delta.get("tool_calls")
+        if raw_calls:
+            calls = []
+            for position, call in enumerate(raw_calls):
+                fn = call.get("function") or {}
+                calls.append(
+                    ToolCallDelta(
+                        index=call.get("index", position),
+                        id=call.get("id") or None,
+                        name=fn.get("name") or None,
+                        arguments=fn.get("arguments") or "",
+                    )
+                )
+        finish = choice.get("finish_reason")
+        return Delta(
+            text=delta.get("content") or None,
+            reasoning=self.reasoning_of(delta),
+            tool_calls=calls,
+            finish_reason=_FINISH.get(finish, "stop") if finish else None,
+            usage=usage,
+        )
+
+    def parse_response(self, obj: dict[str, Any], target: Target) -> ChatResult:
+        choices = obj.get("choices")
+        if not choices:
+            raise UpstreamUnavailable(f"{self.name}: the answer has no choices")
+        choice = choices[0]
+        message = choice.get("message") or {}
+        calls = [
+            ToolCall(
+                id=call.get("id") or f"call_{i}",
+                name=(call.get("function") or {}).get("name") or "",
+                arguments=(call.get("function") or {}).get("arguments") or "",
+            )
+            for i, call in enumerate(message.get("tool_calls") or [])
+        ]
+        finish = choice.get("finish_reason")
+        return ChatResult(
+            id=str(obj.get("id") or ""),
+            model=str(obj.get("model") or target.upstream),
+            created=int(obj.get("created") or time.time()),
+            text=message.get("content") or None,
+            reasoning=self.reasoning_of(message),
+            tool_calls=calls,
+            finish_reason=_FINISH.get(finish, "stop") if finish else ("tool_calls" if calls else "stop"),
+            usage=self.parse_usage(obj.get("usage") or choice.get("usage")) or Usage(),
+        )
+
+    # -- calls -----------------------------------------------------------------------------
+
+    async def complete(self, request: ChatRequest, target: Target) -> ChatResult:
+        body = self.build_body(request, target, stream=False)
+        data = await self.http.post_json(self.url, body, self.headers)
+        self.check_body_error(data)
+        return self.parse_response(data, target)
+
+    async def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[Delta]:
+        body = self.build_body(request, target, stream=True)
+        async for _event, data in self.http.post_sse(self.url, body, self.headers):
+            if data == b"[DONE]":
+                return
+            try:
+                obj = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise UpstreamUnavailable(f"{self.name}: malformed JSON in the stream") from None
+            if not isinstance(obj, dict):
+                continue
+            self.check_body_error(obj)
+            delta = self.parse_chunk(obj)
+            if delta is not None:
+                yield delta
+
+    def check_body_error(self, obj: dict[str, Any]) -> None:
+        """An error reported inside a 200 answer or stream (several providers do this)."""
+        err = obj.get("error")
+        if err and not obj.get("choices"):
+            message = err.get("message") if isinstance(err, dict) else str(err)
+            raise UpstreamUnavailable(f"{self.name}: {self.http.redact(str(message))}")

@@ -1,0 +1,1 @@
+"""The catalog (models, aliases, deployments, fallbacks) and choosing where a request goes."""

@@ -1,0 +1,116 @@
+"""The admin API (``/admin/...``, admin key only), usage for callers, and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from oneplan.errors import AuthenticationFailed, InvalidRequest, NotFound, OneplanError
+from oneplan.metering.report import usage_report as build_report
+from oneplan.protocols import openai_chat
+from oneplan.server.auth import bearer
+from oneplan.server.errors import error_response
+
+OPENAI = openai_chat.PROTOCOL
+
+
+async def usage_report(gateway: Any, user_name: str | None) -> dict[str, Any]:
+    await gateway.ledger.flush()
+    return await asyncio.to_thread(
+        build_report, gateway.db, gateway.catalog, gateway.periods, gateway.clock, user_name
+    )
+
+
+async def readiness(gateway: Any) -> list[str]:
+    problems = []
+    if not gateway.ready:
+        problems.append("starting or stopping")
+    try:
+        await asyncio.to_thread(gateway.db.get_meta, "admin_key_hash")
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        problems.append(f"database unreachable: {type(exc).__name__}")
+    if not gateway.catalog.models:
+        problems.append("the catalog has no models")
+    return problems
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def routes(gateway: Any) -> list[Route]:
+    def admin_only(handler: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            if not gateway.keys.is_admin(bearer(request.headers)):
+                return error_response(OPENAI, AuthenticationFailed("This endpoint needs the admin key."))
+            try:
+                return await handler(request)
+            except OneplanError as exc:
+                return error_response(OPENAI, exc)
+            except ValueError as exc:
+                return error_response(OPENAI, InvalidRequest(str(exc)))
+
+        return endpoint
+
+    async def body(request: Request) -> dict[str, Any]:
+        try:
+            data = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            raise InvalidRequest("The request body is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise InvalidRequest("The request body must be a JSON object.")
+        return data
+
+    async def list_users(request: Request) -> Response:
+        users = await asyncio.to_thread(gateway.db.list_users)
+        return _json({"data": [{"name": u.name, "plan": u.plan, "created_at": u.created_at} for u in users]})
+
+    async def create_user(request: Request) -> Response:
+        data = await body(request)
+        name, plan = data.get("name"), data.get("plan")
+        if not isinstance(name, str) or not name or not isinstance(plan, str):
+            raise InvalidRequest("Send {\"name\": ..., \"plan\": ...}.")
+        if plan not in gateway.catalog.plans:
+            _no_plan(gateway, plan)
+        user, key_id, key = await asyncio.to_thread(gateway.db.create_user, name, plan)
+        return _json({"name": user.name, "plan": user.plan, "key_id": key_id, "key": key}, 201)
+
+    async def create_key(request: Request) -> Response:
+        data = await body(request)
+        name = data.get("user")
+        if not isinstance(name, str):
+            raise InvalidRequest("Send {\"user\": NAME}.")
+        key_id, key = await asyncio.to_thread(gateway.db.create_key, name, data.get("expires_at"))
+        return _json({"key_id": key_id, "key": key}, 201)
+
+    async def list_keys(request: Request) -> Response:
+        keys = await asyncio.to_thread(gateway.db.list_keys, request.query_params.get("user"))
+        return _json({"data": keys})
+
+    async def revoke_key(request: Request) -> Response:
+        key_id = request.path_params["key_id"]
+        if not await asyncio.to_thread(gateway.db.revoke_key, key_id):
+            raise NotFound(f"No active key {key_id!r}.")
+        await gateway.keys.reload()
+        return _json({"revoked": key_id})
+
+    async def usage(request: Request) -> Response:
+        return _json(await usage_report(gateway, request.query_params.get("user")))
+
+    return [
+        Route("/admin/users", admin_only(list_users), methods=["GET"]),
+        Route("/admin/users", admin_only(create_user), methods=["POST"]),
+        Route("/admin/keys", admin_only(list_keys), methods=["GET"]),
+        Route("/admin/keys", admin_only(create_key), methods=["POST"]),
+        Route("/admin/keys/{key_id}", admin_only(revoke_key), methods=["DELETE"]),
+        Route("/admin/usage", admin_only(usage), methods=["GET"]),
+    ]
+
+
+def _no_plan(gateway: Any, plan: str) -> None:
+    raise InvalidRequest(f"No plan {plan!r}: use one of {', '.join(sorted(gateway.catalog.plans))}.")

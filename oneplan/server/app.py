@@ -1,0 +1,120 @@
+"""The ASGI application: routes only; the work happens in ``Pipeline`` and ``Gateway``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from oneplan.errors import AuthenticationFailed, NotFound, OneplanError
+from oneplan.protocols import openai_chat
+from oneplan.protocols.base import Protocol
+from oneplan.server import admin
+from oneplan.server.auth import bearer
+from oneplan.server.errors import error_response
+from oneplan.server.gateway import Gateway
+
+log = logging.getLogger("oneplan")
+OPENAI = openai_chat.PROTOCOL
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def protocol_endpoint(gateway: Gateway, protocol: Protocol) -> Any:
+    async def endpoint(request: Request) -> Any:
+        return await gateway.pipeline.handle(protocol, request)
+
+    return endpoint
+
+
+def create_app(gateway: Gateway) -> Starlette:
+    async def models(request: Request) -> Response:
+        try:
+            key = await gateway.keys.authenticate(bearer(request.headers), gateway.clock())
+        except OneplanError as exc:
+            return error_response(OPENAI, exc)
+        plan = gateway.catalog.plans.get(key.plan)
+        data = [
+            {
+                "id": name,
+                "object": "model",
+                "created": 0,
+                "owned_by": entry.deployments[0].provider,
+            }
+            for name, entry in gateway.catalog.models.items()
+            if plan is not None and plan.includes(name)
+        ]
+        if "model" in request.path_params:
+            found = next((m for m in data if m["id"] == request.path_params["model"]), None)
+            if found is None:
+                return error_response(OPENAI, NotFound(f"The model '{request.path_params['model']}' does not exist."))
+            return json_response(found)
+        return json_response({"object": "list", "data": data})
+
+    async def my_usage(request: Request) -> Response:
+        try:
+            key = await gateway.keys.authenticate(bearer(request.headers), gateway.clock())
+        except OneplanError as exc:
+            return error_response(OPENAI, exc)
+        return json_response(await admin.usage_report(gateway, key.user_name))
+
+    async def healthz(request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        problems = await admin.readiness(gateway)
+        return json_response({"status": "ok" if not problems else "unavailable", "problems": problems}, 200 if not problems else 503)
+
+    routes = [
+        Route("/v1/chat/completions", protocol_endpoint(gateway, OPENAI), methods=["POST"]),
+        Route("/chat/completions", protocol_endpoint(gateway, OPENAI), methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/{model:path}", models, methods=["GET"]),
+        Route("/v1/usage", my_usage, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        *admin.routes(gateway),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.close()
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        status = exc.status_code
+        error: OneplanError
+        if status == 404:
+            error = NotFound(f"No route {request.method} {request.url.path}.")
+        else:
+            error = OneplanError(str(exc.detail))
+            error.status = status
+            error.kind = "invalid_request_error"
+        return error_response(OPENAI, error)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(OPENAI, OneplanError("Internal error in oneplan; the operator's log has the details."))
+
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+
+
+__all__ = ["create_app", "AuthenticationFailed"]

@@ -1,0 +1,105 @@
+"""Key -> user -> plan, from memory.
+
+Every key is loaded at start-up into a dict keyed by its SHA-256; a background poll of the
+database's ``keys_version`` (once a second, off the event loop) reloads it when a key, user or
+plan assignment changed, so a key revoked with the CLI stops working within about a second.
+A key not in memory (created since the last poll) costs one database lookup, and unknown keys
+are remembered briefly so that a flood of bad keys cannot turn into a flood of queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections import OrderedDict
+
+from oneplan.errors import AuthenticationFailed
+from oneplan.store.db import Database, KeyRecord, hash_key
+
+log = logging.getLogger("oneplan.auth")
+
+
+class KeyCache:
+    def __init__(self, db: Database, poll_seconds: float = 1.0) -> None:
+        self.db = db
+        self.poll_seconds = poll_seconds
+        self._keys: dict[str, KeyRecord] = {}
+        self._misses: OrderedDict[str, float] = OrderedDict()
+        self._version = ""
+        self._admin_hash = ""
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.reload()
+        self._task = asyncio.create_task(self._poll(), name="key-cache-poll")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def reload(self) -> None:
+        version, keys, admin = await asyncio.to_thread(
+            lambda: (self.db.keys_version(), self.db.all_keys(), self.db.get_meta("admin_key_hash") or "")
+        )
+        self._version, self._keys, self._admin_hash = version, keys, admin
+        self._misses.clear()
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            try:
+                version = await asyncio.to_thread(self.db.keys_version)
+                if version != self._version:
+                    await self.reload()
+            except Exception:  # noqa: BLE001 - a database hiccup must not kill auth
+                log.exception("reloading keys failed; keeping the keys in memory")
+
+    async def authenticate(self, key: str | None, now: float) -> KeyRecord:
+        if not key:
+            raise AuthenticationFailed(
+                "No API key: send it as 'Authorization: Bearer KEY' (or 'x-api-key: KEY')."
+            )
+        digest = hash_key(key)
+        record = self._keys.get(digest)
+        if record is None:
+            missed = self._misses.get(digest)
+            if missed is None or now - missed > 5.0:
+                record = await asyncio.to_thread(self.db.lookup_key, digest)
+                if record is not None:
+                    self._keys[digest] = record
+                else:
+                    self._misses[digest] = now
+                    if len(self._misses) > 10_000:
+                        self._misses.popitem(last=False)
+        if record is None:
+            raise AuthenticationFailed("Invalid API key.")
+        if record.revoked_at is not None:
+            raise AuthenticationFailed("This API key has been revoked.")
+        if record.expires_at is not None and record.expires_at <= now:
+            raise AuthenticationFailed("This API key has expired.")
+        if record.disabled:
+            raise AuthenticationFailed("This user is disabled.")
+        return record
+
+    def is_admin(self, key: str | None) -> bool:
+        if not key or not self._admin_hash:
+            return False
+        return hmac.compare_digest(hash_key(key), self._admin_hash)
+
+
+def bearer(headers: dict[str, str] | object) -> str | None:
+    """The key from ``Authorization: Bearer`` or ``x-api-key`` (Anthropic clients)."""
+    get = headers.get  # type: ignore[attr-defined]
+    auth = get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return str(value.strip())
+    key = get("x-api-key")
+    return str(key) if key else None
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,108 @@
+"""Everything one gateway process holds: catalog, database, keys, counters, ledger, providers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from oneplan.config import resolve_secret
+from oneplan.errors import ConfigError
+from oneplan.metering.counters import Counters, MemoryCounters
+from oneplan.metering.ledger import Ledger
+from oneplan.metering.windows import ROLLING_SECONDS, Clock, Periods, system_clock
+from oneplan.providers.base import Provider, ProviderSettings, Timeouts, provider_class
+from oneplan.routing.catalog import Catalog
+from oneplan.routing.router import Router
+from oneplan.server.auth import KeyCache
+from oneplan.server.pipeline import Pipeline
+from oneplan.store.db import Database
+
+log = logging.getLogger("oneplan")
+
+
+def build_providers(catalog: Catalog) -> dict[str, Provider]:
+    providers: dict[str, Provider] = {}
+    for name, config in catalog.providers.items():
+        cls = provider_class(config.kind)
+        preset = cls.preset
+        base_url = config.base_url
+        if base_url is None and preset is not None:
+            urls = preset.anthropic_base_urls if config.dialect == "anthropic" else preset.base_urls
+            base_url = urls.get(config.region)
+            if base_url is None:
+                regions = ", ".join(sorted(urls)) or "none"
+                raise ConfigError(
+                    f"{catalog.source}: providers.{name}.region: no {config.region!r} endpoint for "
+                    f"{config.kind} (use one of: {regions}, or set base_url)"
+                )
+        settings = ProviderSettings(
+            name=name,
+            kind=config.kind,
+            base_url=base_url or "",
+            api_key=resolve_secret(config.api_key, f"{catalog.source}: providers.{name}.api_key"),
+            dialect=config.dialect or "openai",
+            timeouts=Timeouts(**config.timeouts.model_dump()),
+            headers=dict(config.headers),
+            max_connections=config.max_connections,
+            options=config.options,
+        )
+        providers[name] = cls(settings)
+    return providers
+
+
+class Gateway:
+    def __init__(
+        self,
+        catalog: Catalog,
+        data_dir: Path,
+        *,
+        clock: Clock = system_clock,
+        counters: Counters | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.data_dir = data_dir
+        self.clock = clock
+        self.periods = Periods(catalog.server.quota_timezone)
+        self.db = Database.open(data_dir, catalog.server.database_url)
+        self.counters = counters or MemoryCounters(clock, self.periods)
+        self.ledger = Ledger(self.db, data_dir / "journal", catalog.server.ledger_flush_seconds)
+        self.keys = KeyCache(self.db)
+        self.providers = build_providers(catalog)
+        self.router = Router(catalog, self.providers)
+        self.pipeline = Pipeline(self)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.ready = False
+
+    async def start(self) -> None:
+        await self.ledger.start()
+        await self.keys.start()
+        await self.rebuild_counters()
+        self.ready = True
+
+    async def rebuild_counters(self) -> None:
+        """The ledger is the truth; the counters are its cache."""
+        now = self.clock()
+        since = min(now - ROLLING_SECONDS, self.periods.week(now)[0], self.periods.month(now)[0])
+        rows = await asyncio.to_thread(self.db.charged_since, since)
+        self.counters.load(rows)
+
+    async def close(self) -> None:
+        self.ready = False
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.keys.close()
+        await self.ledger.close()
+        for provider in self.providers.values():
+            await provider.aclose()
+        self.db.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def observe(self, row: dict[str, Any]) -> None:
+        """A finished request, for metrics."""

@@ -1,0 +1,93 @@
+"""``oneplan serve``: check the catalog, prepare the data directory, then run uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from starlette.applications import Starlette
+
+from oneplan.routing.catalog import Catalog, load
+
+_ENV_LOCAL = "ONEPLAN_LOCAL_MODELS"
+
+
+def first_start_banner(admin_key: str, catalog: Catalog, base: str) -> str:
+    plans = ", ".join(sorted(catalog.plans))
+    lines = [
+        "oneplan is set up. This is the admin key; it is shown only this once, so store it now:",
+        "",
+        f"    {admin_key}",
+        "",
+        "Next steps:",
+    ]
+    if not catalog.providers:
+        lines += [
+            "  1. Add a provider: export DASHSCOPE_API_KEY (or ZAI_API_KEY, MOONSHOT_API_KEY,",
+            "     MINIMAX_API_KEY) and restart, or declare [providers.NAME] in oneplan.toml.",
+        ]
+    else:
+        lines += [f"  1. Providers: {', '.join(sorted(catalog.providers))}; models: {', '.join(catalog.models)}."]
+    lines += [
+        f"  2. Create a user and hand them the key it prints:  oneplan users create alice --plan {plans.split(', ')[0]}",
+        f"     (plans: {plans})",
+        f"  3. Point any OpenAI-compatible tool at {base}/v1 with that key.",
+    ]
+    return "\n".join(lines)
+
+
+def build_app(data_dir: Path, config: Path | None, local_models: list[Path]) -> Starlette:
+    from oneplan.server.app import create_app
+    from oneplan.server.gateway import Gateway
+
+    catalog = load(config, local_models)
+    return create_app(Gateway(catalog, data_dir))
+
+
+def worker_app() -> Starlette:
+    """The app factory each uvicorn worker process calls (``--workers N``)."""
+    config = os.environ.get("ONEPLAN_CONFIG")
+    local = [Path(p) for p in os.environ.get(_ENV_LOCAL, "").split(os.pathsep) if p]
+    return build_app(Path(os.environ["ONEPLAN_HOME"]), Path(config) if config else None, local)
+
+
+def serve(ctx: Any, *, host: str | None, port: int | None, workers: int, local_models: list[Path], log_level: str) -> None:
+    import uvicorn
+
+    from oneplan.server.gateway import build_providers
+    from oneplan.store.db import Database
+
+    catalog = load(ctx.config_path, local_models)
+    build_providers(catalog)  # fail now, in one line, on a bad provider or a missing secret
+    host = host or catalog.server.host
+    port = port or catalog.server.port
+    data_dir = ctx.data_dir
+    db = Database.open(data_dir, catalog.server.database_url)
+    admin_key = db.ensure_admin_key()
+    db.close()
+    if admin_key:
+        click.echo(first_start_banner(admin_key, catalog, f"http://{host}:{port}"))
+        sys.stdout.flush()
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "access_log": False,
+        "loop": "uvloop",
+        "http": "httptools",
+        "timeout_graceful_shutdown": int(catalog.server.shutdown_grace_seconds) or None,
+        "server_header": False,
+    }
+    if workers > 1:
+        os.environ["ONEPLAN_HOME"] = str(data_dir.resolve())
+        if ctx.config_path is not None:
+            os.environ["ONEPLAN_CONFIG"] = str(Path(ctx.config_path).resolve())
+        os.environ[_ENV_LOCAL] = os.pathsep.join(str(p.resolve()) for p in local_models)
+        uvicorn.run("oneplan.server.run:worker_app", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(build_app(data_dir, ctx.config_path, local_models), **options)

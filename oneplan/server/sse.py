@@ -1,0 +1,59 @@
+"""A streaming response that ends its producer when the client goes away.
+
+Like Starlette's ``StreamingResponse`` with a disconnect listener in the same task group: the
+body iterator and a ``receive()`` watcher run side by side; whichever ends first cancels the
+other, so a client that hangs up cancels the upstream request at once - even while the upstream
+is silent - instead of at the next write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+
+from starlette.types import Receive, Scope, Send
+
+
+class EventStream:
+    media_type = "text/event-stream"
+
+    def __init__(self, body: AsyncIterator[bytes], headers: Mapping[str, str] | None = None) -> None:
+        self.body = body
+        self.headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
+        for k, v in (headers or {}).items():
+            self.headers.append((k.lower().encode("latin-1"), v.encode("latin-1")))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        producer = asyncio.current_task()
+        assert producer is not None
+
+        async def watch() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    producer.cancel()
+                    return
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+            async for chunk in self.body:
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if watcher.done():  # the client went away: nothing more to send, not an error
+                producer.uncancel()
+                return
+            raise
+        except OSError:
+            return  # the client went away mid-write
+        finally:
+            watcher.cancel()
+            aclose = getattr(self.body, "aclose", None)
+            if aclose is not None:
+                await aclose()

@@ -1,0 +1,1 @@
+"""Persistence (SQLite by default, PostgreSQL for several replicas) and the quota counter backends."""

@@ -1,0 +1,312 @@
+"""The database: users, keys, the ledger, stored responses. Synchronous SQLAlchemy Core; the
+server calls it from worker threads (``asyncio.to_thread``), never from the event loop."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from oneplan.errors import ConfigError
+from oneplan.store import schema
+from oneplan.store.migrations import migrate
+
+KEY_PREFIX = "sk-op-"
+
+
+def hash_key(key: str) -> str:
+    """Keys are 256 random bits, so a plain SHA-256 is as strong as a slow KDF here."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    key_id: str
+    user_id: int
+    user_name: str
+    plan: str
+    expires_at: float | None
+    revoked_at: float | None
+    disabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: int
+    name: str
+    plan: str
+    created_at: float
+    disabled: bool
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class Database:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+
+    @classmethod
+    def open(cls, data_dir: Path, url: str | None = None) -> Database:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if url is None:
+            url = f"sqlite:///{data_dir / 'oneplan.db'}"
+        try:
+            engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+        except Exception as exc:  # noqa: BLE001 - a bad URL is a config error, whatever the driver says
+            raise ConfigError(f"server.database_url: cannot use {url.split('@')[-1]!r}: {exc}") from None
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        db = cls(engine)
+        db.migrate()
+        return db
+
+    def migrate(self) -> list[str]:
+        for attempt in range(5):
+            try:
+                with self.engine.begin() as conn:
+                    return migrate(conn)
+            except (IntegrityError, OperationalError):
+                # Another process (a CLI call, a second worker) migrated at the same moment.
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        return []
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- meta ------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == key)).scalar()
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(schema.meta).where(schema.meta.c.key == key).values(value=value)
+            ).rowcount
+            if not done:
+                conn.execute(insert(schema.meta).values(key=key, value=value))
+
+    def ensure_admin_key(self) -> str | None:
+        """Create the admin key on first start; return it then (only then), else None."""
+        if self.get_meta("admin_key_hash"):
+            return None
+        key = KEY_PREFIX + "admin-" + secrets.token_urlsafe(32)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(schema.meta).values(key="admin_key_hash", value=hash_key(key)))
+        except IntegrityError:
+            return None  # another process created it first
+        return key
+
+    def keys_version(self) -> str:
+        """Changes whenever a key, a user or a plan assignment changes: servers poll it."""
+        return self.get_meta("keys_version") or ""
+
+    def _bump_keys_version(self, conn: Any) -> None:
+        token = secrets.token_hex(8)
+        done = conn.execute(
+            update(schema.meta).where(schema.meta.c.key == "keys_version").values(value=token)
+        ).rowcount
+        if not done:
+            conn.execute(insert(schema.meta).values(key="keys_version", value=token))
+
+    # -- users and keys --------------------------------------------------------------------
+
+    def create_user(self, name: str, plan: str) -> tuple[UserRecord, str, str]:
+        """A user and their first key: (user, key id, plaintext key)."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            try:
+                user_id = conn.execute(
+                    insert(schema.users).values(name=name, plan=plan, created_at=now, disabled=False)
+                ).inserted_primary_key[0]
+            except IntegrityError:
+                raise ValueError(f"a user named {name!r} already exists") from None
+            key_id, key = self._insert_key(conn, user_id, None)
+        return UserRecord(user_id, name, plan, now, False), key_id, key
+
+    def set_plan(self, name: str, plan: str) -> None:
+        with self.engine.begin() as conn:
+            if not conn.execute(update(schema.users).where(schema.users.c.name == name).values(plan=plan)).rowcount:
+                raise ValueError(f"no user named {name!r}")
+            self._bump_keys_version(conn)
+
+    def get_user(self, name: str) -> UserRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(schema.users).where(schema.users.c.name == name)).first()
+        return UserRecord(row.id, row.name, row.plan, row.created_at, row.disabled) if row else None
+
+    def list_users(self) -> list[UserRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(schema.users).order_by(schema.users.c.name)).all()
+        return [UserRecord(r.id, r.name, r.plan, r.created_at, r.disabled) for r in rows]
+
+    def _insert_key(self, conn: Any, user_id: int, expires_at: float | None) -> tuple[str, str]:
+        key = new_key()
+        key_id = "key_" + secrets.token_hex(8)
+        conn.execute(
+            insert(schema.api_keys).values(
+                id=key_id,
+                user_id=user_id,
+                hash=hash_key(key),
+                prefix=key[: len(KEY_PREFIX) + 4],
+                created_at=time.time(),
+                expires_at=expires_at,
+            )
+        )
+        self._bump_keys_version(conn)
+        return key_id, key
+
+    def create_key(self, user_name: str, expires_at: float | None = None) -> tuple[str, str]:
+        with self.engine.begin() as conn:
+            user_id = conn.execute(
+                select(schema.users.c.id).where(schema.users.c.name == user_name)
+            ).scalar()
+            if user_id is None:
+                raise ValueError(f"no user named {user_name!r} (create it: oneplan users create {user_name} --plan PLAN)")
+            return self._insert_key(conn, user_id, expires_at)
+
+    def revoke_key(self, key_id: str) -> bool:
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(schema.api_keys)
+                .where(schema.api_keys.c.id == key_id, schema.api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
+            ).rowcount
+            if done:
+                self._bump_keys_version(conn)
+        return bool(done)
+
+    def list_keys(self, user_name: str | None = None) -> list[dict[str, Any]]:
+        k, u = schema.api_keys, schema.users
+        query = select(k.c.id, k.c.prefix, k.c.created_at, k.c.expires_at, k.c.revoked_at, u.c.name).join(
+            u, u.c.id == k.c.user_id
+        )
+        if user_name is not None:
+            query = query.where(u.c.name == user_name)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(u.c.name, k.c.created_at)).all()
+        return [
+            {
+                "id": r.id,
+                "user": r.name,
+                "prefix": r.prefix,
+                "created_at": r.created_at,
+                "expires_at": r.expires_at,
+                "revoked_at": r.revoked_at,
+            }
+            for r in rows
+        ]
+
+    def _key_query(self) -> Any:
+        k, u = schema.api_keys, schema.users
+        return select(
+            k.c.hash, k.c.id, k.c.user_id, u.c.name, u.c.plan, k.c.expires_at, k.c.revoked_at, u.c.disabled
+        ).join(u, u.c.id == k.c.user_id)
+
+    def lookup_key(self, key_hash: str) -> KeyRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._key_query().where(schema.api_keys.c.hash == key_hash)).first()
+        return KeyRecord(*row[1:]) if row else None
+
+    def all_keys(self) -> dict[str, KeyRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(self._key_query()).all()
+        return {row[0]: KeyRecord(*row[1:]) for row in rows}
+
+    # -- ledger ----------------------------------------------------------------------------
+
+    def insert_ledger(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Idempotent by request id: replaying a journal twice inserts each row once."""
+        if not rows:
+            return
+        if self.is_sqlite:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
+        stmt = dialect_insert(schema.ledger).on_conflict_do_nothing(index_elements=["id"])
+        with self.engine.begin() as conn:
+            conn.execute(stmt, list(rows))
+
+    def ledger_rows(self, *, user_id: int | None = None, since: float | None = None) -> list[dict[str, Any]]:
+        query = select(schema.ledger).order_by(schema.ledger.c.ts)
+        if user_id is not None:
+            query = query.where(schema.ledger.c.user_id == user_id)
+        if since is not None:
+            query = query.where(schema.ledger.c.ts >= since)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def charged_since(self, since: float, user_ids: Iterable[int] | None = None) -> list[tuple[Any, ...]]:
+        """(user_id, second, weight, tokens, cost) per second with charged requests, for
+        rebuilding quota counters."""
+        led = schema.ledger
+        second = func.cast(led.c.ts, schema.Integer)
+        query = (
+            select(
+                led.c.user_id,
+                second,
+                func.sum(led.c.weight),
+                func.sum(led.c.input_tokens + led.c.output_tokens),
+                func.sum(led.c.cost),
+            )
+            .where(led.c.ts >= since, led.c.status.in_(("ok", "cancelled")))
+            .group_by(led.c.user_id, second)
+        )
+        if user_ids is not None:
+            query = query.where(led.c.user_id.in_(list(user_ids)))
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(query)]
+
+    def usage_totals(self, user_id: int | None = None, since: float | None = None) -> list[dict[str, Any]]:
+        """Per user and model: requests, tokens, cost."""
+        led, u = schema.ledger, schema.users
+        query = (
+            select(
+                u.c.name,
+                led.c.model,
+                func.count(),
+                func.sum(led.c.weight),
+                func.sum(led.c.input_tokens),
+                func.sum(led.c.output_tokens),
+                func.sum(led.c.cached_tokens),
+                func.sum(led.c.reasoning_tokens),
+                func.sum(led.c.cost),
+                func.sum(func.cast(led.c.status != "ok", schema.Integer)),
+            )
+            .join(u, u.c.id == led.c.user_id)
+            .group_by(u.c.name, led.c.model)
+            .order_by(u.c.name, led.c.model)
+        )
+        if user_id is not None:
+            query = query.where(led.c.user_id == user_id)
+        if since is not None:
+            query = query.where(led.c.ts >= since)
+        keys = (
+            "user", "model", "requests", "charged_requests", "input_tokens", "output_tokens",
+            "cached_tokens", "reasoning_tokens", "cost", "not_ok",
+        )
+        with self.engine.connect() as conn:
+            return [dict(zip(keys, r, strict=True)) for r in conn.execute(query)]

@@ -1,0 +1,96 @@
+"""Tables. Changed only by adding a migration in ``migrations.py``: never edited in place."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+migrations_table = Table(
+    "oneplan_migrations",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("applied_at", Float, nullable=False),
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("plan", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "key_…", shown to operators; not a secret
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False, index=True),
+    Column("hash", String(64), nullable=False, unique=True),  # sha256 hex of the key
+    Column("prefix", String(20), nullable=False),  # first characters, to recognise a key
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the request id
+    Column("ts", Float, nullable=False),  # when the request arrived (unix seconds)
+    Column("user_id", Integer, nullable=False),
+    Column("key_id", String(40), nullable=False),
+    Column("protocol", String(20), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("provider", String(200), nullable=True),
+    Column("upstream_model", String(200), nullable=True),
+    Column("stream", Boolean, nullable=False),
+    Column("status", String(20), nullable=False),  # ok | failed | cancelled | refused
+    Column("http_status", Integer, nullable=False),
+    Column("error_class", String(60), nullable=True),
+    Column("weight", Integer, nullable=False),  # requests charged against request quotas
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cached_tokens", Integer, nullable=False),
+    Column("reasoning_tokens", Integer, nullable=False),
+    Column("cost", Float, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("ttft_ms", Float, nullable=True),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("prompt", Text, nullable=True),  # only with server.store_prompts = true
+    Column("completion", Text, nullable=True),
+    Index("ledger_user_ts", "user_id", "ts"),
+    Index("ledger_ts", "ts"),
+)
+
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", Integer, nullable=False, index=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
+    Column("body", LargeBinary, nullable=False),  # the rendered Response object (JSON)
+    Column("items", LargeBinary, nullable=False),  # input + output items, for continuation
+)
