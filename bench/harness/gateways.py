@@ -9,7 +9,10 @@ database, and both check a key on every request, so the comparison is like for l
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -45,6 +48,7 @@ class OneplanRun:
     target: Target
     quota_auth: str
     workers: int
+    helpers: tuple[Managed, ...] = ()  # e.g. its private redis-server, stopped with it
 
 
 def direct(upstream_port: int) -> Target:
@@ -77,14 +81,43 @@ def oneplan_binary(explicit: str | None) -> Path | None:
     return next((c for c in candidates if c.exists()), None)
 
 
-def render_oneplan_config(upstream_port: int, workdir: Path) -> Path:
-    """oneplan.bench.toml with the base_url pointed at this run's upstream port."""
+def render_oneplan_config(upstream_port: int, workdir: Path, redis_url: str | None) -> Path:
+    """oneplan.bench.toml with base_url pointed at this run's upstream (and redis, if given)."""
     text = ONEPLAN_CONFIG.read_text()
     if CONFIG_UPSTREAM not in text:
         raise HarnessError(f"{ONEPLAN_CONFIG} must contain base_url = \"{CONFIG_UPSTREAM}\"")
+    text = text.replace(CONFIG_UPSTREAM, f"http://127.0.0.1:{upstream_port}/v1")
+    if redis_url:
+        if "\n[server]" in text:
+            raise HarnessError(f"{ONEPLAN_CONFIG} has a [server] table: add redis_url there")
+        text += f'\n[server]\nredis_url = "{redis_url}"\n'
     path = workdir / "oneplan.bench.toml"
-    path.write_text(text.replace(CONFIG_UPSTREAM, f"http://127.0.0.1:{upstream_port}/v1"))
+    path.write_text(text)
     return path
+
+
+def start_redis(sup: Supervisor, workdir: Path) -> tuple[str, Managed]:
+    """A private, memory-only redis-server for `--workers 2`'s shared quota counters.
+
+    Why private: a redis another process uses could hold keys from other runs (or tests), and
+    its load would be invisible to the measurement. Returns the URL and the process.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise HarnessError("--workers 2 needs redis: run `apt-get install -y redis-server`")
+    port = free_port()
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(workdir)]
+    managed = sup.start("redis", argv)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if managed.popen.poll() is not None:
+            raise HarnessError(f"redis-server exited:\n{managed.log_tail()}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return f"redis://127.0.0.1:{port}/0", managed
+        time.sleep(0.1)
+    raise HarnessError("redis-server did not start listening within 10 s")
 
 
 def _create_user(binary: Path, name: str, plan: str, config: Path, data_dir: Path) -> str:
@@ -100,11 +133,15 @@ def _create_user(binary: Path, name: str, plan: str, config: Path, data_dir: Pat
 
 def start_oneplan(sup: Supervisor, binary: Path, upstream_port: int, workdir: Path,
                   workers: int) -> OneplanRun:
-    """Fresh data dir, two users (plan `bench`, plan `quota`), then `oneplan serve`."""
+    """Fresh data dir, two users (plan `bench`, plan `quota`), then `oneplan serve`.
+
+    Several workers need shared quota counters, so they get a private redis-server.
+    """
     run_dir = workdir / f"oneplan-w{workers}"
     data_dir = run_dir / "data"
     data_dir.mkdir(parents=True)
-    config = render_oneplan_config(upstream_port, run_dir)
+    redis = start_redis(sup, run_dir) if workers > 1 else None
+    config = render_oneplan_config(upstream_port, run_dir, redis[0] if redis else None)
     bench_key = _create_user(binary, "bench", "bench", config, data_dir)
     quota_key = _create_user(binary, "quota", "quota", config, data_dir)
     port = free_port()
@@ -117,7 +154,7 @@ def start_oneplan(sup: Supervisor, binary: Path, upstream_port: int, workdir: Pa
     name = "oneplan" if workers == 1 else f"oneplan-w{workers}"
     target = Target(name, f"http://127.0.0.1:{port}/v1/chat/completions",
                     f"Bearer {bench_key}", managed)
-    return OneplanRun(target, f"Bearer {quota_key}", workers)
+    return OneplanRun(target, f"Bearer {quota_key}", workers, (redis[1],) if redis else ())
 
 
 # --- LiteLLM -----------------------------------------------------------------------------------

@@ -58,15 +58,16 @@ def summary_table(run: RunResults) -> list[str]:
 def detail_table(run: RunResults) -> list[str]:
     lines = [
         "| target | scenario | req/s | p50 ms | p99 ms | requests | errors | peak RSS MB "
-        "| gateway CPU µs/req | upstream CPU % of a core |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| gateway CPU µs/req | upstream CPU % of a core | other CPU % of a core |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for s in run.scenarios:
         lines.append(
             f"| {s.target}{' (recorded ' + s.recorded + ')' if s.recorded else ''} "
             f"| {s.mode} {s.size} c={s.concurrency} | {s.rps:,.1f} | {s.p50_ms:.2f} "
             f"| {s.p99_ms:.2f} | {s.requests:,} | {s.errors} | {_num(s.peak_rss_mb)} "
-            f"| {_num(s.cpu_us_per_req)} | {_num(s.upstream_cpu_pct, '{:.1f}')} |"
+            f"| {_num(s.cpu_us_per_req)} | {_num(s.upstream_cpu_pct, '{:.1f}')} "
+            f"| {_num(s.other_cpu_pct, '{:.0f}')} |"
         )
     return lines
 
@@ -86,6 +87,13 @@ def headroom(run: RunResults) -> list[str]:
         out.append(f"- While a gateway was measured, the upstream used at most "
                    f"{worst.upstream_cpu_pct:.1f}% of one core ({worst.target}, {worst.mode} "
                    f"{worst.size} c={worst.concurrency}).")
+    noisy = [s for s in run.scenarios if not s.recorded and (s.other_cpu_pct or 0) > 20]
+    if noisy:
+        worst_o = max(noisy, key=lambda s: s.other_cpu_pct or 0)
+        out.append(f"- Warning: other work on this machine used more than 20% of a core during "
+                   f"{len(noisy)} scenario(s), up to {worst_o.other_cpu_pct:.0f}% "
+                   f"({worst_o.target} {worst_o.mode} {worst_o.size} c={worst_o.concurrency}); "
+                   f"those figures are pessimistic.")
     return out
 
 

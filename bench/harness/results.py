@@ -29,6 +29,7 @@ class ScenarioResult:
     peak_rss_mb: float | None = None
     cpu_us_per_req: float | None = None
     upstream_cpu_pct: float | None = None
+    other_cpu_pct: float | None = None  # busy CPU not ours: other work on a shared machine
     first_bad: str = ""
     recorded: str = ""  # non-empty when copied from an earlier run: that run's stamp
 

@@ -96,3 +96,17 @@ class PeakRss:
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             self.peak_mb = max(self.peak_mb, tree_rss_mb(self.root))
+
+
+def system_busy_s() -> float:
+    """CPU seconds all cores spent busy since boot (everything but idle and iowait).
+
+    Why: this machine is shared (other engineers run test suites on it); busy time that belongs
+    to neither the gateway, the upstream nor wrk is reported per scenario as "other CPU", so a
+    disturbed measurement is visible instead of silently wrong.
+    """
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    values = [int(v) for v in fields]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    busy = sum(values[:8]) - idle  # user nice system idle iowait irq softirq steal
+    return busy / _CLK_TCK

@@ -7,6 +7,7 @@ makes each measured window a steady state.
 
 from __future__ import annotations
 
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 from .gateways import Target
 from .loadgen import run_wrk
 from .results import MemoryResult, ScenarioResult
-from .sampler import PeakRss, tree_cpu_s, tree_hwm_mb, tree_rss_mb
+from .sampler import PeakRss, system_busy_s, tree_cpu_s, tree_hwm_mb, tree_rss_mb
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ def run_one(target: Target, scenario: Scenario, body: Path, upstream_pid: int,
         run_wrk(target.url, body, scenario.mode, scenario.concurrency, warmup_s, target.auth)
     up_cpu0 = tree_cpu_s(upstream_pid)
     gw_cpu0 = tree_cpu_s(target.pid) if target.pid else 0.0
+    wrk_cpu0, busy0 = _children_cpu_s(), system_busy_s()
     t0 = time.monotonic()
     if target.pid:
         with PeakRss(target.pid) as peak:
@@ -51,10 +53,11 @@ def run_one(target: Target, scenario: Scenario, body: Path, upstream_pid: int,
                        target.auth)
         peak_mb = None
     wall = time.monotonic() - t0
+    busy = system_busy_s() - busy0
     up_cpu = tree_cpu_s(upstream_pid) - up_cpu0
-    cpu_per_req = None
-    if target.pid and load.requests:
-        cpu_per_req = (tree_cpu_s(target.pid) - gw_cpu0) / load.requests * 1e6
+    gw_cpu = tree_cpu_s(target.pid) - gw_cpu0 if target.pid else 0.0
+    other = busy - up_cpu - gw_cpu - (_children_cpu_s() - wrk_cpu0)
+    cpu_per_req = gw_cpu / load.requests * 1e6 if target.pid and load.requests else None
     return ScenarioResult(
         target=target.name, mode=scenario.mode, size=scenario.size,
         concurrency=scenario.concurrency, rps=round(load.rps, 1),
@@ -63,8 +66,15 @@ def run_one(target: Target, scenario: Scenario, body: Path, upstream_pid: int,
         peak_rss_mb=round(peak_mb, 1) if peak_mb is not None else None,
         cpu_us_per_req=round(cpu_per_req, 1) if cpu_per_req is not None else None,
         upstream_cpu_pct=round(100 * up_cpu / wall, 1) if wall > 0 else None,
+        other_cpu_pct=round(max(0.0, 100 * other / wall), 1) if wall > 0 else None,
         first_bad=load.first_bad,
     )
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of this harness's finished children: the wrk runs (gateways still run)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def run_all(target: Target, scenarios: list[Scenario], bodies: dict[tuple[str, str], Path],

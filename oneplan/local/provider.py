@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from oneplan.errors import ConfigError
+from oneplan.errors import ConfigError, InvalidRequest, UpstreamRejected
 from oneplan.protocols.canonical import Accumulator, ChatRequest, ChatResult, Delta
 from oneplan.providers.base import Provider, ProviderSettings, Target, register
 
@@ -99,6 +99,10 @@ class LocalProvider(Provider):
         try:
             async for delta in stream:
                 yield delta
+        except InvalidRequest as exc:
+            # The router passes on only UpstreamError: a request this model cannot take (too long,
+            # images) is the "provider" refusing it, which the gateway renders as a 400.
+            raise UpstreamRejected(exc.message, upstream_status=400) from exc
         finally:
             await stream.aclose()
 

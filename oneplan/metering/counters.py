@@ -52,6 +52,14 @@ class Counters(ABC):
     def load(self, rows: Iterable[tuple[int, int, int, int, float]]) -> None:  # noqa: B027
         """Rebuild from the ledger: (user_id, second, weight, tokens, cost) rows."""
 
+    async def rebuild(self, rows: Iterable[tuple[int, int, int, int, float]]) -> bool:
+        """Rebuild at start-up; False if another process already holds the truth."""
+        self.load(rows)
+        return True
+
+    async def aclose(self) -> None:  # noqa: B027
+        """Release connections."""
+
 
 class _User:
     __slots__ = ("rolling", "rolling_total", "week_start", "week", "month_start", "month", "tokens", "cost")

@@ -81,9 +81,7 @@ def _image_part(block: dict[str, Any], path: str) -> dict[str, Any]:
     elif kind == "url":
         url = _str(source.get("url"), f"{path}.source.url")
     else:
-        raise _fail(
-            f"unsupported image source type {kind!r}: use base64 or url", f"{path}.source.type"
-        )
+        raise _fail(f"unsupported image source type {kind!r}: use base64 or url", f"{path}.source.type")
     return _with_cache({"type": "image_url", "image_url": {"url": url}}, block)
 
 
@@ -213,9 +211,7 @@ def _assistant(content: Any, path: str) -> dict[str, Any]:
         elif kind == "redacted_thinking":
             continue
         else:
-            raise _fail(
-                f"unsupported content block type {kind!r} in an assistant message", f"{where}.type"
-            )
+            raise _fail(f"unsupported content block type {kind!r} in an assistant message", f"{where}.type")
     message: dict[str, Any] = {"role": "assistant"}
     if any("cache_control" in p for p in parts):
         message["content"] = parts

@@ -25,6 +25,7 @@ dropping it would hand the client a truncated call.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -52,10 +53,25 @@ def frame(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-def _block_delta(index: int, delta: dict[str, Any]) -> bytes:
-    return frame(
-        "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
+_DELTA_FIELDS = {
+    "text_delta": "text",
+    "thinking_delta": "thinking",
+    "signature_delta": "signature",
+    "input_json_delta": "partial_json",
+}
+
+
+@lru_cache(maxsize=512)
+def _delta_prefix(index: int, kind: str) -> bytes:
+    return (
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,"delta":{"type":"%s","%s":'
+        % (index, kind.encode(), _DELTA_FIELDS[kind].encode())
     )
+
+
+def _block_delta(index: int, kind: str, value: str) -> bytes:
+    """The per-chunk hot path: only the value is JSON-encoded, the rest is a cached prefix."""
+    return _delta_prefix(index, kind) + orjson.dumps(value) + b"}}\n\n"
 
 
 class AnthropicStreamRenderer(StreamRenderer):
@@ -128,32 +144,21 @@ class AnthropicStreamRenderer(StreamRenderer):
         out: list[bytes] = [] if self._started else [self.start()]
         if delta.reasoning:
             if self._open != _THINKING or self._signed:  # a signature seals its block
-                self._open_block(
-                    out, _THINKING, {"type": "thinking", "thinking": "", "signature": ""}
-                )
+                self._open_block(out, _THINKING, {"type": "thinking", "thinking": "", "signature": ""})
                 self._hash = hashlib.sha256()
             self._hash.update(delta.reasoning.encode("utf-8", "surrogatepass"))
             self._estimate += estimate_text_tokens(delta.reasoning)
-            out.append(
-                _block_delta(
-                    self._open_index, {"type": "thinking_delta", "thinking": delta.reasoning}
-                )
-            )
+            out.append(_block_delta(self._open_index, "thinking_delta", delta.reasoning))
         if delta.reasoning_signature and self._open == _THINKING:
             self._signed = True
-            out.append(
-                _block_delta(
-                    self._open_index,
-                    {"type": "signature_delta", "signature": delta.reasoning_signature},
-                )
-            )
+            out.append(_block_delta(self._open_index, "signature_delta", delta.reasoning_signature))
         if delta.text:
             if self._open != _TEXT:
                 self._open_block(out, _TEXT, {"type": "text", "text": ""})
             self._estimate += estimate_text_tokens(delta.text)
             if self._tail_len:
                 self._tail = (self._tail + delta.text)[-self._tail_len :]
-            out.append(_block_delta(self._open_index, {"type": "text_delta", "text": delta.text}))
+            out.append(_block_delta(self._open_index, "text_delta", delta.text))
         if delta.tool_calls:
             for call in delta.tool_calls:
                 self._tool(out, call)
@@ -181,9 +186,7 @@ class AnthropicStreamRenderer(StreamRenderer):
             usage = wire_usage(self._usage)
         else:
             usage = {"output_tokens": self._estimate}
-        reason = stop_reason(
-            self._finish, has_tool_calls=bool(self._tool_blocks), stop_sequence=sequence
-        )
+        reason = stop_reason(self._finish, has_tool_calls=bool(self._tool_blocks), stop_sequence=sequence)
         out.append(
             frame(
                 "message_delta",
@@ -228,16 +231,10 @@ class AnthropicStreamRenderer(StreamRenderer):
         if self._open == _THINKING:
             if not self._signed:
                 signature = PLACEHOLDER_SIGNATURE_PREFIX + self._hash.hexdigest()[:40]
-                out.append(
-                    _block_delta(
-                        self._open_index, {"type": "signature_delta", "signature": signature}
-                    )
-                )
+                out.append(_block_delta(self._open_index, "signature_delta", signature))
             self._signed = False
             self._hash = None
-        out.append(
-            frame("content_block_stop", {"type": "content_block_stop", "index": self._open_index})
-        )
+        out.append(frame("content_block_stop", {"type": "content_block_stop", "index": self._open_index}))
         self._open = 0
         self._open_tool = -1
 
@@ -246,8 +243,7 @@ class AnthropicStreamRenderer(StreamRenderer):
         if block is not None:
             if call.arguments:
                 self._estimate += estimate_text_tokens(call.arguments)
-                delta = {"type": "input_json_delta", "partial_json": call.arguments}
-                out.append(_block_delta(block, delta))
+                out.append(_block_delta(block, "input_json_delta", call.arguments))
             return
         pending = self._pending.get(call.index)
         if pending is None:
@@ -276,8 +272,4 @@ class AnthropicStreamRenderer(StreamRenderer):
         self._tool_blocks[index] = self._open_index
         if arguments:
             self._estimate += estimate_text_tokens(arguments)
-            out.append(
-                _block_delta(
-                    self._open_index, {"type": "input_json_delta", "partial_json": arguments}
-                )
-            )
+            out.append(_block_delta(self._open_index, "input_json_delta", arguments))

@@ -168,9 +168,7 @@ def count_tokens(body: Any, tokenizer: Tokenizer | None = None) -> int:
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise InvalidRequest(f"messages.{i}: must be an object", param=f"messages.{i}")
-        total += _MESSAGE_OVERHEAD + counter.content(
-            message.get("content"), thinking=i == last_assistant
-        )
+        total += _MESSAGE_OVERHEAD + counter.content(message.get("content"), thinking=i == last_assistant)
     tools = body.get("tools")
     if isinstance(tools, list) and tools:
         total += _TOOLS_PREAMBLE + sum(counter.tool(t) for t in tools if isinstance(t, dict))

@@ -81,9 +81,7 @@ def _part(part: dict[str, Any]) -> dict[str, Any] | None:
         else:
             source = {"type": "url", "url": url}
         return _with_cache({"type": "image", "source": source}, part)
-    raise InvalidRequest(
-        f"content part type {kind!r} cannot be sent to an Anthropic-dialect upstream"
-    )
+    raise InvalidRequest(f"content part type {kind!r} cannot be sent to an Anthropic-dialect upstream")
 
 
 def _blocks(content: Any) -> list[dict[str, Any]]:
@@ -404,11 +402,7 @@ class UpstreamStreamParser:
             if dtype == "thinking_delta":
                 return [Delta(reasoning=delta.get("thinking"))] if delta.get("thinking") else []
             if dtype == "signature_delta":
-                return (
-                    [Delta(reasoning_signature=delta.get("signature"))]
-                    if delta.get("signature")
-                    else []
-                )
+                return [Delta(reasoning_signature=delta.get("signature"))] if delta.get("signature") else []
             if dtype == "input_json_delta":
                 tool = self._tools.get(event.get("index", -1))
                 fragment = delta.get("partial_json") or ""

@@ -87,7 +87,7 @@ def _tool_choice(choice: Any) -> Any:
         if kind == "allowed_tools":
             return "required" if choice.get("mode") == "required" else "auto"
         return "auto"  # a hosted tool was asked for; it has been dropped
-    raise InvalidRequest("tool_choice: must be auto, none, required or an object", "tool_choice")
+    raise InvalidRequest("tool_choice: must be auto, none, required or an object", param="tool_choice")
 
 
 def response_format(text: Any) -> dict[str, Any] | None:

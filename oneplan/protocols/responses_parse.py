@@ -278,7 +278,7 @@ class _Folder:
     def add(self, item: dict[str, Any], index: int) -> None:
         kind = item.get("type", "message")
         if not isinstance(kind, str):
-            raise InvalidRequest(f"input[{index}].type: must be a string", f"input[{index}].type")
+            raise InvalidRequest(f"input[{index}].type: must be a string", param=f"input[{index}].type")
         if kind == "message":
             self._message(item, index)
         elif kind == "reasoning":

@@ -137,9 +137,8 @@ def custom_input(arguments: str) -> str:
         data = orjson.loads(arguments) if arguments else {}
     except orjson.JSONDecodeError:
         return arguments
-    if isinstance(data, dict) and isinstance(data.get("input"), str):
-        return data["input"]
-    return arguments
+    value = data.get("input") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else arguments
 
 
 def output_items(

@@ -143,8 +143,6 @@ class ResponsesStreamRenderer(StreamRenderer):
         if self._closed:
             return out
         self._closed = True
-        if not self._finish:
-            self._finish = "tool_calls" if self._calls else "stop"
         status = status_for(self._finish)
         if self._kind is not None:
             out += self._close_text_item(status)

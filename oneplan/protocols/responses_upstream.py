@@ -232,7 +232,7 @@ def from_upstream(body: Any) -> ChatResult:
 def _finish(response: dict[str, Any], has_calls: bool) -> str:
     if response.get("status") == "incomplete":
         reason = (response.get("incomplete_details") or {}).get("reason")
-        return _INCOMPLETE_FINISH.get(reason, "length")
+        return _INCOMPLETE_FINISH.get(str(reason), "length")
     return "tool_calls" if has_calls else "stop"
 
 

@@ -16,10 +16,11 @@ from starlette.routing import Route
 
 from oneplan.errors import AuthenticationFailed, NotFound, OneplanError
 from oneplan.protocols import openai_chat
-from oneplan.protocols.base import Protocol
+from oneplan.server.pipeline import ExchangeFactory, shared
 from oneplan.server import admin
 from oneplan.server.auth import bearer
 from oneplan.server.errors import error_response
+from oneplan.server.responses import routes as responses_routes
 from oneplan.server.gateway import Gateway
 
 log = logging.getLogger("oneplan")
@@ -30,9 +31,9 @@ def json_response(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-def protocol_endpoint(gateway: Gateway, protocol: Protocol) -> Any:
+def protocol_endpoint(gateway: Gateway, exchanges: ExchangeFactory) -> Any:
     async def endpoint(request: Request) -> Any:
-        return await gateway.pipeline.handle(protocol, request)
+        return await gateway.pipeline.handle(exchanges, request)
 
     return endpoint
 
@@ -76,8 +77,9 @@ def create_app(gateway: Gateway) -> Starlette:
         return json_response({"status": "ok" if not problems else "unavailable", "problems": problems}, 200 if not problems else 503)
 
     routes = [
-        Route("/v1/chat/completions", protocol_endpoint(gateway, OPENAI), methods=["POST"]),
-        Route("/chat/completions", protocol_endpoint(gateway, OPENAI), methods=["POST"]),
+        Route("/v1/chat/completions", protocol_endpoint(gateway, shared(OPENAI)), methods=["POST"]),
+        Route("/chat/completions", protocol_endpoint(gateway, shared(OPENAI)), methods=["POST"]),
+        *responses_routes(gateway, protocol_endpoint),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/models/{model:path}", models, methods=["GET"]),
         Route("/v1/usage", my_usage, methods=["GET"]),

@@ -53,6 +53,16 @@ def build_providers(catalog: Catalog) -> dict[str, Provider]:
     return providers
 
 
+def make_counters(catalog: Catalog, clock: Clock, periods: Periods) -> Counters:
+    """In-process counters for one worker; Redis when several processes share quotas."""
+    url = catalog.server.redis_url
+    if url:
+        from oneplan.metering.redis_counters import RedisCounters
+
+        return RedisCounters(url, clock, periods)
+    return MemoryCounters(clock, periods)
+
+
 class Gateway:
     def __init__(
         self,
@@ -67,7 +77,7 @@ class Gateway:
         self.clock = clock
         self.periods = Periods(catalog.server.quota_timezone)
         self.db = Database.open(data_dir, catalog.server.database_url)
-        self.counters = counters or MemoryCounters(clock, self.periods)
+        self.counters = counters or make_counters(catalog, clock, self.periods)
         self.ledger = Ledger(self.db, data_dir / "journal", catalog.server.ledger_flush_seconds)
         self.keys = KeyCache(self.db)
         self.providers = build_providers(catalog)
@@ -87,7 +97,7 @@ class Gateway:
         now = self.clock()
         since = min(now - ROLLING_SECONDS, self.periods.week(now)[0], self.periods.month(now)[0])
         rows = await asyncio.to_thread(self.db.charged_since, since)
-        self.counters.load(rows)
+        await self.counters.rebuild(rows)
 
     async def close(self) -> None:
         self.ready = False
@@ -95,6 +105,7 @@ class Gateway:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.keys.close()
         await self.ledger.close()
+        await self.counters.aclose()
         for provider in self.providers.values():
             await provider.aclose()
         self.db.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +23,8 @@ from oneplan.errors import (
     UpstreamError,
 )
 from oneplan.metering.counters import Reservation
-from oneplan.protocols.base import Protocol, StreamContext
-from oneplan.protocols.canonical import Accumulator, ChatRequest, Delta, Usage
+from oneplan.protocols.base import Protocol, StreamContext, StreamRenderer
+from oneplan.protocols.canonical import Accumulator, ChatRequest, ChatResult, Delta, Usage
 from oneplan.routing.catalog import ModelEntry, Plan
 from oneplan.routing.router import Served
 from oneplan.server.auth import bearer
@@ -38,12 +38,48 @@ if TYPE_CHECKING:
 ID_PREFIX = {"openai_chat": "chatcmpl-", "anthropic": "msg_", "responses": "resp_"}
 
 
+class Exchange:
+    """How one protocol's requests meet the pipeline. The default is the protocol itself;
+    a protocol that needs server state (stored responses) subclasses it, one per request."""
+
+    __slots__ = ("protocol",)
+
+    def __init__(self, protocol: Protocol) -> None:
+        self.protocol = protocol
+
+    async def parse(self, body: Any, key: KeyRecord) -> ChatRequest:
+        return self.protocol.parse(body)
+
+    def render(self, result: ChatResult, ctx: StreamContext) -> dict[str, Any]:
+        return self.protocol.render(result, ctx)
+
+    def renderer(self, ctx: StreamContext) -> StreamRenderer:
+        return self.protocol.renderer(ctx)
+
+    async def completed(self, call: Call, result: ChatResult, ctx: StreamContext) -> None:
+        """The answer is whole (non-streamed, or the stream ended well)."""
+
+    @property
+    def wants_result(self) -> bool:
+        """Whether ``completed`` needs the result of a stream (so it is assembled)."""
+        return False
+
+
+ExchangeFactory = Callable[[], Exchange]
+
+
+def shared(protocol: Protocol) -> ExchangeFactory:
+    """A stateless exchange, shared by every request."""
+    exchange = Exchange(protocol)
+    return lambda: exchange
+
+
 @dataclass(slots=True)
 class Call:
     """What the pipeline knows of one admitted request."""
 
     id: str
-    protocol: Protocol
+    exchange: Exchange
     request: ChatRequest
     key: KeyRecord
     entry: ModelEntry
@@ -52,6 +88,10 @@ class Call:
     started: float  # wall clock, for the ledger
     t0: float  # monotonic, for latencies
     ttft: float | None = None
+
+    @property
+    def protocol(self) -> Protocol:
+        return self.exchange.protocol
 
 
 async def read_json(request: Request, limit: int) -> Any:
@@ -95,13 +135,15 @@ class Pipeline:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
 
-    async def handle(self, protocol: Protocol, request: Request) -> Response | EventStream:
+    async def handle(self, exchanges: ExchangeFactory, request: Request) -> Response | EventStream:
         gw = self.gw
         started, t0 = gw.clock(), time.perf_counter()
+        exchange = exchanges()
+        protocol = exchange.protocol
         try:
             key = await gw.keys.authenticate(bearer(request.headers), started)
             body = await read_json(request, gw.catalog.server.max_body_bytes)
-            chat = protocol.parse(body)
+            chat = await exchange.parse(body, key)
             entry, plan = self.resolve(chat.model, key)
         except OneplanError as exc:
             return error_response(protocol, exc)
@@ -112,7 +154,7 @@ class Pipeline:
             return error_response(protocol, exc)
         call = Call(
             ID_PREFIX.get(protocol.name, "req-") + secrets.token_hex(12),
-            protocol, chat, key, entry, plan, reservation, started, t0,
+            exchange, chat, key, entry, plan, reservation, started, t0,
         )
         if chat.stream:
             return await self.open_stream(call)
@@ -138,8 +180,9 @@ class Pipeline:
             return error_response(call.protocol, exc)
         call.ttft = time.perf_counter() - call.t0
         ctx = self.context(call, served)
-        body = orjson.dumps(call.protocol.render(result, ctx))
+        body = orjson.dumps(call.exchange.render(result, ctx))
         await self.settle(call, served, "ok", result.usage, completion=result.text)
+        await call.exchange.completed(call, result, ctx)
         return Response(body, media_type="application/json", headers=quota_headers(call.reservation))
 
     # -- streamed --------------------------------------------------------------------------
@@ -158,7 +201,7 @@ class Pipeline:
         self, call: Call, served: Served, first: Delta | None, rest: AsyncIterator[Delta]
     ) -> AsyncIterator[bytes]:
         ctx = self.context(call, served)
-        renderer = call.protocol.renderer(ctx)
+        renderer = call.exchange.renderer(ctx)
         acc = Accumulator()
         settled = False
         try:
@@ -193,6 +236,8 @@ class Pipeline:
                 await aclose()
         settled = True
         await self.settle(call, served, "ok", acc.usage or Usage(), completion=acc.text)
+        if call.exchange.wants_result:
+            await call.exchange.completed(call, acc.result(id=call.id, model=ctx.model, created=ctx.created), ctx)
         yield renderer.finish()
 
     # -- settling --------------------------------------------------------------------------

@@ -63,6 +63,13 @@ def serve(ctx: Any, *, host: str | None, port: int | None, workers: int, local_m
 
     catalog = load(ctx.config_path, local_models)
     build_providers(catalog)  # fail now, in one line, on a bad provider or a missing secret
+    if workers > 1 and not catalog.server.redis_url:
+        from oneplan.errors import ConfigError
+
+        raise ConfigError(
+            f"{catalog.source}: server.redis_url: --workers {workers} needs shared quota counters "
+            '(set [server] redis_url = "redis://127.0.0.1:6379/0")'
+        )
     host = host or catalog.server.host
     port = port or catalog.server.port
     data_dir = ctx.data_dir

@@ -92,5 +92,5 @@ responses = Table(
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False, index=True),
     Column("body", LargeBinary, nullable=False),  # the rendered Response object (JSON)
-    Column("items", LargeBinary, nullable=False),  # input + output items, for continuation
+    Column("conversation", LargeBinary, nullable=False),  # every turn's items, for continuation
 )

@@ -58,7 +58,9 @@ def sdk_final_message(raw: bytes) -> anthropic.types.Message:
         return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=raw)
 
     client = anthropic.Anthropic(
-        api_key="k", base_url="http://oneplan.test", http_client=httpx.Client(transport=httpx.MockTransport(handler))
+        api_key="k",
+        base_url="http://oneplan.test",
+        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
     )
     with client.messages.stream(
         model="claude-sonnet-4-5", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
@@ -188,7 +190,9 @@ def test_thinking_then_text_with_upstream_signature() -> None:
     events = parse_sse(raw)
     blocks = check_grammar(events)
     assert blocks == {0: "thinking", 1: "text"}
-    signatures = [d["delta"]["signature"] for n, d in events if d.get("delta", {}).get("type") == "signature_delta"]
+    signatures = [
+        d["delta"]["signature"] for n, d in events if d.get("delta", {}).get("type") == "signature_delta"
+    ]
     assert signatures == ["EqQB-real"]
     message = sdk_final_message(raw)
     assert message.content[0].type == "thinking"
@@ -209,7 +213,9 @@ def test_parallel_tool_calls_each_get_a_block() -> None:
             Delta(tool_calls=[ToolCallDelta(index=0, id="call_a", name="weather", arguments="")]),
             Delta(tool_calls=[ToolCallDelta(index=0, arguments='{"city":')]),
             Delta(tool_calls=[ToolCallDelta(index=0, arguments='"Paris"}')]),
-            Delta(tool_calls=[ToolCallDelta(index=1, id="call_b", name="weather", arguments='{"city":"Rome"}')]),
+            Delta(
+                tool_calls=[ToolCallDelta(index=1, id="call_b", name="weather", arguments='{"city":"Rome"}')]
+            ),
             Delta(finish_reason="tool_calls"),
         ]
     )
@@ -250,7 +256,9 @@ def test_late_fragment_for_a_closed_tool_is_not_lost() -> None:
 
 def test_stop_sequence_detected_in_stream() -> None:
     request = ChatRequest(model="m", messages=[], stop=["STOP"])
-    events = parse_sse(run([Delta(text="go ST"), Delta(text="OP"), Delta(finish_reason="stop")], ctx(request=request)))
+    events = parse_sse(
+        run([Delta(text="go ST"), Delta(text="OP"), Delta(finish_reason="stop")], ctx(request=request))
+    )
     assert events[-2][1]["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "STOP"}
 
 
@@ -287,7 +295,9 @@ def test_empty_stream_is_still_well_formed() -> None:
 
 _text = st.text(min_size=1, max_size=8)
 _json_objects = st.dictionaries(
-    st.text(max_size=5), st.one_of(st.integers(), st.text(max_size=6), st.booleans()), max_size=3
+    st.text(max_size=5),
+    st.one_of(st.integers(-(2**53), 2**53), st.text(max_size=6), st.booleans()),
+    max_size=3,
 )
 
 
@@ -315,7 +325,9 @@ def upstream_streams(draw: st.DrawFn) -> tuple[list[Delta], dict[str, Any]]:
             index = len(expected["tools"])
             call_id, name = f"call_{index}", draw(st.from_regex(r"[a-z_]{1,10}", fullmatch=True))
             split_name = draw(st.booleans())
-            first = ToolCallDelta(index=index, id=call_id, name=None if split_name else name, arguments=fragments[0])
+            first = ToolCallDelta(
+                index=index, id=call_id, name=None if split_name else name, arguments=fragments[0]
+            )
             deltas.append(Delta(tool_calls=[first]))
             if split_name:
                 deltas.append(Delta(tool_calls=[ToolCallDelta(index=index, name=name)]))
@@ -327,7 +339,11 @@ def upstream_streams(draw: st.DrawFn) -> tuple[list[Delta], dict[str, Any]]:
     usage = None
     if draw(st.booleans()):
         cached = draw(st.integers(0, 100))
-        usage = Usage(input_tokens=cached + draw(st.integers(0, 100)), output_tokens=draw(st.integers(0, 500)), cached_tokens=cached)
+        usage = Usage(
+            input_tokens=cached + draw(st.integers(0, 100)),
+            output_tokens=draw(st.integers(0, 500)),
+            cached_tokens=cached,
+        )
     where = draw(st.sampled_from(["with_finish", "after"]))
     if where == "with_finish":
         deltas.append(Delta(finish_reason=finish, usage=usage))
@@ -381,26 +397,83 @@ def test_any_upstream_stream_becomes_a_well_formed_anthropic_stream(
 
 def anthropic_events() -> list[dict[str, Any]]:
     """A realistic Anthropic stream: thinking, text, one tool call, cache usage."""
-    usage = {"input_tokens": 12, "output_tokens": 1, "cache_read_input_tokens": 300, "cache_creation_input_tokens": 20}
+    usage = {
+        "input_tokens": 12,
+        "output_tokens": 1,
+        "cache_read_input_tokens": 300,
+        "cache_creation_input_tokens": 20,
+    }
     return [
-        {"type": "message_start", "message": {"id": "msg_up", "type": "message", "role": "assistant", "model": "glm-4.6", "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}},
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}},
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Plan: "}},
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "call f."}},
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "sig-up"}},
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_up",
+                "type": "message",
+                "role": "assistant",
+                "model": "glm-4.6",
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": usage,
+            },
+        },
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "thinking_delta", "thinking": "Plan: "},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "thinking_delta", "thinking": "call f."},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "signature_delta", "signature": "sig-up"},
+        },
         {"type": "content_block_stop", "index": 0},
         {"type": "ping"},
         {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
         {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Calling f"}},
         {"type": "content_block_stop", "index": 1},
-        {"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "toolu_9", "name": "f", "input": {}}},
-        {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": ""}},
-        {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": '{"q": '}},
-        {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": '"x"}'}},
+        {
+            "type": "content_block_start",
+            "index": 2,
+            "content_block": {"type": "tool_use", "id": "toolu_9", "name": "f", "input": {}},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 2,
+            "delta": {"type": "input_json_delta", "partial_json": ""},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 2,
+            "delta": {"type": "input_json_delta", "partial_json": '{"q": '},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 2,
+            "delta": {"type": "input_json_delta", "partial_json": '"x"}'},
+        },
         {"type": "content_block_stop", "index": 2},
-        {"type": "content_block_start", "index": 3, "content_block": {"type": "tool_use", "id": "toolu_10", "name": "now", "input": {}}},
+        {
+            "type": "content_block_start",
+            "index": 3,
+            "content_block": {"type": "tool_use", "id": "toolu_10", "name": "now", "input": {}},
+        },
         {"type": "content_block_stop", "index": 3},
-        {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None}, "usage": {"output_tokens": 33}},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+            "usage": {"output_tokens": 33},
+        },
         {"type": "message_stop"},
     ]
 
@@ -456,6 +529,105 @@ def test_usage_meter_follows_a_relayed_stream() -> None:
 def test_usage_meter_takes_final_input_counts_from_message_delta() -> None:
     meter = UsageMeter()
     meter.feed(anthropic_events()[0])
-    meter.feed({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 5, "input_tokens": 15, "cache_read_input_tokens": None}})
+    meter.feed(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": 5, "input_tokens": 15, "cache_read_input_tokens": None},
+        }
+    )
     assert meter.usage == Usage(input_tokens=335, output_tokens=5, cached_tokens=300, cache_write_tokens=20)
     assert meter.completed is False  # no message_stop: the relay knows the answer was cut
+
+
+@st.composite
+def anthropic_streams(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Anthropic event streams as an upstream sends them, with the content they spell."""
+    blocks: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = [
+        {
+            "type": "message_start",
+            "message": {"id": "msg_u", "type": "message", "role": "assistant", "model": "m", "content": []},
+        }
+    ]
+    events[0]["message"]["usage"] = {"input_tokens": draw(st.integers(0, 99)), "output_tokens": 1}
+
+    def pieces(value: str) -> list[str]:
+        cuts = sorted(draw(st.sets(st.integers(1, max(1, len(value) - 1)), max_size=3)))
+        return [p for p in (value[a:b] for a, b in zip([0, *cuts], [*cuts, len(value)], strict=True)) if p]
+
+    for index, kind in enumerate(
+        draw(st.lists(st.sampled_from(["thinking", "text", "tool_use"]), max_size=6))
+    ):
+        if kind == "tool_use":
+            value = draw(_json_objects)
+            block = {"type": "tool_use", "id": f"toolu_{index}", "name": "f", "input": value}
+            start = {**block, "input": {}}
+            deltas = [
+                {"type": "input_json_delta", "partial_json": p} for p in pieces(orjson.dumps(value).decode())
+            ]
+        elif kind == "text":
+            block = {"type": "text", "text": draw(_text)}
+            start, deltas = (
+                {"type": "text", "text": ""},
+                [{"type": "text_delta", "text": p} for p in pieces(block["text"])],
+            )
+        else:
+            block = {"type": "thinking", "thinking": draw(_text), "signature": f"sig{index}"}
+            start = {"type": "thinking", "thinking": "", "signature": ""}
+            deltas = [{"type": "thinking_delta", "thinking": p} for p in pieces(block["thinking"])]
+            deltas.append({"type": "signature_delta", "signature": block["signature"]})
+        blocks.append(block)
+        events.append({"type": "content_block_start", "index": index, "content_block": start})
+        events.extend({"type": "content_block_delta", "index": index, "delta": d} for d in deltas)
+        events.append({"type": "content_block_stop", "index": index})
+    reason = draw(st.sampled_from(["end_turn", "max_tokens", "tool_use", "stop_sequence"]))
+    usage = {"output_tokens": draw(st.integers(1, 999)), "cache_read_input_tokens": draw(st.integers(0, 50))}
+    events.append(
+        {"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": None}, "usage": usage}
+    )
+    events.append({"type": "message_stop"})
+    return events, blocks
+
+
+@settings(max_examples=100, deadline=None)
+@given(anthropic_streams())
+def test_anthropic_upstream_through_canonical_keeps_every_block(
+    case: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+) -> None:
+    events, blocks = case
+    parser, renderer = UpstreamStreamParser(), PROTOCOL.renderer(ctx())
+    raw = renderer.start()
+    for event in events:
+        for delta in parser.feed(event):
+            raw += renderer.feed(delta)
+    raw += renderer.finish()
+    relayed = parse_sse(raw)
+    check_grammar(relayed)
+    snapshot = None
+    bufs: dict[int, bytes] = {}
+    for _, data in relayed:
+        snapshot = accumulate_event(event=data, current_snapshot=snapshot, json_bufs=bufs)
+    assert snapshot is not None
+    got = snapshot.to_dict()["content"]
+    # Adjacent blocks of one kind fold into one (canonical deltas carry no block boundaries).
+    assert "".join(b["text"] for b in got if b["type"] == "text") == "".join(
+        b["text"] for b in blocks if b["type"] == "text"
+    )
+    assert "".join(b["thinking"] for b in got if b["type"] == "thinking") == "".join(
+        b["thinking"] for b in blocks if b["type"] == "thinking"
+    )
+    assert [b["input"] for b in got if b["type"] == "tool_use"] == [
+        b["input"] for b in blocks if b["type"] == "tool_use"
+    ]
+    assert [b["id"] for b in got if b["type"] == "tool_use"] == [
+        b["id"] for b in blocks if b["type"] == "tool_use"
+    ]
+    # Every upstream signature survives, on a thinking block ending where the upstream's did.
+    assert {b["signature"] for b in got if b["type"] == "thinking"} >= {
+        b["signature"] for b in blocks if b["type"] == "thinking"
+    }
+    cache = events[-2]["usage"]["cache_read_input_tokens"]
+    assert snapshot.usage.output_tokens == events[-2]["usage"]["output_tokens"]
+    assert snapshot.usage.cache_read_input_tokens == cache
+    assert snapshot.usage.input_tokens == events[0]["message"]["usage"]["input_tokens"]

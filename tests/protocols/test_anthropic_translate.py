@@ -24,9 +24,7 @@ from oneplan.protocols.anthropic import (
 from oneplan.protocols.base import StreamContext
 from oneplan.protocols.canonical import ChatRequest, ChatResult, Thinking, ToolCall, Usage
 
-PNG_1X1 = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
-)
+PNG_1X1 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 
 
 def body(**fields: Any) -> dict[str, Any]:
@@ -137,8 +135,9 @@ def test_images_become_image_url_parts() -> None:
 
 def test_file_sources_and_pdfs_are_refused_clearly() -> None:
     doc = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "x"}}
-    with pytest.raises(errors.InvalidRequest, match="messages.0.content.0.source.type"):
+    with pytest.raises(errors.InvalidRequest) as caught:
         PROTOCOL.parse(body(messages=[{"role": "user", "content": [doc]}]))
+    assert caught.value.param == "messages.0.content.0.source.type"
     text_doc = {"type": "document", "title": "notes", "source": {"type": "text", "data": "abc"}}
     msg = PROTOCOL.parse(body(messages=[{"role": "user", "content": [text_doc]}])).messages[0]
     assert msg["content"] == [{"type": "text", "text": "notes\n\nabc"}]

@@ -371,3 +371,57 @@ def test_completed_event_is_terminal_and_usage_is_final(finish: str) -> None:
     events = run([Delta(text="a"), Delta(usage=Usage(1, 1)), Delta(finish_reason=finish, usage=Usage(2, 3))])
     assert events[-1]["type"] == "response.completed"
     assert events[-1]["response"]["usage"]["output_tokens"] == 3
+
+
+# --------------------------------------------------------------------------- the SDK's own reader
+
+
+def sdk_client(payload: bytes, content_type: str) -> Any:
+    """An openai client whose transport answers with ``payload``: the SDK's real stream reader
+    and accumulator (``client.responses.stream``) run over our bytes, no network involved."""
+    import httpx
+    import openai
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=payload, headers={"content-type": content_type})
+
+    http = httpx.Client(transport=httpx.MockTransport(answer))
+    return openai.OpenAI(api_key="k", base_url="http://oneplan.test/v1", http_client=http)
+
+
+def test_the_openai_sdk_stream_helper_accumulates_our_stream() -> None:
+    body = {
+        "model": "m",
+        "input": "hi",
+        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+    }
+    renderer = renderer_for(ctx(PROTOCOL.parse(body)), parse_envelope(body))
+    raw = renderer.start()
+    for delta in [
+        Delta(reasoning="plan"),
+        Delta(text="Hel"),
+        Delta(text="lo"),
+        Delta(tool_calls=[ToolCallDelta(0, "c1", "f", '{"a":')]),
+        Delta(tool_calls=[ToolCallDelta(0, None, None, "1}")]),
+        Delta(finish_reason="tool_calls", usage=Usage(4, 6)),
+    ]:
+        raw += renderer.feed(delta)
+    raw += renderer.finish()
+    client = sdk_client(raw, "text/event-stream")
+    with client.responses.stream(model="m", input="hi", tools=body["tools"]) as stream:
+        seen = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert "response.output_text.delta" in seen and seen[-1] == "response.completed"
+    assert final.output_text == "Hello"
+    call = final.output[-1]
+    assert call.type == "function_call" and call.arguments == '{"a":1}' and call.call_id == "c1"
+    assert final.usage is not None and final.usage.total_tokens == 10
+
+
+def test_the_openai_sdk_reads_a_whole_response() -> None:
+    from oneplan.protocols.canonical import ChatResult
+
+    answer = ChatResult(id="x", model="m", created=1, text="Hi there", usage=Usage(2, 2))
+    body = render_response(answer, ctx(PROTOCOL.parse({"model": "m", "input": "hi"})))
+    response = sdk_client(orjson.dumps(body), "application/json").responses.create(model="m", input="hi")
+    assert response.output_text == "Hi there" and response.id == "resp_test"

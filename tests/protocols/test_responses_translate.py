@@ -173,6 +173,8 @@ def test_item_reference_needs_a_resolver() -> None:
         {"model": "m", "input": [{"type": "function_call", "name": "f", "arguments": "{}"}]},
         {"model": "m", "input": []},
         {"model": "m", "input": "x", "max_output_tokens": 0},
+        {"model": "m", "input": "x", "tool_choice": 5, "tools": [{"type": "function", "name": "f"}]},
+        {"model": "m", "input": [{"type": 7, "role": "user", "content": "x"}]},
         {"model": "m", "input": "x", "temperature": "hot"},
         {"model": "m", "input": "x", "text": {"format": {"type": "json_schema", "name": "n"}}},
         [],

@@ -1,0 +1,212 @@
+"""`python bench/run.py`: the whole benchmark in one command.
+
+Order of a run, and why:
+1. install what is missing (LiteLLM's venv, matplotlib's venv) before anything is measured, so
+   pip never competes for the CPU with a measurement;
+2. start the fake upstream and measure it alone - every gateway figure is read against it;
+3. oneplan (1 worker): the scenario matrix, the 100k-request memory scenario, the quota check;
+4. oneplan with `--workers 2`: the c=32/256 small scenarios and the quota check again;
+5. LiteLLM's proxy last (slowest: ~10 s to start, ~60 req/s);
+6. write bench/results/<stamp>.md/.json/.png and print the table and the targets.
+Only one gateway runs at a time, so they never share the two cores with each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import gateways, quota, scenarios, upstream, venvs
+from .loadgen import wrk_path
+from .procs import HarnessError, Supervisor, port_is_free, free_port
+from .payloads import write_bodies
+from .report import render
+from .results import QuotaOutcome, RunResults, borrow_baselines
+from .targets import evaluate
+
+BENCH_DIR = Path(__file__).resolve().parent.parent
+RESULTS_DIR = BENCH_DIR / "results"
+ALL_TARGETS = ("direct", "oneplan", "litellm")
+
+
+def _csv(kind: type, text: str) -> list:  # type: ignore[type-arg]
+    return [kind(x) for x in text.split(",") if x]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n")[0])
+    p.add_argument("--only", default=",".join(ALL_TARGETS),
+                   help="comma list of direct,oneplan,litellm (skipped targets' figures are "
+                        "taken from the newest earlier result that has them)")
+    p.add_argument("--quick", action="store_true",
+                   help="3 s per scenario, 1 s warm-up, c=1,32 only, 20k-request memory run")
+    p.add_argument("--duration", type=float, default=None, help="seconds per scenario (10)")
+    p.add_argument("--warmup", type=float, default=None, help="warm-up seconds (2)")
+    p.add_argument("--concurrency", default=None, help="comma list (1,32,256)")
+    p.add_argument("--modes", default="json,stream", help="comma list of json,stream")
+    p.add_argument("--sizes", default="small,agent", help="comma list of small,agent")
+    p.add_argument("--memory-requests", type=int, default=None,
+                   help="requests for oneplan's memory scenario (100000; 0 skips it)")
+    p.add_argument("--no-workers2", action="store_true", help="skip the --workers 2 run")
+    p.add_argument("--no-quota", action="store_true", help="skip the quota exactness check")
+    p.add_argument("--no-chart", action="store_true", help="skip the PNG (and matplotlib)")
+    p.add_argument("--oneplan-bin", default=None,
+                   help="oneplan executable (default: /work/main/.venv/bin/oneplan)")
+    p.add_argument("--upstream-port", type=int, default=18901)
+    p.add_argument("--keep", action="store_true", help="keep the temporary run directory")
+    args = p.parse_args(argv)
+    args.targets = [t for t in _csv(str, args.only) if t in ALL_TARGETS]
+    args.duration = args.duration or (3.0 if args.quick else 10.0)
+    args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
+    args.concurrency = _csv(int, args.concurrency or ("1,32" if args.quick else "1,32,256"))
+    if args.memory_requests is None:
+        args.memory_requests = 20_000 if args.quick else 100_000
+    args.modes, args.sizes = _csv(str, args.modes), _csv(str, args.sizes)
+    return args
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+    return f"{os.cpu_count()} cores ({model}), Linux {platform.release()}, Python " \
+           f"{platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    stamp = time.strftime("%Y-%m-%d-%H%M%S")
+    run = RunResults(stamp, machine(), {
+        "duration_s": args.duration, "warmup_s": args.warmup,
+        "concurrency": args.concurrency, "modes": args.modes, "sizes": args.sizes,
+        "targets": args.targets, "litellm_version": venvs.LITELLM_VERSION,
+    })
+    wrk_path()  # fail now, not after the installs, when wrk is missing
+    litellm_bin = venvs.ensure("litellm", venvs.LITELLM_REQUIREMENTS) \
+        if "litellm" in args.targets else None
+    tools_bin = None if args.no_chart else venvs.ensure("tools", venvs.TOOLS_REQUIREMENTS)
+    oneplan_bin = gateways.oneplan_binary(args.oneplan_bin)
+    if "oneplan" in args.targets and oneplan_bin is None:
+        run.notes.append("oneplan is not installed, so it was skipped: run "
+                         "`/work/main/.venv/bin/pip install -e /work/main`.")
+        log(run.notes[-1])
+    workdir = Path(tempfile.mkdtemp(prefix="oneplan-bench-"))
+    try:
+        with Supervisor(workdir / "logs") as sup:
+            _measure(args, run, sup, workdir, oneplan_bin, litellm_bin)
+    except KeyboardInterrupt:
+        log("interrupted: all processes stopped; no result written")
+        return 130
+    finally:
+        if args.keep:
+            log(f"run directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return _write(run, tools_bin)
+
+
+def _measure(args: argparse.Namespace, run: RunResults, sup: Supervisor, workdir: Path,
+             oneplan_bin: Path | None, litellm_bin: Path | None) -> None:
+    port = args.upstream_port if port_is_free(args.upstream_port) else free_port()
+    up = upstream.start(sup, port)
+    log(f"fake upstream on 127.0.0.1:{port} (pid {up.pid})")
+    bodies = write_bodies(workdir / "bodies")
+    grid = scenarios.matrix(args.modes, args.sizes, args.concurrency)
+
+    def measure(target: gateways.Target, grid_: list[scenarios.Scenario]) -> None:
+        gateways.smoke(target, bodies[("small", "json")])
+        run.scenarios += scenarios.run_all(target, grid_, bodies, up.pid, args.duration,
+                                           args.warmup, log)
+
+    if "direct" in args.targets:
+        measure(gateways.direct(port), grid)
+    if "oneplan" in args.targets and oneplan_bin is not None:
+        _oneplan(args, run, sup, workdir, oneplan_bin, port, bodies, grid, measure)
+    if "litellm" in args.targets and litellm_bin is not None:
+        try:
+            target = gateways.start_litellm(sup, litellm_bin, port, workdir)
+            log(f"LiteLLM {venvs.LITELLM_VERSION} proxy up (pid {target.pid})")
+            measure(target, grid)
+            assert target.process is not None
+            sup.stop(target.process)
+        except HarnessError as exc:
+            run.notes.append(f"LiteLLM failed: {exc}")
+            log(run.notes[-1])
+
+
+def _oneplan(args: argparse.Namespace, run: RunResults, sup: Supervisor, workdir: Path,
+             binary: Path, port: int, bodies: dict[tuple[str, str], Path],
+             grid: list[scenarios.Scenario], measure) -> None:  # type: ignore[no-untyped-def]
+    worker_counts = [1] if args.no_workers2 else [1, 2]
+    for workers in worker_counts:
+        try:
+            op = gateways.start_oneplan(sup, binary, port, workdir, workers)
+            log(f"oneplan --workers {workers} up (pid {op.target.pid})")
+            if workers == 1:
+                measure(op.target, grid)
+                if args.memory_requests > 0:
+                    run.memory.append(scenarios.run_memory(
+                        op.target, bodies[("small", "json")], args.memory_requests,
+                        chunk_s=10.0, max_s=300.0, log=log))
+            else:
+                measure(op.target, [s for s in grid if s.size == "small" and s.concurrency >= 32])
+            if not args.no_quota:
+                run.quota.append(_quota(op, port, bodies[("small", "json")].read_bytes()))
+                log(run.quota[-1].describe)
+            for proc in (op.target.process, *op.helpers):
+                if proc is not None:
+                    sup.stop(proc)
+        except HarnessError as exc:
+            run.notes.append(f"oneplan --workers {workers} failed: {exc}")
+            log(run.notes[-1])
+
+
+def _quota(op: gateways.OneplanRun, port: int, body: bytes) -> QuotaOutcome:
+    allowed = quota.quota_limit()
+    before = upstream.stats(port)["chat"]
+    statuses = quota.fire(op.target.url, op.quota_auth, body, 2 * allowed)
+    forwarded = upstream.stats(port)["chat"] - before
+    r = quota.QuotaResult(op.workers, allowed, 2 * allowed, dict(statuses), forwarded)
+    return QuotaOutcome(r.workers, r.allowed, r.sent, {str(k): v for k, v in r.statuses.items()},
+                        r.forwarded, r.exact, r.describe())
+
+
+def _write(run: RunResults, tools_bin: Path | None) -> int:
+    RESULTS_DIR.mkdir(exist_ok=True)
+    borrow_baselines(run, RESULTS_DIR, ("direct", "litellm"))
+    checks = evaluate(run)
+    base = RESULTS_DIR / run.stamp
+    run.save(base.with_suffix(".json"))
+    text = render(run, checks)
+    if tools_bin is not None:
+        proc = subprocess.run([str(tools_bin / "python"), str(Path(__file__).with_name("chart.py")),
+                               str(base.with_suffix(".json")), str(base.with_suffix(".png"))],
+                              capture_output=True, text=True)
+        if proc.returncode == 0:
+            text += f"\n![chart]({base.with_suffix('.png').name})\n"
+        else:
+            log(f"chart failed: {proc.stderr[-500:]}")
+    base.with_suffix(".md").write_text(text)
+    print("\n" + text)
+    log(f"wrote {base}.md, .json" + (", .png" if tools_bin else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

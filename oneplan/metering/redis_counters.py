@@ -1,0 +1,209 @@
+"""Quota counters in Redis, for several workers or replicas sharing one plan's windows.
+
+Admission is one Lua script, so it is atomic across every process that shares the Redis: N
+concurrent requests against Q remaining admit exactly min(N, Q) however they are spread over
+workers. Time comes from the gateway's clock (passed in), like the in-process backend.
+
+Keys, all hash-tagged by user so a cluster keeps one user's keys together:
+``{p}:{uid}:5h:z`` (seconds with requests, scored by second), ``{p}:{uid}:5h:c`` (weight per
+second), ``{p}:{uid}:5h:t`` (total), ``{p}:{uid}:w:<start>`` / ``m:<start>`` (calendar
+periods), ``mt:<start>`` / ``mc:<start>`` (monthly tokens / cost).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from oneplan.errors import QuotaExceeded
+from oneplan.metering.counters import Counters, Reservation
+from oneplan.metering.windows import ROLLING_SECONDS, Clock, Periods, WindowState, refusal_message
+from oneplan.routing.catalog import Plan
+
+# KEYS: z, c, t, week, month, tokens, cost
+# ARGV: now, weight, lim5h, limw, limm, limt, limc, week_ttl, month_ttl   (limits: -1 = none)
+_ADMIT = """
+local now = tonumber(ARGV[1])
+local weight = tonumber(ARGV[2])
+local cutoff = math.floor(now) - %d
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)
+if #expired > 0 then
+  local gone = 0
+  for _, s in ipairs(expired) do
+    gone = gone + tonumber(redis.call('HGET', KEYS[2], s) or '0')
+    redis.call('HDEL', KEYS[2], s)
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
+  redis.call('DECRBY', KEYS[3], gone)
+end
+local total = tonumber(redis.call('GET', KEYS[3]) or '0')
+local week = tonumber(redis.call('GET', KEYS[4]) or '0')
+local month = tonumber(redis.call('GET', KEYS[5]) or '0')
+local tokens = tonumber(redis.call('GET', KEYS[6]) or '0')
+local cost = tonumber(redis.call('GET', KEYS[7]) or '0')
+local function frees(need, limit)
+  local excess = total + need - limit
+  local seconds = redis.call('ZRANGE', KEYS[1], 0, -1)
+  for _, s in ipairs(seconds) do
+    excess = excess - tonumber(redis.call('HGET', KEYS[2], s) or '0')
+    if excess <= 0 then return tonumber(s) + %d end
+  end
+  if #seconds > 0 then return tonumber(seconds[#seconds]) + %d end
+  return now
+end
+local lim5h, limw, limm = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local limt, limc = tonumber(ARGV[6]), tonumber(ARGV[7])
+if lim5h >= 0 and total + weight > lim5h then
+  return {0, '5h', tostring(total), tostring(frees(math.max(weight, 1), lim5h))}
+end
+if limw >= 0 and week + weight > limw then return {0, 'week', tostring(week), ''} end
+if limm >= 0 and month + weight > limm then return {0, 'month', tostring(month), ''} end
+if limt >= 0 and tokens >= limt then return {0, 'tokens_month', tostring(tokens), ''} end
+if limc >= 0 and cost >= limc then return {0, 'cost_month', tostring(cost), ''} end
+local second = math.floor(now)
+if weight > 0 then
+  redis.call('ZADD', KEYS[1], second, second)
+  redis.call('HINCRBY', KEYS[2], second, weight)
+  total = redis.call('INCRBY', KEYS[3], weight)
+  week = redis.call('INCRBY', KEYS[4], weight)
+  redis.call('EXPIRE', KEYS[4], ARGV[8])
+  month = redis.call('INCRBY', KEYS[5], weight)
+  redis.call('EXPIRE', KEYS[5], ARGV[9])
+  redis.call('EXPIRE', KEYS[1], %d)
+  redis.call('EXPIRE', KEYS[2], %d)
+  redis.call('EXPIRE', KEYS[3], %d)
+end
+local f = ''
+if total > 0 and lim5h >= 0 then f = tostring(frees(1, lim5h)) end
+return {1, tostring(total), f, tostring(week), tostring(month), tostring(tokens), tostring(cost)}
+""" % ((ROLLING_SECONDS,) * 3 + (ROLLING_SECONDS + 60,) * 3)
+
+# KEYS: c, t, week, month   ARGV: second, weight
+_RELEASE = """
+local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(ARGV[2]))
+redis.call('DECRBY', KEYS[2], ARGV[2])
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('DECRBY', KEYS[3], ARGV[2]) end
+if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('DECRBY', KEYS[4], ARGV[2]) end
+return left
+"""
+
+
+def _limit(value: float | None) -> str:
+    return "-1" if value is None else repr(value)
+
+
+class RedisCounters(Counters):
+    def __init__(self, url: str, clock: Clock, periods: Periods, prefix: str = "oneplan") -> None:
+        super().__init__(clock, periods)
+        import redis.asyncio as redis
+
+        self.redis = redis.Redis.from_url(url, decode_responses=True)
+        self.prefix = prefix
+        self._admit = self.redis.register_script(_ADMIT)
+        self._release = self.redis.register_script(_RELEASE)
+
+    def _keys(self, user_id: int, week_start: float, month_start: float) -> list[str]:
+        base = f"{self.prefix}:{{{user_id}}}"
+        return [
+            f"{base}:5h:z",
+            f"{base}:5h:c",
+            f"{base}:5h:t",
+            f"{base}:w:{int(week_start)}",
+            f"{base}:m:{int(month_start)}",
+            f"{base}:mt:{int(month_start)}",
+            f"{base}:mc:{int(month_start)}",
+        ]
+
+    async def admit(self, user_id: int, plan: Plan, weight: int) -> Reservation:
+        now = self.clock()
+        week_start, week_end = self.periods.week(now)
+        month_start, month_end = self.periods.month(now)
+        result = await self._admit(
+            keys=self._keys(user_id, week_start, month_start),
+            args=[
+                repr(now), weight,
+                _limit(plan.requests_per_5h), _limit(plan.requests_per_week), _limit(plan.requests_per_month),
+                _limit(plan.tokens_per_month), _limit(plan.cost_per_month),
+                int(week_end - now) + 3600, int(month_end - now) + 3600,
+            ],
+        )
+        if int(result[0]) == 0:
+            window, used = result[1], float(result[2])
+            resets = float(result[3]) if result[3] else (week_end if window == "week" else month_end)
+            state = WindowState(window, used, _limits(plan)[window], resets)
+            raise QuotaExceeded(refusal_message(state, now), retry_after=max(0.0, resets - now), window=window)
+        total, frees, week, month, tokens, cost = result[1:]
+        used = {"5h": float(total), "week": float(week), "month": float(month),
+                "tokens_month": float(tokens), "cost_month": float(cost)}
+        resets = {"5h": float(frees) if frees else None, "week": week_end, "month": month_end,
+                  "tokens_month": month_end, "cost_month": month_end}
+        states = [WindowState(w, used[w], limit, resets[w]) for w, limit in _limits(plan).items()]
+        return Reservation(user_id, weight, int(now), week_start, month_start, states)
+
+    async def settle(self, reservation: Reservation, tokens: int, cost: float) -> None:
+        reservation.settled = True
+        keys = self._keys(reservation.user_id, reservation.week_start, reservation.month_start)
+        pipe = self.redis.pipeline(transaction=False)
+        if tokens:
+            pipe.incrby(keys[5], tokens)
+            pipe.expire(keys[5], 40 * 86400)
+        if cost:
+            pipe.incrbyfloat(keys[6], cost)
+            pipe.expire(keys[6], 40 * 86400)
+        if tokens or cost:
+            await pipe.execute()
+
+    async def release(self, reservation: Reservation) -> None:
+        if reservation.settled or not reservation.weight:
+            return
+        reservation.settled = True
+        keys = self._keys(reservation.user_id, reservation.week_start, reservation.month_start)
+        await self._release(keys=[keys[1], keys[2], keys[3], keys[4]], args=[reservation.second, reservation.weight])
+
+    async def states(self, user_id: int, plan: Plan) -> list[WindowState]:
+        # An admission of weight 0 reads every window without changing any.
+        reservation = await self.admit(user_id, plan, 0)
+        return reservation.states
+
+    async def rebuild(self, rows: Iterable[tuple[int, int, int, int, float]]) -> bool:
+        """Load ledger rows once per Redis lifetime: the first gateway to start after Redis lost
+        its data rebuilds; the others find the marker and skip (or they would double count)."""
+        marker = f"{self.prefix}:loaded"
+        if not await self.redis.set(marker, "1", nx=True):
+            return False
+        now = self.clock()
+        week_start, _ = self.periods.week(now)
+        month_start, _ = self.periods.month(now)
+        cutoff = int(now) - ROLLING_SECONDS
+        pipe = self.redis.pipeline(transaction=False)
+        for user_id, second, weight, tokens, cost in rows:
+            keys = self._keys(user_id, week_start, month_start)
+            weight, tokens, cost = int(weight or 0), int(tokens or 0), float(cost or 0.0)
+            if second > cutoff and weight:
+                pipe.zadd(keys[0], {str(second): second})
+                pipe.hincrby(keys[1], str(second), weight)
+                pipe.incrby(keys[2], weight)
+            if second >= week_start and weight:
+                pipe.incrby(keys[3], weight)
+            if second >= month_start:
+                if weight:
+                    pipe.incrby(keys[4], weight)
+                if tokens:
+                    pipe.incrby(keys[5], tokens)
+                if cost:
+                    pipe.incrbyfloat(keys[6], cost)
+            for key in keys:
+                pipe.expire(key, 40 * 86400)
+        await pipe.execute()
+        return True
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+
+
+def _limits(plan: Plan) -> dict[str, float]:
+    limits: dict[str, Any] = {
+        "5h": plan.requests_per_5h, "week": plan.requests_per_week, "month": plan.requests_per_month,
+        "tokens_month": plan.tokens_per_month, "cost_month": plan.cost_per_month,
+    }
+    return {k: float(v) for k, v in limits.items() if v is not None}
