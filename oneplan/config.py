@@ -102,8 +102,28 @@ class ServerConfig(_Strict):
     shutdown_grace_seconds: float = Field(30, ge=0)
 
 
+class RoutingConfig(_Strict):
+    """``[routing]``: how requests find a deployment that answers (``oneplan/routing/``)."""
+
+    strategy: str = "weighted"  # "weighted" (by deployment weight) | "least-busy"
+    retries: int = Field(2, ge=0)  # extra tries of the last deployment left, before the first byte
+    backoff_seconds: float = Field(0.5, ge=0)  # first back-off; doubles per retry, jittered
+    backoff_max_seconds: float = Field(8.0, ge=0)
+    deadline_seconds: float = Field(60.0, gt=0)  # no new attempt or back-off past this
+    circuit_failures: int = Field(5, ge=1)  # consecutive failures that open a deployment's circuit
+    circuit_cooldown_seconds: float = Field(30.0, gt=0)  # open this long before a probe
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, value: str) -> str:
+        if value not in ("weighted", "least-busy"):
+            raise ValueError('must be "weighted" or "least-busy"')
+        return value
+
+
 class CatalogFile(_Strict):
     server: ServerConfig = ServerConfig()
+    routing: RoutingConfig = RoutingConfig()
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
     plans: dict[str, PlanConfig] = {}

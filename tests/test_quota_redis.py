@@ -35,7 +35,7 @@ async def _ping() -> None:
 def redis_running() -> None:
     try:
         asyncio.run(_ping())
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(f"these tests need Redis on 127.0.0.1:6379 ({exc}); start it: redis-server --daemonize yes")
 
 

@@ -13,10 +13,10 @@ import json
 import sys
 from typing import Any
 
-import matplotlib
+import matplotlib  # type: ignore[import-not-found]
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt  # type: ignore[import-not-found]
 
 COLORS = {"direct": "#999999", "oneplan": "#1f77b4", "oneplan-w2": "#17becf",
           "litellm": "#d62728"}

@@ -14,18 +14,20 @@ Only one gateway runs at a time, so they never share the two cores with each oth
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from . import gateways, quota, scenarios, upstream, venvs
 from .loadgen import wrk_path
-from .procs import HarnessError, Supervisor, port_is_free, free_port
 from .payloads import write_bodies
+from .procs import HarnessError, Supervisor, free_port, port_is_free
 from .report import render
 from .results import QuotaOutcome, RunResults, borrow_baselines
 from .targets import evaluate
@@ -35,8 +37,8 @@ RESULTS_DIR = BENCH_DIR / "results"
 ALL_TARGETS = ("direct", "oneplan", "litellm")
 
 
-def _csv(kind: type, text: str) -> list:  # type: ignore[type-arg]
-    return [kind(x) for x in text.split(",") if x]
+def _strs(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -61,13 +63,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--upstream-port", type=int, default=18901)
     p.add_argument("--keep", action="store_true", help="keep the temporary run directory")
     args = p.parse_args(argv)
-    args.targets = [t for t in _csv(str, args.only) if t in ALL_TARGETS]
+    args.targets = [t for t in _strs(args.only) if t in ALL_TARGETS]
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
-    args.concurrency = _csv(int, args.concurrency or ("1,32" if args.quick else "1,32,256"))
+    default_conc = "1,32" if args.quick else "1,32,256"
+    args.concurrency = [int(c) for c in _strs(args.concurrency or default_conc)]
     if args.memory_requests is None:
         args.memory_requests = 20_000 if args.quick else 100_000
-    args.modes, args.sizes = _csv(str, args.modes), _csv(str, args.sizes)
+    args.modes, args.sizes = _strs(args.modes), _strs(args.sizes)
     return args
 
 
@@ -84,7 +87,6 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    import os
     return f"{os.cpu_count()} cores ({model}), Linux {platform.release()}, Python " \
            f"{platform.python_version()}"
 
@@ -152,7 +154,8 @@ def _measure(args: argparse.Namespace, run: RunResults, sup: Supervisor, workdir
 
 def _oneplan(args: argparse.Namespace, run: RunResults, sup: Supervisor, workdir: Path,
              binary: Path, port: int, bodies: dict[tuple[str, str], Path],
-             grid: list[scenarios.Scenario], measure) -> None:  # type: ignore[no-untyped-def]
+             grid: list[scenarios.Scenario],
+             measure: Callable[[gateways.Target, list[scenarios.Scenario]], None]) -> None:
     worker_counts = [1] if args.no_workers2 else [1, 2]
     for workers in worker_counts:
         try:
@@ -169,7 +172,7 @@ def _oneplan(args: argparse.Namespace, run: RunResults, sup: Supervisor, workdir
             if not args.no_quota:
                 run.quota.append(_quota(op, port, bodies[("small", "json")].read_bytes()))
                 log(run.quota[-1].describe)
-            for proc in (op.target.process, *op.helpers):
+            for proc in (op.target.process, *op.target.helpers):
                 if proc is not None:
                     sup.stop(proc)
         except HarnessError as exc:
@@ -179,9 +182,9 @@ def _oneplan(args: argparse.Namespace, run: RunResults, sup: Supervisor, workdir
 
 def _quota(op: gateways.OneplanRun, port: int, body: bytes) -> QuotaOutcome:
     allowed = quota.quota_limit()
-    before = upstream.stats(port)["chat"]
+    before = upstream.settled_chat_count(port)
     statuses = quota.fire(op.target.url, op.quota_auth, body, 2 * allowed)
-    forwarded = upstream.stats(port)["chat"] - before
+    forwarded = upstream.settled_chat_count(port) - before
     r = quota.QuotaResult(op.workers, allowed, 2 * allowed, dict(statuses), forwarded)
     return QuotaOutcome(r.workers, r.allowed, r.sent, {str(k): v for k, v in r.statuses.items()},
                         r.forwarded, r.exact, r.describe())

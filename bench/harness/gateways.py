@@ -35,10 +35,17 @@ class Target:
     url: str
     auth: str | None
     process: Managed | None = None
+    helpers: tuple[Managed, ...] = ()  # e.g. a private redis-server: measured and stopped with it
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """Roots of every process tree whose memory and CPU count as this target's."""
+        procs = (self.process, *self.helpers) if self.process else self.helpers
+        return tuple(p.pid for p in procs)
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,6 @@ class OneplanRun:
     target: Target
     quota_auth: str
     workers: int
-    helpers: tuple[Managed, ...] = ()  # e.g. its private redis-server, stopped with it
 
 
 def direct(upstream_port: int) -> Target:
@@ -153,8 +159,8 @@ def start_oneplan(sup: Supervisor, binary: Path, upstream_port: int, workdir: Pa
     wait_http(f"http://127.0.0.1:{port}/", managed, timeout_s=60, ok_statuses=ANY_STATUS)
     name = "oneplan" if workers == 1 else f"oneplan-w{workers}"
     target = Target(name, f"http://127.0.0.1:{port}/v1/chat/completions",
-                    f"Bearer {bench_key}", managed)
-    return OneplanRun(target, f"Bearer {quota_key}", workers, (redis[1],) if redis else ())
+                    f"Bearer {bench_key}", managed, (redis[1],) if redis else ())
+    return OneplanRun(target, f"Bearer {quota_key}", workers)
 
 
 # --- LiteLLM -----------------------------------------------------------------------------------

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def tree_pids(root: int) -> list[int]:
-    """root and all its descendants (via /proc/<pid>/task/<tid>/children)."""
+def tree_pids(roots: Sequence[int]) -> list[int]:
+    """The roots and all their descendants (via /proc/<pid>/task/<tid>/children)."""
     pids: list[int] = []
-    stack = [root]
+    stack = list(roots)
     while stack:
         pid = stack.pop()
         pids.append(pid)
@@ -49,20 +50,20 @@ def _status_kb(pid: int, key: str) -> int:
     return 0
 
 
-def tree_rss_mb(root: int) -> float:
+def tree_rss_mb(roots: Sequence[int]) -> float:
     """Current resident memory of the tree (sum of VmRSS), in MB."""
-    return sum(_status_kb(p, "VmRSS") for p in tree_pids(root)) / 1024
+    return sum(_status_kb(p, "VmRSS") for p in tree_pids(roots)) / 1024
 
 
-def tree_hwm_mb(root: int) -> float:
+def tree_hwm_mb(roots: Sequence[int]) -> float:
     """Sum of each live process's own peak resident memory (VmHWM), in MB."""
-    return sum(_status_kb(p, "VmHWM") for p in tree_pids(root)) / 1024
+    return sum(_status_kb(p, "VmHWM") for p in tree_pids(roots)) / 1024
 
 
-def tree_cpu_s(root: int) -> float:
+def tree_cpu_s(roots: Sequence[int]) -> float:
     """User+system CPU seconds consumed so far by the live processes of the tree."""
     total = 0
-    for pid in tree_pids(root):
+    for pid in tree_pids(roots):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
@@ -75,7 +76,7 @@ def tree_cpu_s(root: int) -> float:
 class PeakRss:
     """Samples a tree's resident memory every interval_s in a thread; keeps the peak."""
 
-    root: int
+    roots: Sequence[int]
     interval_s: float = 0.1
     peak_mb: float = 0.0
 
@@ -84,18 +85,18 @@ class PeakRss:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> PeakRss:
-        self.peak_mb = tree_rss_mb(self.root)
+        self.peak_mb = tree_rss_mb(self.roots)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak_mb = max(self.peak_mb, tree_rss_mb(self.root))
+        self.peak_mb = max(self.peak_mb, tree_rss_mb(self.roots))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self.peak_mb = max(self.peak_mb, tree_rss_mb(self.root))
+            self.peak_mb = max(self.peak_mb, tree_rss_mb(self.roots))
 
 
 def system_busy_s() -> float:

@@ -39,12 +39,12 @@ def run_one(target: Target, scenario: Scenario, body: Path, upstream_pid: int,
     """Warm up, then measure req/s, latency, errors, peak RSS and CPU of one scenario."""
     if warmup_s > 0:
         run_wrk(target.url, body, scenario.mode, scenario.concurrency, warmup_s, target.auth)
-    up_cpu0 = tree_cpu_s(upstream_pid)
-    gw_cpu0 = tree_cpu_s(target.pid) if target.pid else 0.0
+    up_cpu0 = tree_cpu_s([upstream_pid])
+    gw_cpu0 = tree_cpu_s(target.pids)
     wrk_cpu0, busy0 = _children_cpu_s(), system_busy_s()
     t0 = time.monotonic()
-    if target.pid:
-        with PeakRss(target.pid) as peak:
+    if target.pids:
+        with PeakRss(target.pids) as peak:
             load = run_wrk(target.url, body, scenario.mode, scenario.concurrency, duration_s,
                            target.auth)
         peak_mb: float | None = peak.peak_mb
@@ -54,10 +54,10 @@ def run_one(target: Target, scenario: Scenario, body: Path, upstream_pid: int,
         peak_mb = None
     wall = time.monotonic() - t0
     busy = system_busy_s() - busy0
-    up_cpu = tree_cpu_s(upstream_pid) - up_cpu0
-    gw_cpu = tree_cpu_s(target.pid) - gw_cpu0 if target.pid else 0.0
+    up_cpu = tree_cpu_s([upstream_pid]) - up_cpu0
+    gw_cpu = tree_cpu_s(target.pids) - gw_cpu0
     other = busy - up_cpu - gw_cpu - (_children_cpu_s() - wrk_cpu0)
-    cpu_per_req = gw_cpu / load.requests * 1e6 if target.pid and load.requests else None
+    cpu_per_req = gw_cpu / load.requests * 1e6 if target.pids and load.requests else None
     return ScenarioResult(
         target=target.name, mode=scenario.mode, size=scenario.size,
         concurrency=scenario.concurrency, rps=round(load.rps, 1),
@@ -98,17 +98,16 @@ def run_memory(target: Target, body: Path, total_requests: int, chunk_s: float,
     wrk stops on time, not on a count, so the load is sent in chunks of chunk_s seconds until
     the total is reached (or max_s passes); the trajectory shows whether memory keeps growing.
     """
-    assert target.pid is not None
     done = 0
-    trajectory: list[tuple[int, float]] = [(0, round(tree_rss_mb(target.pid), 1))]
+    trajectory: list[tuple[int, float]] = [(0, round(tree_rss_mb(target.pids), 1))]
     start = time.monotonic()
     while done < total_requests and time.monotonic() - start < max_s:
         load = run_wrk(target.url, body, "json", 32, chunk_s, target.auth)
         done += load.requests
-        trajectory.append((done, round(tree_rss_mb(target.pid), 1)))
+        trajectory.append((done, round(tree_rss_mb(target.pids), 1)))
         if load.requests == 0:
             break
     rss = trajectory[-1][1]
     log(f"{target.name:>10} memory: {done} requests -> RSS {rss} MB "
         f"(trajectory {', '.join(f'{n}:{m}' for n, m in trajectory)})")
-    return MemoryResult(target.name, done, rss, round(tree_hwm_mb(target.pid), 1), trajectory)
+    return MemoryResult(target.name, done, rss, round(tree_hwm_mb(target.pids), 1), trajectory)

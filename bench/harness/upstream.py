@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -41,6 +42,23 @@ def start(sup: Supervisor, port: int, workers: int = 1) -> Managed:
     managed = sup.start("upstream", [str(build()), str(port), str(workers)])
     wait_http(f"http://127.0.0.1:{port}/health", managed, timeout_s=10)
     return managed
+
+
+def settled_chat_count(port: int, quiet_s: float = 0.5, max_s: float = 30.0) -> int:
+    """The upstream's chat count once it stops moving.
+
+    Why: when wrk stops, a gateway may still forward the requests that were in flight; a count
+    read at once would charge them to whatever is measured next (e.g. the quota check).
+    """
+    last = stats(port)["chat"]
+    deadline = time.monotonic() + max_s
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = stats(port)["chat"]
+        if now == last:
+            return now
+        last = now
+    return last
 
 
 def stats(port: int) -> dict[str, int]:

@@ -64,7 +64,10 @@ def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     {
                         "id": call.get("id"),
                         "type": "function",
-                        "function": {"name": fn.get("name", ""), "arguments": _arguments(fn.get("arguments"))},
+                        "function": {
+                            "name": fn.get("name", ""),
+                            "arguments": _arguments(fn.get("arguments")),
+                        },
                     }
                 )
             if calls:

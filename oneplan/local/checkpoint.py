@@ -99,7 +99,8 @@ def inspect(path: str | Path) -> Checkpoint:
     template = read_chat_template(root)
     if not template:
         raise _fail(root, "missing chat template (chat_template.jinja or tokenizer_config.json)")
-    text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    nested = config.get("text_config")
+    text_config: dict[str, Any] = nested if isinstance(nested, dict) else config
     context = int(text_config.get("max_position_embeddings") or config.get("max_position_embeddings") or 0)
     return Checkpoint(
         path=root,

@@ -71,12 +71,11 @@ def merge(running: Any, running_len: int, new: Any, new_len: int) -> None:
             )
         for old_states, new_states in zip(_states(old_layer), _states(new_layer), strict=True):
             for key, value in new_states.items():
-                if value is not None and old_states.get(key) is not None:
-                    old_states[key] = torch.cat([old_states[key], value])
+                old = old_states.get(key)
+                if value is not None and old is not None:
+                    old_states[key] = torch.cat([old, value])
 
 
 def merge_masks(running: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
     width = max(running.shape[1], new.shape[1])
-    return torch.cat(
-        [F.pad(running, (width - running.shape[1], 0)), F.pad(new, (width - new.shape[1], 0))]
-    )
+    return torch.cat([F.pad(running, (width - running.shape[1], 0)), F.pad(new, (width - new.shape[1], 0))])

@@ -38,7 +38,9 @@ def resolve_device(option: str | None) -> torch.device:
     try:
         device = torch.device(str(option))
     except RuntimeError:
-        raise ConfigError(f"local model option device={option!r} is not a torch device (cpu, cuda, cuda:1, mps)") from None
+        raise ConfigError(
+            f"local model option device={option!r} is not a torch device (cpu, cuda, cuda:1, mps)"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"local model option device={option!r}: PyTorch sees no CUDA GPU")
     return device
@@ -63,7 +65,7 @@ def load(checkpoint: Checkpoint, device: torch.device, dtype: torch.dtype) -> tu
     path = str(checkpoint.path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+        model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"local model checkpoint {path!r} could not be loaded: {exc}") from None
     model.to(device)

@@ -115,7 +115,7 @@ class OutputParser:
                     return
                 self._section("text")
             elif self._mode == "text":
-                tags = (CALL_OPEN,) if self._parse_tools else ()
+                tags: tuple[str, ...] = (CALL_OPEN,) if self._parse_tools else ()
                 tags += (THINK_OPEN,) if self._think_allowed else ()
                 found = self._scan(tags, "text", final)
                 if not found:

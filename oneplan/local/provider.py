@@ -44,8 +44,7 @@ def engine_options(model: str, options: dict[str, Any]) -> EngineOptions:
     path = options.get("path")
     if not path or not isinstance(path, str):
         raise ConfigError(
-            f"model {model!r} on a local provider needs path = \"/models/...\" "
-            "(the checkpoint directory)"
+            f'model {model!r} on a local provider needs path = "/models/..." (the checkpoint directory)'
         )
 
     def number(key: str) -> int | None:

@@ -37,7 +37,7 @@ Event = tuple[str, Any]
 class Sequence:
     """One request inside the scheduler."""
 
-    __slots__ = ("prompt", "params", "sink", "generated", "finish_reason", "_cancelled", "generator")
+    __slots__ = ("_cancelled", "finish_reason", "generated", "generator", "params", "prompt", "sink")
 
     def __init__(self, prompt: list[int], params: SamplingParams, sink: Callable[[Event], None]):
         self.prompt = prompt

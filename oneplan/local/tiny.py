@@ -144,8 +144,7 @@ _CORPUS = [
 
 def build_tokenizer(style: str, vocab_size: int = 600) -> Any:
     """A trained byte-level BPE tokenizer wrapped as a transformers fast tokenizer."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from tokenizers import AddedToken
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -164,7 +163,7 @@ def build_tokenizer(style: str, vocab_size: int = 600) -> Any:
     )
     tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in ADDED_TOKENS])
-    fast = PreTrainedTokenizerFast(
+    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tok,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
@@ -195,7 +194,7 @@ def _config(arch: str, vocab: int, *, hidden: int, layers: int, eos: list[int]) 
     if arch == "qwen3":
         return tf.Qwen3Config(head_dim=16, **common)
     if arch == "qwen3_moe":
-        return tf.Qwen3MoeConfig(
+        return tf.Qwen3MoeConfig(  # type: ignore[call-arg]
             head_dim=16,
             num_experts=4,
             num_experts_per_tok=2,
@@ -249,8 +248,10 @@ def build_checkpoint(
     if arch == "qwen3_5":
         model = tf.Qwen3_5ForConditionalGeneration(config)
     else:
-        model = tf.AutoModelForCausalLM.from_config(config)
+        model = tf.AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    tf.GenerationConfig(eos_token_id=eos, pad_token_id=eos[-1], do_sample=False).save_pretrained(out)
+    tf.GenerationConfig(  # type: ignore[no-untyped-call]
+        eos_token_id=eos, pad_token_id=eos[-1], do_sample=False
+    ).save_pretrained(out)
     return out

@@ -208,9 +208,7 @@ class XmlCallParser:
                     self._buf = self._buf[end + 1 :]
                     out.append(self._open_param(name))
                     self._state = "value"
-                elif not self._buf or _FUNC_END.startswith(self._buf) or _PARAM_OPEN.startswith(
-                    self._buf
-                ):
+                elif not self._buf or _FUNC_END.startswith(self._buf) or _PARAM_OPEN.startswith(self._buf):
                     return out
                 else:  # stray text between parameters: skip to the next tag
                     cut = self._buf.find("<", 1)

@@ -62,7 +62,7 @@ class Counters(ABC):
 
 
 class _User:
-    __slots__ = ("rolling", "rolling_total", "week_start", "week", "month_start", "month", "tokens", "cost")
+    __slots__ = ("cost", "month", "month_start", "rolling", "rolling_total", "tokens", "week", "week_start")
 
     def __init__(self) -> None:
         self.rolling: deque[list[int]] = deque()  # [second, weight], oldest first

@@ -72,7 +72,7 @@ class Ledger:
             self._wake.clear()
             try:
                 await self.flush()
-            except Exception:  # noqa: BLE001 - keep the journal; retry next round
+            except Exception:
                 log.exception("ledger flush failed; rows stay in the journal and will be retried")
 
     async def flush(self) -> None:

@@ -25,7 +25,7 @@ from oneplan.routing.catalog import Plan
 _ADMIT = """
 local now = tonumber(ARGV[1])
 local weight = tonumber(ARGV[2])
-local cutoff = math.floor(now) - %d
+local cutoff = math.floor(now) - @WINDOW@
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)
 if #expired > 0 then
   local gone = 0
@@ -46,9 +46,9 @@ local function frees(need, limit)
   local seconds = redis.call('ZRANGE', KEYS[1], 0, -1)
   for _, s in ipairs(seconds) do
     excess = excess - tonumber(redis.call('HGET', KEYS[2], s) or '0')
-    if excess <= 0 then return tonumber(s) + %d end
+    if excess <= 0 then return tonumber(s) + @WINDOW@ end
   end
-  if #seconds > 0 then return tonumber(seconds[#seconds]) + %d end
+  if #seconds > 0 then return tonumber(seconds[#seconds]) + @WINDOW@ end
   return now
 end
 local lim5h, limw, limm = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -69,14 +69,14 @@ if weight > 0 then
   redis.call('EXPIRE', KEYS[4], ARGV[8])
   month = redis.call('INCRBY', KEYS[5], weight)
   redis.call('EXPIRE', KEYS[5], ARGV[9])
-  redis.call('EXPIRE', KEYS[1], %d)
-  redis.call('EXPIRE', KEYS[2], %d)
-  redis.call('EXPIRE', KEYS[3], %d)
+  redis.call('EXPIRE', KEYS[1], @TTL@)
+  redis.call('EXPIRE', KEYS[2], @TTL@)
+  redis.call('EXPIRE', KEYS[3], @TTL@)
 end
 local f = ''
 if total > 0 and lim5h >= 0 then f = tostring(frees(1, lim5h)) end
 return {1, tostring(total), f, tostring(week), tostring(month), tostring(tokens), tostring(cost)}
-""" % ((ROLLING_SECONDS,) * 3 + (ROLLING_SECONDS + 60,) * 3)
+""".replace("@WINDOW@", str(ROLLING_SECONDS)).replace("@TTL@", str(ROLLING_SECONDS + 60))
 
 # KEYS: c, t, week, month   ARGV: second, weight
 _RELEASE = """

@@ -309,7 +309,9 @@ def _tool_choice(raw: Any) -> tuple[Any, bool | None]:
 
 
 def _thinking(body: dict[str, Any]) -> Thinking:
-    thinking = Thinking()
+    # In the Messages API a request without ``thinking`` asks for no extended thinking, so the
+    # provider's own default (Qwen 3.5 and GLM think unless told not to) is switched off.
+    thinking = Thinking(enabled=False)
     spec = body.get("thinking")
     if spec is not None:
         spec = _dict(spec, "thinking")

@@ -84,7 +84,6 @@ class AnthropicStreamRenderer(StreamRenderer):
         "_next_index",
         "_open",
         "_open_index",
-        "_open_tool",
         "_pending",
         "_signed",
         "_started",
@@ -102,7 +101,6 @@ class AnthropicStreamRenderer(StreamRenderer):
         self._next_index = 0
         self._open = 0  # kind of the open block, 0 when none
         self._open_index = -1
-        self._open_tool = -1  # canonical index of the open tool call
         self._tool_blocks: dict[int, int] = {}  # canonical tool index -> block index
         self._pending: dict[int, list[Any]] = {}  # tool calls still waiting for a name
         self._hash: Any = None  # sha256 of the open thinking block, for a placeholder
@@ -236,7 +234,6 @@ class AnthropicStreamRenderer(StreamRenderer):
             self._hash = None
         out.append(frame("content_block_stop", {"type": "content_block_stop", "index": self._open_index}))
         self._open = 0
-        self._open_tool = -1
 
     def _tool(self, out: list[bytes], call: ToolCallDelta) -> None:
         block = self._tool_blocks.get(call.index)
@@ -268,7 +265,6 @@ class AnthropicStreamRenderer(StreamRenderer):
             "input": {},
         }
         self._open_block(out, _TOOL, block)
-        self._open_tool = index
         self._tool_blocks[index] = self._open_index
         if arguments:
             self._estimate += estimate_text_tokens(arguments)

@@ -54,6 +54,10 @@ class ChatRequest:
     user: str | None = None
     # Provider-specific parameters the caller sent that have no canonical slot (top_k, ...).
     extra: dict[str, Any] = field(default_factory=dict)
+    # The body as the client sent it, and its protocol. A provider speaking that same protocol
+    # forwards it as is (pass-through) instead of rebuilding it from the fields above.
+    source_protocol: str | None = None
+    source_body: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -117,7 +121,7 @@ class ChatResult:
 class Accumulator:
     """Folds a ``Delta`` stream into a ``ChatResult``; also the place streams are metered."""
 
-    __slots__ = ("_text", "_reasoning", "signature", "_calls", "finish_reason", "usage")
+    __slots__ = ("_calls", "_reasoning", "_text", "finish_reason", "signature", "usage")
 
     def __init__(self) -> None:
         self._text: list[str] = []

@@ -226,7 +226,7 @@ def usage_body(usage: Usage) -> dict[str, Any]:
 class ChatChunkRenderer(StreamRenderer):
     """Canonical deltas to ``chat.completion.chunk`` frames, one frame per upstream chunk."""
 
-    __slots__ = ("ctx", "_prefix", "_usage", "_finished", "_started")
+    __slots__ = ("_finished", "_prefix", "_started", "_usage", "ctx")
 
     def __init__(self, ctx: StreamContext) -> None:
         self.ctx = ctx

@@ -77,6 +77,10 @@ class Provider(ABC):
     def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[Delta]:
         """The answer chunk by chunk. Raises ``UpstreamError`` (before or mid-stream)."""
 
+    async def preload(self, target: Target) -> None:  # noqa: B027 - optional hook
+        """Get ready to serve ``target`` (load weights...) at start-up, so that a broken
+        model fails the start, not the first request."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections, workers, weights."""
 
@@ -110,6 +114,7 @@ def kinds() -> dict[str, type[Provider]]:
 _BUILTIN = (
     "oneplan.providers.openai_compatible",
     "oneplan.providers.anthropic_compatible",
+    "oneplan.providers.responses_compatible",
     "oneplan.providers.dashscope",
     "oneplan.providers.zhipu",
     "oneplan.providers.moonshot",

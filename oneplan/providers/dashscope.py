@@ -80,7 +80,5 @@ class DashScope(OpenAICompatible):
         if usage is not None and isinstance(raw, dict):
             details = raw.get("prompt_tokens_details")
             if isinstance(details, dict):
-                usage.cache_write_tokens = int(
-                    details.get("cache_creation_input_tokens") or 0
-                )
+                usage.cache_write_tokens = int(details.get("cache_creation_input_tokens") or 0)
         return usage

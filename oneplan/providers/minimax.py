@@ -39,9 +39,7 @@ from oneplan.providers.openai_compatible import OpenAICompatible
 
 OPEN_TAG = "<think>"
 CLOSE_TAG = "</think>"
-_SWITCHABLE = re.compile(
-    r"^minimax-m[3-9]", re.IGNORECASE
-)  # models that may stop thinking
+_SWITCHABLE = re.compile(r"^minimax-m[3-9]", re.IGNORECASE)  # models that may stop thinking
 
 # base_resp.status_code -> how oneplan treats it (MiniMax's documented error codes).
 _RATE_LIMITED = frozenset({1002, 1039, 1041, 2045})
@@ -105,9 +103,7 @@ class ThinkSplitter:
                     self._buf = head[len(OPEN_TAG) :]
                     self._state = "think"
                     continue
-                if OPEN_TAG.startswith(
-                    head
-                ):  # empty, whitespace, or a tag still arriving
+                if OPEN_TAG.startswith(head):  # empty, whitespace, or a tag still arriving
                     break
                 self._state = "text"
             if self._state == "think":
@@ -165,9 +161,7 @@ class _ReasoningDetails:
 
     def increment(self, text: str) -> str:
         if self._cumulative is None and self._seen:
-            self._cumulative = len(text) > len(self._seen) and text.startswith(
-                self._seen
-            )
+            self._cumulative = len(text) > len(self._seen) and text.startswith(self._seen)
         if self._cumulative:
             new = text.removeprefix(self._seen)
             self._seen = text if text.startswith(self._seen) else self._seen + text
@@ -221,9 +215,7 @@ class MiniMax(OpenAICompatible):
         ``thinking: {"type": "disabled"}``."""
         if self.split:
             body.setdefault("reasoning_split", True)
-        if request.thinking.enabled is False and _SWITCHABLE.match(
-            str(body.get("model", ""))
-        ):
+        if request.thinking.enabled is False and _SWITCHABLE.match(str(body.get("model", ""))):
             body.setdefault("thinking", {"type": "disabled"})
 
     def outgoing_message(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -245,9 +237,7 @@ class MiniMax(OpenAICompatible):
                 }
             ]
         else:
-            out["content"] = (
-                f"{OPEN_TAG}\n{reasoning}\n{CLOSE_TAG}\n\n{out.get('content') or ''}"
-            )
+            out["content"] = f"{OPEN_TAG}\n{reasoning}\n{CLOSE_TAG}\n\n{out.get('content') or ''}"
         return out
 
     # -- answer ----------------------------------------------------------------------------
@@ -255,11 +245,7 @@ class MiniMax(OpenAICompatible):
     def reasoning_of(self, part: dict[str, Any]) -> str | None:
         details = part.get("reasoning_details")
         if isinstance(details, list):
-            texts = [
-                d.get("text")
-                for d in details
-                if isinstance(d, dict) and isinstance(d.get("text"), str)
-            ]
+            texts = [d.get("text") for d in details if isinstance(d, dict) and isinstance(d.get("text"), str)]
             joined = "".join(t for t in texts if t)
             if joined:
                 return joined
@@ -283,9 +269,7 @@ class MiniMax(OpenAICompatible):
             result.text = text or None
         return result
 
-    async def stream(
-        self, request: ChatRequest, target: Target
-    ) -> AsyncIterator[Delta]:
+    async def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[Delta]:
         splitter = ThinkSplitter()
         details = _ReasoningDetails()
         async for delta in super().stream(request, target):

@@ -55,9 +55,7 @@ class Moonshot(OpenAICompatible):
     )
     sends_reasoning_back = True
 
-    def build_body(
-        self, request: ChatRequest, target: Target, *, stream: bool
-    ) -> dict[str, Any]:
+    def build_body(self, request: ChatRequest, target: Target, *, stream: bool) -> dict[str, Any]:
         body = super().build_body(request, target, stream=stream)
         model = target.upstream
         if _FIXED_SAMPLING.match(model):

@@ -42,6 +42,18 @@ _FINISH = {
 }
 
 
+def _flatten_text(parts: list[Any], *, keep_cache: bool) -> Any:
+    """Text-only content as one string (every provider accepts that; several reject arrays on
+    text models); otherwise the parts, without ``cache_control`` unless the provider keeps it."""
+    if all(isinstance(p, dict) and p.get("type") == "text" for p in parts) and not (
+        keep_cache and any("cache_control" in p for p in parts)
+    ):
+        return "\n\n".join(str(p.get("text", "")) for p in parts)
+    if keep_cache or not any(isinstance(p, dict) and "cache_control" in p for p in parts):
+        return parts
+    return [{k: v for k, v in p.items() if k != "cache_control"} if isinstance(p, dict) else p for p in parts]
+
+
 @register("openai-compatible")
 class OpenAICompatible(Provider):
     """Any endpoint that speaks Chat Completions: vLLM, SGLang, OpenAI itself, gateways."""
@@ -121,15 +133,11 @@ class OpenAICompatible(Provider):
             if message.get("is_error") and isinstance(out.get("content"), str):
                 out["content"] = "Error: " + out["content"]
         content = out.get("content")
-        if not self.keeps_cache_control and isinstance(content, list):
-            if any("cache_control" in part for part in content if isinstance(part, dict)):
-                out = dict(out)
-                out["content"] = [
-                    {k: v for k, v in part.items() if k != "cache_control"}
-                    if isinstance(part, dict)
-                    else part
-                    for part in content
-                ]
+        if isinstance(content, list):
+            flat = _flatten_text(content, keep_cache=self.keeps_cache_control)
+            if flat is not content:
+                out = dict(out) if out is message else out
+                out["content"] = flat
         return out
 
     # -- answer ----------------------------------------------------------------------------

@@ -56,9 +56,7 @@ class Zhipu(OpenAICompatible):
     )
     sends_reasoning_back = True
 
-    def build_body(
-        self, request: ChatRequest, target: Target, *, stream: bool
-    ) -> dict[str, Any]:
+    def build_body(self, request: ChatRequest, target: Target, *, stream: bool) -> dict[str, Any]:
         body = super().build_body(request, target, stream=stream)
         wants_tool_stream = self.settings.options.get("tool_stream")
         if wants_tool_stream is None:
@@ -93,6 +91,4 @@ def _raise_on_network_error(obj: dict[str, Any], name: str) -> None:
     """``network_error`` means the answer broke off inside Zhipu: retry, never bill a stop."""
     for choice in obj.get("choices") or ():
         if isinstance(choice, dict) and choice.get("finish_reason") == "network_error":
-            raise UpstreamUnavailable(
-                f"{name}: the model failed mid-answer (network_error)"
-            )
+            raise UpstreamUnavailable(f"{name}: the model failed mid-answer (network_error)")

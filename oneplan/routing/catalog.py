@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oneplan.config import CatalogFile, PlanConfig, ProviderConfig, ServerConfig
+from oneplan.config import CatalogFile, PlanConfig, ProviderConfig, RoutingConfig, ServerConfig
 from oneplan.errors import ConfigError, ModelNotFound
 from oneplan.providers.base import kinds
 
@@ -72,6 +72,7 @@ class Catalog:
     models: dict[str, ModelEntry]
     plans: dict[str, Plan]
     aliases: list[tuple[str, str]]  # (pattern, model), first match wins
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
     _resolved: dict[str, ModelEntry] = field(default_factory=dict)
 
     def resolve(self, name: str) -> ModelEntry:
@@ -154,7 +155,7 @@ def build(file: CatalogFile, source: str) -> Catalog:
     plans = {name: _plan(name, plan) for name, plan in file.plans.items()} or {
         "default": _plan("default", DEFAULT_PLAN)
     }
-    catalog = Catalog(source, file.server, dict(file.providers), models, plans, aliases)
+    catalog = Catalog(source, file.server, dict(file.providers), models, plans, aliases, file.routing)
     _add_claude_defaults(catalog)
     return catalog
 

@@ -1,20 +1,33 @@
 """Choosing where a request goes, and trying the next place when one fails.
 
-Candidates, in order: the model's deployments (weighted random order, healthy ones first),
-then each fallback model the caller's plan includes, with its deployments. A failure before the
-first byte reached the client moves on to the next candidate; after that, it ends the stream.
+Candidates, in order: the model's deployments, then each fallback model the caller's plan
+includes, with its deployments. Within a model the order is weighted-random (or least-busy), with
+deployments cooling off after a 429 last; deployments whose circuit is open are skipped
+(``health.py``). A failure before the first byte reached the client moves on to the next
+candidate, or retries the last one after a back-off (``retry.py``); after that first byte the
+stream belongs to the client and a failure ends it.
+
+The hot path - one healthy deployment, no fault - costs a dictionary lookup, a few attribute
+updates on the deployment's health and, for streams, one generator around the upstream's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from oneplan.errors import UpstreamError
 from oneplan.protocols.canonical import ChatRequest, ChatResult, Delta
 from oneplan.providers.base import Provider, Target
 from oneplan.routing.catalog import Catalog, Deployment, ModelEntry, Plan
+from oneplan.routing.health import BreakerPolicy, CircuitOpen, DeploymentHealth, Health
+from oneplan.routing.retry import RetryPolicy
+
+T = TypeVar("T")
+STRATEGIES = ("weighted", "least-busy")
 
 
 @dataclass(slots=True)
@@ -26,72 +39,207 @@ class Served:
     attempts: int = 1
     errors: list[str] = field(default_factory=list)
 
+    @property
+    def label(self) -> str:
+        """For the ``x-oneplan-served-by`` header."""
+        return f"model={self.model.name}; provider={self.deployment.provider}"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One deployment of one model, with everything an attempt needs, built once."""
+
+    model: ModelEntry
+    deployment: Deployment
+    provider: Provider
+    target: Target
+    health: DeploymentHealth
+
 
 class Router:
-    def __init__(self, catalog: Catalog, providers: dict[str, Provider], rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        providers: dict[str, Provider],
+        rng: random.Random | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        breaker: BreakerPolicy | None = None,
+        strategy: str = "weighted",
+        health: Health | None = None,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"routing strategy must be one of {STRATEGIES}, not {strategy!r}")
         self.catalog = catalog
         self.providers = providers
         self.rng = rng or random.Random()
-        self._targets: dict[tuple[str, str, str], Target] = {}
+        self.retry = retry or RetryPolicy()
+        self.health = health or Health(breaker)
+        self.least_busy = strategy == "least-busy"
+        self._candidates: dict[str, tuple[Candidate, ...]] = {
+            name: tuple(self._candidate(entry, d) for d in entry.deployments)
+            for name, entry in catalog.models.items()
+        }
+
+    @classmethod
+    def from_catalog(cls, catalog: Catalog, providers: dict[str, Provider]) -> Router:
+        """A router configured by the catalog's ``[routing]`` table."""
+        r = catalog.routing
+        return cls(
+            catalog,
+            providers,
+            retry=RetryPolicy(r.retries, r.backoff_seconds, r.backoff_max_seconds, r.deadline_seconds),
+            breaker=BreakerPolicy(r.circuit_failures, r.circuit_cooldown_seconds),
+            strategy=r.strategy,
+        )
+
+    def _candidate(self, entry: ModelEntry, deployment: Deployment) -> Candidate:
+        return Candidate(
+            entry,
+            deployment,
+            self.providers[deployment.provider],
+            Target(entry.name, deployment.upstream, entry.options),
+            self.health.get(deployment.provider, deployment.upstream),
+        )
 
     def target(self, entry: ModelEntry, deployment: Deployment) -> Target:
-        key = (entry.name, deployment.provider, deployment.upstream)
-        target = self._targets.get(key)
-        if target is None:
-            target = self._targets[key] = Target(entry.name, deployment.upstream, entry.options)
-        return target
+        return Target(entry.name, deployment.upstream, entry.options)
 
-    def candidates(self, entry: ModelEntry, plan: Plan) -> list[tuple[ModelEntry, Deployment]]:
-        out = [(entry, d) for d in self._order(entry.deployments)]
+    # -- order ------------------------------------------------------------------------------
+
+    def candidates(self, entry: ModelEntry, plan: Plan) -> list[Candidate]:
+        now = self.health.now()
+        out = self._order(self._candidates[entry.name], now)
         for name in entry.fallbacks:
             if plan.includes(name):
-                fallback = self.catalog.models[name]
-                out.extend((fallback, d) for d in self._order(fallback.deployments))
+                out.extend(self._order(self._candidates[name], now))
         return out
 
-    def _order(self, deployments: tuple[Deployment, ...]) -> list[Deployment]:
-        if len(deployments) == 1:
-            return list(deployments)
-        # Weighted random order without replacement (Efraimidis-Spirakis keys).
-        return sorted(deployments, key=lambda d: -(self.rng.random() ** (1.0 / d.weight)))
+    def _order(self, group: tuple[Candidate, ...], now: float) -> list[Candidate]:
+        if len(group) == 1:
+            return list(group)
+        rng = self.rng
+        if self.least_busy:
+            # Fewest requests in flight per unit of weight; ties broken at random.
+            ordered = sorted(group, key=lambda c: (c.health.in_flight / c.deployment.weight, rng.random()))
+        else:
+            # Weighted random order without replacement (Efraimidis-Spirakis keys).
+            ordered = sorted(group, key=lambda c: -(rng.random() ** (1.0 / c.deployment.weight)))
+        # Deployments cooling off after a 429 go last, in the same relative order.
+        return sorted(ordered, key=lambda c: c.health.cooling(now))
+
+    # -- calls ------------------------------------------------------------------------------
 
     async def complete(self, request: ChatRequest, entry: ModelEntry, plan: Plan) -> tuple[ChatResult, Served]:
-        last: UpstreamError | None = None
-        attempts = 0
-        for model, deployment in self.candidates(entry, plan):
-            attempts += 1
-            provider = self.providers[deployment.provider]
+        async def attempt(c: Candidate) -> ChatResult:
             try:
-                result = await provider.complete(request, self.target(model, deployment))
-            except UpstreamError as exc:
-                last = exc
-                if not exc.retryable:
-                    break
-                continue
-            return result, Served(model, deployment, attempts)
-        assert last is not None
-        last.attempts = attempts  # type: ignore[attr-defined]
-        raise last
+                return await c.provider.complete(request, c.target)
+            finally:
+                c.health.end()
+
+        result, served, _ = await self._route(entry, plan, attempt)
+        return result, served
 
     async def open_stream(
         self, request: ChatRequest, entry: ModelEntry, plan: Plan
     ) -> tuple[Served, Delta | None, AsyncIterator[Delta]]:
         """Start a stream somewhere: returns who serves it, its first delta (``None`` if the
         stream was empty) and the rest."""
-        last: UpstreamError | None = None
-        attempts = 0
-        for model, deployment in self.candidates(entry, plan):
-            attempts += 1
-            stream = self.providers[deployment.provider].stream(request, self.target(model, deployment))
+
+        async def attempt(c: Candidate) -> tuple[Delta | None, AsyncIterator[Delta]]:
+            stream = c.provider.stream(request, c.target)
             try:
                 first = await anext(stream, None)
-            except UpstreamError as exc:
+            except BaseException:
+                c.health.end()
                 await stream.aclose()
-                last = exc
+                raise
+            return first, stream
+
+        (first, stream), served, chosen = await self._route(entry, plan, attempt)
+        return served, first, self._watched(stream, chosen.health)
+
+    async def _watched(self, stream: AsyncIterator[Delta], health: DeploymentHealth) -> AsyncIterator[Delta]:
+        """The rest of a stream, telling the deployment's health how it ended."""
+        try:
+            async for delta in stream:
+                yield delta
+        except UpstreamError as exc:
+            if exc.retryable:
+                health.failed(exc, self.health.now())
+            raise
+        finally:
+            health.end()
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _route(
+        self, entry: ModelEntry, plan: Plan, attempt: Callable[[Candidate], Awaitable[T]]
+    ) -> tuple[T, Served, Candidate]:
+        """Try candidates in order until one answers; see ``retry.py`` for the rules."""
+        health, policy = self.health, self.retry
+        now = health.now()
+        deadline = now + policy.deadline
+        candidates = self.candidates(entry, plan)
+        last: UpstreamError | None = None
+        attempts = retries = 0
+        errors: list[str] = []
+        i = 0
+        while True:
+            # The next candidate whose circuit lets a request through now.
+            while i < len(candidates) and not candidates[i].health.available(now):
+                i += 1
+            if i == len(candidates):
+                raise self._exhausted(entry, candidates, last, attempts, now)
+            c = candidates[i]
+            attempts += 1
+            c.health.begin(now, retry=attempts > 1)
+            try:
+                result = await attempt(c)
+            except UpstreamError as exc:
+                now = health.now()
                 if not exc.retryable:
-                    break
+                    c.health.neutral()
+                    exc.attempts = attempts  # type: ignore[attr-defined]
+                    raise
+                c.health.failed(exc, now)
+                last = exc
+                errors.append(f"{c.deployment.provider}: {type(exc).__name__}")
+            except BaseException:
+                c.health.neutral()  # cancelled (the caller went away): no verdict
+                raise
+            else:
+                c.health.succeeded()
+                served = Served(c.model, c.deployment, attempts, errors) if attempts > 1 else Served(c.model, c.deployment)
+                return result, served, c
+            if i + 1 < len(candidates):
+                i += 1  # another deployment: move on at once
                 continue
-            return Served(model, deployment, attempts), first, stream
-        assert last is not None
+            if retries >= policy.retries or not c.health.available(now):
+                raise self._exhausted(entry, candidates, last, attempts, now)
+            wait = policy.delay(retries, last, self.rng)
+            if now + wait > deadline:
+                raise self._exhausted(entry, candidates, last, attempts, now)
+            retries += 1
+            await asyncio.sleep(wait)
+            now = health.now()
+
+    def _exhausted(
+        self,
+        entry: ModelEntry,
+        candidates: list[Candidate],
+        last: UpstreamError | None,
+        attempts: int,
+        now: float,
+    ) -> UpstreamError:
+        if last is None:
+            # Nothing was tried: every circuit is open. Fail fast, saying when to come back.
+            wait = min((c.health.reopens_in(now) for c in candidates), default=0.0)
+            last = CircuitOpen(
+                f"Every provider serving '{entry.name}' is failing; oneplan will try again in "
+                f"{max(1, round(wait))}s.",
+                retry_after=wait,
+            )
         last.attempts = attempts  # type: ignore[attr-defined]
-        raise last
+        return last

@@ -32,7 +32,7 @@ async def readiness(gateway: Any) -> list[str]:
         problems.append("starting or stopping")
     try:
         await asyncio.to_thread(gateway.db.get_meta, "admin_key_hash")
-    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+    except Exception as exc:
         problems.append(f"database unreachable: {type(exc).__name__}")
     if not gateway.catalog.models:
         problems.append("the catalog has no models")
@@ -99,6 +99,11 @@ def routes(gateway: Any) -> list[Route]:
         await gateway.keys.reload()
         return _json({"revoked": key_id})
 
+    async def providers(request: Request) -> Response:
+        """Each deployment's circuit and counters (they live in this process: see the CLI's
+        ``oneplan providers status``)."""
+        return _json({"data": gateway.router.health.snapshot()})
+
     async def usage(request: Request) -> Response:
         return _json(await usage_report(gateway, request.query_params.get("user")))
 
@@ -109,6 +114,7 @@ def routes(gateway: Any) -> list[Route]:
         Route("/admin/keys", admin_only(create_key), methods=["POST"]),
         Route("/admin/keys/{key_id}", admin_only(revoke_key), methods=["DELETE"]),
         Route("/admin/usage", admin_only(usage), methods=["GET"]),
+        Route("/admin/providers", admin_only(providers), methods=["GET"]),
     ]
 
 

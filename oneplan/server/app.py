@@ -16,12 +16,13 @@ from starlette.routing import Route
 
 from oneplan.errors import AuthenticationFailed, NotFound, OneplanError
 from oneplan.protocols import openai_chat
-from oneplan.server.pipeline import ExchangeFactory, shared
 from oneplan.server import admin
+from oneplan.server.anthropic import routes as anthropic_routes
 from oneplan.server.auth import bearer
 from oneplan.server.errors import error_response
-from oneplan.server.responses import routes as responses_routes
 from oneplan.server.gateway import Gateway
+from oneplan.server.pipeline import ExchangeFactory, shared
+from oneplan.server.responses import routes as responses_routes
 
 log = logging.getLogger("oneplan")
 OPENAI = openai_chat.PROTOCOL
@@ -72,6 +73,10 @@ def create_app(gateway: Gateway) -> Starlette:
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok"})
 
+    async def metrics(request: Request) -> Response:
+        body, content_type = gateway.metrics.render()
+        return Response(body, media_type=content_type)
+
     async def readyz(request: Request) -> Response:
         problems = await admin.readiness(gateway)
         return json_response({"status": "ok" if not problems else "unavailable", "problems": problems}, 200 if not problems else 503)
@@ -80,11 +85,13 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/v1/chat/completions", protocol_endpoint(gateway, shared(OPENAI)), methods=["POST"]),
         Route("/chat/completions", protocol_endpoint(gateway, shared(OPENAI)), methods=["POST"]),
         *responses_routes(gateway, protocol_endpoint),
+        *anthropic_routes(gateway, protocol_endpoint),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/models/{model:path}", models, methods=["GET"]),
         Route("/v1/usage", my_usage, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         *admin.routes(gateway),
     ]
 
@@ -119,4 +126,4 @@ def create_app(gateway: Gateway) -> Starlette:
     )
 
 
-__all__ = ["create_app", "AuthenticationFailed"]
+__all__ = ["AuthenticationFailed", "create_app"]

@@ -53,7 +53,7 @@ class KeyCache:
                 version = await asyncio.to_thread(self.db.keys_version)
                 if version != self._version:
                     await self.reload()
-            except Exception:  # noqa: BLE001 - a database hiccup must not kill auth
+            except Exception:
                 log.exception("reloading keys failed; keeping the keys in memory")
 
     async def authenticate(self, key: str | None, now: float) -> KeyRecord:

@@ -17,25 +17,33 @@ from oneplan.providers.base import Provider, ProviderSettings, Timeouts, provide
 from oneplan.routing.catalog import Catalog
 from oneplan.routing.router import Router
 from oneplan.server.auth import KeyCache
+from oneplan.server.metrics import Metrics
 from oneplan.server.pipeline import Pipeline
 from oneplan.store.db import Database
 
 log = logging.getLogger("oneplan")
 
 
+# A provider whose catalog entry names another dialect is served by that dialect's kind, at
+# the URL its own kind's preset gives for the dialect.
+DIALECT_KINDS = {"anthropic": "anthropic-compatible", "responses": "responses-compatible"}
+NATIVE_DIALECT = {kind: dialect for dialect, kind in DIALECT_KINDS.items()}
+
+
 def build_providers(catalog: Catalog) -> dict[str, Provider]:
     providers: dict[str, Provider] = {}
     for name, config in catalog.providers.items():
-        cls = provider_class(config.kind)
-        preset = cls.preset
+        preset = provider_class(config.kind).preset
+        dialect = config.dialect or NATIVE_DIALECT.get(config.kind, "openai")
+        cls = provider_class(DIALECT_KINDS.get(dialect, config.kind))
         base_url = config.base_url
         if base_url is None and preset is not None:
-            urls = preset.anthropic_base_urls if config.dialect == "anthropic" else preset.base_urls
+            urls = preset.anthropic_base_urls if dialect == "anthropic" and config.kind != "anthropic-compatible" else preset.base_urls
             base_url = urls.get(config.region)
             if base_url is None:
                 regions = ", ".join(sorted(urls)) or "none"
                 raise ConfigError(
-                    f"{catalog.source}: providers.{name}.region: no {config.region!r} endpoint for "
+                    f"{catalog.source}: providers.{name}.region: no {config.region!r} {dialect} endpoint for "
                     f"{config.kind} (use one of: {regions}, or set base_url)"
                 )
         settings = ProviderSettings(
@@ -43,7 +51,7 @@ def build_providers(catalog: Catalog) -> dict[str, Provider]:
             kind=config.kind,
             base_url=base_url or "",
             api_key=resolve_secret(config.api_key, f"{catalog.source}: providers.{name}.api_key"),
-            dialect=config.dialect or "openai",
+            dialect=dialect,
             timeouts=Timeouts(**config.timeouts.model_dump()),
             headers=dict(config.headers),
             max_connections=config.max_connections,
@@ -81,12 +89,16 @@ class Gateway:
         self.ledger = Ledger(self.db, data_dir / "journal", catalog.server.ledger_flush_seconds)
         self.keys = KeyCache(self.db)
         self.providers = build_providers(catalog)
-        self.router = Router(catalog, self.providers)
+        self.router = Router.from_catalog(catalog, self.providers)
+        self.metrics = Metrics(self.router.health)
         self.pipeline = Pipeline(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ready = False
 
     async def start(self) -> None:
+        for entry in self.catalog.models.values():
+            for deployment in entry.deployments:
+                await self.providers[deployment.provider].preload(self.router.target(entry, deployment))
         await self.ledger.start()
         await self.keys.start()
         await self.rebuild_counters()
@@ -117,3 +129,4 @@ class Gateway:
 
     def observe(self, row: dict[str, Any]) -> None:
         """A finished request, for metrics."""
+        self.metrics.observe(row)

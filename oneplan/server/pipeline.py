@@ -20,7 +20,6 @@ from oneplan.errors import (
     PermissionDenied,
     QuotaExceeded,
     RequestTooLarge,
-    UpstreamError,
 )
 from oneplan.metering.counters import Reservation
 from oneplan.protocols.base import Protocol, StreamContext, StreamRenderer
@@ -43,6 +42,8 @@ class Exchange:
     a protocol that needs server state (stored responses) subclasses it, one per request."""
 
     __slots__ = ("protocol",)
+    # Seconds of upstream silence after which the stream gets a keep-alive; None for none.
+    ping_interval: float | None = None
 
     def __init__(self, protocol: Protocol) -> None:
         self.protocol = protocol
@@ -131,6 +132,13 @@ def quota_headers(reservation: Reservation) -> dict[str, str]:
     return headers
 
 
+def served_headers(reservation: Reservation, served: Served) -> dict[str, str]:
+    """Quota headers, and which model on which provider answered (a fallback may have)."""
+    headers = quota_headers(reservation)
+    headers["x-oneplan-served-by"] = served.label
+    return headers
+
+
 class Pipeline:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
@@ -144,6 +152,7 @@ class Pipeline:
             key = await gw.keys.authenticate(bearer(request.headers), started)
             body = await read_json(request, gw.catalog.server.max_body_bytes)
             chat = await exchange.parse(body, key)
+            chat.source_protocol, chat.source_body = protocol.name, body
             entry, plan = self.resolve(chat.model, key)
         except OneplanError as exc:
             return error_response(protocol, exc)
@@ -175,7 +184,7 @@ class Pipeline:
     async def complete(self, call: Call) -> Response:
         try:
             result, served = await self.gw.router.complete(call.request, call.entry, call.plan)
-        except UpstreamError as exc:
+        except OneplanError as exc:
             await self.fail(call, exc)
             return error_response(call.protocol, exc)
         call.ttft = time.perf_counter() - call.t0
@@ -183,7 +192,7 @@ class Pipeline:
         body = orjson.dumps(call.exchange.render(result, ctx))
         await self.settle(call, served, "ok", result.usage, completion=result.text)
         await call.exchange.completed(call, result, ctx)
-        return Response(body, media_type="application/json", headers=quota_headers(call.reservation))
+        return Response(body, media_type="application/json", headers=served_headers(call.reservation, served))
 
     # -- streamed --------------------------------------------------------------------------
 
@@ -192,10 +201,10 @@ class Pipeline:
         up to here is a proper HTTP error the client's SDK understands."""
         try:
             served, first, rest = await self.gw.router.open_stream(call.request, call.entry, call.plan)
-        except UpstreamError as exc:
+        except OneplanError as exc:
             await self.fail(call, exc)
             return error_response(call.protocol, exc)
-        return EventStream(self.relay(call, served, first, rest), headers=quota_headers(call.reservation))
+        return EventStream(self.relay(call, served, first, rest), headers=served_headers(call.reservation, served))
 
     async def relay(
         self, call: Call, served: Served, first: Delta | None, rest: AsyncIterator[Delta]
@@ -210,7 +219,7 @@ class Pipeline:
                 call.ttft = time.perf_counter() - call.t0
                 acc.add(first)
                 yield renderer.feed(first)
-            interval = getattr(call.protocol, "ping_interval", None)
+            interval = call.exchange.ping_interval
             deltas = rest if interval is None else with_pings(rest, interval)
             async for delta in deltas:
                 if delta is None:
@@ -218,7 +227,7 @@ class Pipeline:
                     continue
                 acc.add(delta)
                 yield renderer.feed(delta)
-        except UpstreamError as exc:
+        except OneplanError as exc:
             settled = True
             await self.fail(call, exc, served=served, usage=acc.usage)
             yield renderer.fail(exc)
@@ -296,7 +305,7 @@ class Pipeline:
         self.gw.observe(row)
         self.gw.spawn(self.gw.counters.settle(call.reservation, usage.total_tokens, row["cost"]))
 
-    async def fail(self, call: Call, exc: UpstreamError, served: Served | None = None, usage: Usage | None = None) -> None:
+    async def fail(self, call: Call, exc: OneplanError, served: Served | None = None, usage: Usage | None = None) -> None:
         """A failed request costs the user nothing: release the reservation, log the failure."""
         await self.gw.counters.release(call.reservation)
         row = self._row(call, "failed", exc.status, Usage(), served)

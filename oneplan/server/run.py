@@ -90,6 +90,9 @@ def serve(ctx: Any, *, host: str | None, port: int | None, workers: int, local_m
         "timeout_graceful_shutdown": int(catalog.server.shutdown_grace_seconds) or None,
         "server_header": False,
     }
+    from oneplan.server import shutdown
+
+    shutdown.install()  # SIGTERM: graceful (uvicorn), then exit status 0
     if workers > 1:
         os.environ["ONEPLAN_HOME"] = str(data_dir.resolve())
         if ctx.config_path is not None:

@@ -71,7 +71,7 @@ class Database:
             url = f"sqlite:///{data_dir / 'oneplan.db'}"
         try:
             engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
-        except Exception as exc:  # noqa: BLE001 - a bad URL is a config error, whatever the driver says
+        except Exception as exc:
             raise ConfigError(f"server.database_url: cannot use {url.split('@')[-1]!r}: {exc}") from None
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)

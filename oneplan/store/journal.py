@@ -22,7 +22,7 @@ import orjson
 
 
 class Segment:
-    __slots__ = ("path", "fd", "rows")
+    __slots__ = ("fd", "path", "rows")
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / f"ledger-{os.getpid()}-{uuid.uuid4().hex[:12]}.jsonl"

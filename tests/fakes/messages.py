@@ -104,9 +104,7 @@ class AnthropicDialect(Dialect):
     def blocks(self, plan: Plan) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         if plan.reasoning_pieces:
-            out.append(
-                {"type": "thinking", "thinking": plan.reasoning, "signature": self.signature(plan)}
-            )
+            out.append({"type": "thinking", "thinking": plan.reasoning, "signature": self.signature(plan)})
         if plan.text_pieces:
             out.append({"type": "text", "text": plan.text})
         for i, spec in enumerate(plan.tool_calls):
@@ -150,7 +148,7 @@ class AnthropicDialect(Dialect):
         out.append(sse({"type": "ping"}, "ping"))
         index = 0
         if plan.reasoning_pieces:
-            block = {"type": "thinking", "thinking": "", "signature": ""}
+            block: dict[str, Any] = {"type": "thinking", "thinking": "", "signature": ""}
             deltas = [{"type": "thinking_delta", "thinking": p} for p in plan.reasoning_pieces]
             deltas.append({"type": "signature_delta", "signature": self.signature(plan)})
             out += _block(index, block, deltas)
@@ -172,9 +170,12 @@ class AnthropicDialect(Dialect):
 
 
 def _block(index: int, block: dict[str, Any], deltas: list[dict[str, Any]]) -> list[bytes]:
-    out = [sse({"type": "content_block_start", "index": index, "content_block": block},
-               "content_block_start")]
-    out += [sse({"type": "content_block_delta", "index": index, "delta": d}, "content_block_delta")
-            for d in deltas]
+    out = [
+        sse({"type": "content_block_start", "index": index, "content_block": block}, "content_block_start")
+    ]
+    out += [
+        sse({"type": "content_block_delta", "index": index, "delta": d}, "content_block_delta")
+        for d in deltas
+    ]
     out.append(sse({"type": "content_block_stop", "index": index}, "content_block_stop"))
     return out

@@ -124,10 +124,10 @@ def _item_events(index: int, item: dict[str, Any], plan: Plan) -> list[dict[str,
             {"type": "response.output_text.delta", **where, "content_index": 0, "delta": p}
             for p in plan.text_pieces
         ]
-        out.append({"type": "response.output_text.done", **where, "content_index": 0,
-                    "text": plan.text})
-        out.append({"type": "response.content_part.done", **where, "content_index": 0,
-                    "part": item["content"][0]})
+        out.append({"type": "response.output_text.done", **where, "content_index": 0, "text": plan.text})
+        out.append(
+            {"type": "response.content_part.done", **where, "content_index": 0, "part": item["content"][0]}
+        )
     elif kind == "function_call":
         opened = {**item, "status": "in_progress", "arguments": ""}
         position = int(item["id"][-2:])
@@ -136,22 +136,33 @@ def _item_events(index: int, item: dict[str, Any], plan: Plan) -> list[dict[str,
             {"type": "response.function_call_arguments.delta", **where, "delta": p}
             for p in plan.arg_pieces[position]
         ]
-        out.append({"type": "response.function_call_arguments.done", **where,
-                    "arguments": item["arguments"]})
+        out.append({"type": "response.function_call_arguments.done", **where, "arguments": item["arguments"]})
     else:  # reasoning summary
         opened = {**item, "summary": []}
         part = {"type": "summary_text", "text": ""}
         out = [{"type": "response.output_item.added", "output_index": index, "item": opened}]
-        out.append({"type": "response.reasoning_summary_part.added", **where,
-                    "summary_index": 0, "part": part})
+        out.append(
+            {"type": "response.reasoning_summary_part.added", **where, "summary_index": 0, "part": part}
+        )
         out += [
-            {"type": "response.reasoning_summary_text.delta", **where, "summary_index": 0,
-             "delta": p}
+            {"type": "response.reasoning_summary_text.delta", **where, "summary_index": 0, "delta": p}
             for p in plan.reasoning_pieces
         ]
-        out.append({"type": "response.reasoning_summary_text.done", **where, "summary_index": 0,
-                    "text": plan.reasoning})
-        out.append({"type": "response.reasoning_summary_part.done", **where, "summary_index": 0,
-                    "part": item["summary"][0]})
+        out.append(
+            {
+                "type": "response.reasoning_summary_text.done",
+                **where,
+                "summary_index": 0,
+                "text": plan.reasoning,
+            }
+        )
+        out.append(
+            {
+                "type": "response.reasoning_summary_part.done",
+                **where,
+                "summary_index": 0,
+                "part": item["summary"][0],
+            }
+        )
     out.append({"type": "response.output_item.done", "output_index": index, "item": item})
     return out

@@ -28,6 +28,7 @@ import random
 import socket
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +131,7 @@ class FakeUpstream:
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         ready = threading.Event()
+        failure: list[BaseException] = []
         self._loop = asyncio.new_event_loop()
 
         async def setup() -> None:
@@ -140,20 +142,27 @@ class FakeUpstream:
                 app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5
             )
             await self._runner.setup()
-            await web.SockSite(self._runner, sock, backlog=512, shutdown_timeout=0.5).start()
+            await web.SockSite(self._runner, sock, backlog=512).start()
 
         def run() -> None:
             assert self._loop is not None
             asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(setup())
+            try:
+                self._loop.run_until_complete(setup())
+            except BaseException as exc:  # report it to the starting thread
+                failure.append(exc)
+                ready.set()
+                return
             ready.set()
             self._loop.run_forever()
             self._loop.close()
 
         self._thread = threading.Thread(target=run, name=f"fake-{self.dialect.name}", daemon=True)
         self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake upstream did not start")
+        if not ready.wait(10) or failure:
+            self._thread.join(1)
+            self._loop = self._thread = None
+            raise RuntimeError("the fake upstream did not start") from (failure[0] if failure else None)
 
     def stop(self) -> None:
         loop, runner = self._loop, self._runner
@@ -232,10 +241,10 @@ class FakeUpstream:
     def last(self) -> Recorded:
         return self.requests[-1]
 
-    def wait_until(self, predicate: Any, timeout: float = 5.0) -> bool:
+    def wait_until(self, predicate: Callable[[], object], timeout: float = 5.0) -> bool:
         """Block until ``predicate()`` holds (re-checked whenever the fake's state changes)."""
         with self._lock:
-            return self._lock.wait_for(predicate, timeout)
+            return bool(self._lock.wait_for(predicate, timeout))
 
     def _changed(self, **delta: int) -> None:
         with self._lock:
@@ -356,6 +365,4 @@ class FakeUpstream:
         self, status: int, message: str | None = None, headers: dict[str, str] | None = None
     ) -> web.Response:
         body = orjson.dumps(self.dialect.error_body(status, message))
-        return web.Response(
-            status=status, body=body, content_type="application/json", headers=headers
-        )
+        return web.Response(status=status, body=body, content_type="application/json", headers=headers)

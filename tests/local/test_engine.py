@@ -165,15 +165,17 @@ def test_limits_are_clear_errors(checkpoints: dict[str, Any]) -> None:
 
     engine = LocalEngine.load(EngineOptions(path=str(checkpoints["qwen3"]), context_length=40))
     try:
-        with pytest.raises(InvalidRequest, match="max_tokens is 100 .* context length is 40"):
+        with pytest.raises(InvalidRequest, match=r"max_tokens is 100 .* context length is 40"):
             engine.prepare(ask("hi", max_tokens=100))
-        with pytest.raises(InvalidRequest, match="prompt is .* tokens; this model's context length is 40"):
+        with pytest.raises(InvalidRequest, match=r"prompt is .* tokens; this model's context length is 40"):
             engine.prepare(ask("hello " * 40))
         with pytest.raises(InvalidRequest, match="text only"):
             engine.prepare(
                 ChatRequest(
                     model="tiny",
-                    messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
+                    messages=[
+                        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}
+                    ],
                 )
             )
         _, result = collect(engine, ask("hi", thinking=Thinking(enabled=False)))

@@ -39,9 +39,9 @@ JSON_ANSWER = (
 )
 XML_ANSWER = (
     "I need the weather.\n</think>\n\n"
-    "<tool_call>\n<function=get_weather>\n<parameter=city>\nNew \"York\"\n</parameter>\n"
+    '<tool_call>\n<function=get_weather>\n<parameter=city>\nNew "York"\n</parameter>\n'
     "<parameter=days>\n3\n</parameter>\n<parameter=metric>\ntrue\n</parameter>\n"
-    "<parameter=scale>\n1.5\n</parameter>\n<parameter=options>\n{\"unit\": \"F\"}\n</parameter>\n"
+    '<parameter=scale>\n1.5\n</parameter>\n<parameter=options>\n{"unit": "F"}\n</parameter>\n'
     "<parameter=tags>\n['a', 'b']\n</parameter>\n</function>\n</tool_call>\n"
     "<tool_call>\n<function=get_weather>\n</function>\n</tool_call>"
 )
@@ -154,7 +154,7 @@ def test_a_partial_tag_is_held_back_until_known() -> None:
     parser = OutputParser(style="json", tools=[WEATHER])
     first = parser.feed("Hello <tool_")
     assert first is not None and first.text == "Hello"
-    assert parser.feed("call>\n{\"name\": \"get_weather\", ") is None
+    assert parser.feed('call>\n{"name": "get_weather", ') is None
     named = parser.feed('"arguments": {"city"')
     assert named is not None and named.tool_calls is not None
     assert named.tool_calls[0].name == "get_weather"
@@ -192,7 +192,9 @@ def test_without_tools_tags_are_text() -> None:
 
 
 def test_an_unfinished_call_is_closed_at_the_end() -> None:
-    result = parse(["<tool_call>\n<function=get_weather>\n<parameter=city>\nOs"], style="xml", tools=[WEATHER])
+    result = parse(
+        ["<tool_call>\n<function=get_weather>\n<parameter=city>\nOs"], style="xml", tools=[WEATHER]
+    )
     assert json.loads(result.tool_calls[0].arguments) == {"city": "Os"}
 
 

@@ -274,7 +274,7 @@ def test_thinking_stop_and_user() -> None:
     assert req.user == "u-42"
     assert PROTOCOL.parse(body(thinking={"type": "disabled"})).thinking.enabled is False
     assert PROTOCOL.parse(body(thinking={"type": "adaptive"})).thinking.enabled is True
-    assert PROTOCOL.parse(body()).thinking.enabled is None
+    assert PROTOCOL.parse(body()).thinking.enabled is False  # absent means no extended thinking
 
 
 def test_structured_output_maps_to_json_schema() -> None:

@@ -131,9 +131,7 @@ async def test_bad_request_is_rejected_with_its_status(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", PRESETS)
 @pytest.mark.parametrize("streamed", [False, True])
-async def test_hang_times_out_and_the_upstream_request_is_cancelled(
-    kind: str, streamed: bool
-) -> None:
+async def test_hang_times_out_and_the_upstream_request_is_cancelled(kind: str, streamed: bool) -> None:
     model = KINDS[kind][1]
     async with wired(kind, timeouts=SHORT) as (up, provider):
         up.fault("hang")

@@ -1,0 +1,42 @@
+"""Anthropic Messages upstreams: Anthropic itself, and the Anthropic-compatible endpoints of
+DashScope (``/apps/anthropic``), Zhipu (``/api/anthropic``), Kimi and MiniMax.
+
+Any provider whose catalog entry says ``dialect = "anthropic"`` is served by this class, at its
+preset's Anthropic base URL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oneplan.protocols import anthropic_upstream as codec
+from oneplan.protocols.canonical import ChatRequest, ChatResult
+from oneplan.providers.base import Preset, ProviderSettings, register
+from oneplan.providers.dialect import CodecProvider
+
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+@register("anthropic-compatible")
+class AnthropicCompatible(CodecProvider):
+    preset = Preset(base_urls={"default": "https://api.anthropic.com"})
+    protocol = "anthropic"
+    path = "/v1/messages"
+
+    def auth_headers(self, settings: ProviderSettings) -> dict[str, str]:
+        headers = {"anthropic-version": ANTHROPIC_VERSION}
+        if settings.api_key:
+            # Anthropic reads x-api-key; the compatible endpoints of DashScope, Zhipu, Kimi and
+            # MiniMax document a bearer token (ANTHROPIC_AUTH_TOKEN). Both are sent.
+            headers["x-api-key"] = settings.api_key
+            headers["authorization"] = f"Bearer {settings.api_key}"
+        return headers
+
+    def encode(self, request: ChatRequest, upstream: str) -> dict[str, Any]:
+        return codec.to_upstream(request, upstream)
+
+    def decode(self, body: dict[str, Any]) -> ChatResult:
+        return codec.from_upstream(body)
+
+    def parser(self) -> Any:
+        return codec.UpstreamStreamParser()

@@ -1,0 +1,80 @@
+"""Providers reached in a dialect other than Chat Completions (Anthropic Messages, OpenAI
+Responses): the same transport, a different codec.
+
+A codec provider forwards a request that arrived in its own protocol as the client sent it
+(pass-through, with the model name swapped for the upstream's), and rebuilds any other request
+from the canonical form. Answers come back through the protocol's upstream parser, so they are
+metered and re-emitted in whatever protocol the client speaks.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from oneplan.errors import UpstreamUnavailable
+from oneplan.protocols.canonical import ChatRequest, ChatResult, Delta
+from oneplan.providers.base import Provider, ProviderSettings, Target
+from oneplan.providers.http import HttpTransport
+
+
+class CodecProvider(Provider):
+    protocol: str  # the inbound protocol name this dialect passes through
+    path: str  # appended to the base URL
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
+        self.http = HttpTransport(settings)
+        self.url = settings.base_url.rstrip("/") + self.path
+        self.headers = {"content-type": "application/json", **self.auth_headers(settings), **settings.headers}
+
+    @abstractmethod
+    def auth_headers(self, settings: ProviderSettings) -> dict[str, str]: ...
+
+    @abstractmethod
+    def encode(self, request: ChatRequest, upstream: str) -> dict[str, Any]:
+        """The canonical request in this dialect."""
+
+    @abstractmethod
+    def decode(self, body: dict[str, Any]) -> ChatResult:
+        """A whole answer in this dialect, as canonical."""
+
+    @abstractmethod
+    def parser(self) -> Any:
+        """A fresh incremental stream parser: ``feed(event: dict) -> list[Delta]``."""
+
+    def passes_through(self, request: ChatRequest) -> bool:
+        return request.source_protocol == self.protocol and request.source_body is not None
+
+    def build_body(self, request: ChatRequest, target: Target, *, stream: bool) -> dict[str, Any]:
+        if self.passes_through(request):
+            body = dict(request.source_body or {})
+            body["model"] = target.upstream
+        else:
+            body = self.encode(request, target.upstream)
+        body["stream"] = stream
+        return body
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def complete(self, request: ChatRequest, target: Target) -> ChatResult:
+        data = await self.http.post_json(self.url, self.build_body(request, target, stream=False), self.headers)
+        return self.decode(data)
+
+    async def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[Delta]:
+        parser = self.parser()
+        body = self.build_body(request, target, stream=True)
+        async for _event, data in self.http.post_sse(self.url, body, self.headers):
+            if data == b"[DONE]":
+                return
+            try:
+                event = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise UpstreamUnavailable(f"{self.name}: malformed JSON in the stream") from None
+            if isinstance(event, dict):
+                for delta in parser.feed(event):
+                    yield delta

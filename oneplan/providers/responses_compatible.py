@@ -1,0 +1,41 @@
+"""Upstreams that serve the OpenAI Responses API natively (``dialect = "responses"``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oneplan.protocols import responses_upstream as codec
+from oneplan.protocols.canonical import ChatRequest, ChatResult
+from oneplan.providers.base import Preset, ProviderSettings, register
+from oneplan.providers.dialect import CodecProvider
+
+
+@register("responses-compatible")
+class ResponsesCompatible(CodecProvider):
+    preset = Preset(base_urls={"default": "https://api.openai.com/v1"})
+    protocol = "responses"
+    path = "/responses"
+
+    def auth_headers(self, settings: ProviderSettings) -> dict[str, str]:
+        return {"authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+
+    def passes_through(self, request: ChatRequest) -> bool:
+        # A continued conversation's history lives in oneplan (already in the canonical
+        # messages), so only a self-contained request can go as the client sent it.
+        source = request.source_body or {}
+        return super().passes_through(request) and not source.get("previous_response_id")
+
+    def build_body(self, request: ChatRequest, target: Any, *, stream: bool) -> dict[str, Any]:
+        body = super().build_body(request, target, stream=stream)
+        body["store"] = False  # storage is oneplan's; the upstream keeps nothing
+        body.pop("previous_response_id", None)
+        return body
+
+    def encode(self, request: ChatRequest, upstream: str) -> dict[str, Any]:
+        return codec.to_upstream(request, upstream)
+
+    def decode(self, body: dict[str, Any]) -> ChatResult:
+        return codec.from_upstream(body)
+
+    def parser(self) -> Any:
+        return codec.UpstreamStreamParser()

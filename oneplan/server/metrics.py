@@ -1,0 +1,147 @@
+"""Prometheus metrics: ``GET /metrics``.
+
+Two sources, chosen so that the request path pays almost nothing:
+
+* ``Metrics.observe(row)`` - called once per finished request with its ledger row (from
+  ``Gateway.observe``). Requests by model / provider / status, latency and time to first token,
+  tokens, quota refusals. The labelled children are looked up once per label set and cached, so
+  a request costs a handful of lock-protected additions.
+* ``HealthCollector`` - read at scrape time from the router's per-deployment health
+  (``routing/health.py``): upstream errors by class, retries, circuit state, requests in flight.
+  Nothing is counted twice and nothing is counted on the request path.
+
+Each gateway has its own registry (tests run several in one process). With several uvicorn
+workers, set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory before starting: the request
+metrics are then aggregated across workers by prometheus-client's multiprocess mode, while the
+deployment health metrics (which live in each worker's memory) carry the scraped worker's ``pid``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from oneplan.routing.health import CLOSED, OPEN, Health
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+_TOKEN_KINDS = ("input", "output", "cached", "reasoning")
+
+
+class HealthCollector(Collector):
+    """Deployment health, as it stands when Prometheus scrapes."""
+
+    def __init__(self, health: Health, extra: dict[str, str] | None = None) -> None:
+        self.health = health
+        self.extra = extra or {}
+
+    def collect(self) -> Iterator[Metric]:
+        names = ["provider", "upstream", *self.extra]
+        extra = list(self.extra.values())
+        errors = CounterMetricFamily(
+            "oneplan_upstream_errors", "Failed attempts at a deployment, by error class.",
+            labels=[*names, "error"],
+        )
+        retries = CounterMetricFamily(
+            "oneplan_retries", "Attempts that were not a request's first (another deployment or a retry).",
+            labels=names,
+        )
+        state = GaugeMetricFamily(
+            "oneplan_circuit_state", "A deployment's circuit: 0 closed, 1 half-open, 2 open.", labels=names
+        )
+        in_flight = GaugeMetricFamily("oneplan_upstream_in_flight", "Upstream requests in flight.", labels=names)
+        open_total = 0
+        now = self.health.now()
+        for h in self.health:
+            labels = [h.provider, h.upstream, *extra]
+            for error, count in h.errors.items():
+                errors.add_metric([*labels, error], count)
+            retries.add_metric(labels, h.retries)
+            code = 0 if h.state == CLOSED else 2 if h.state == OPEN and not h.available(now) else 1
+            open_total += code == 2
+            state.add_metric(labels, code)
+            in_flight.add_metric(labels, h.in_flight)
+        opened = GaugeMetricFamily(
+            "oneplan_open_circuits", "Deployments whose circuit is open now.", labels=list(self.extra)
+        )
+        opened.add_metric(extra, open_total)
+        yield from (errors, retries, state, in_flight, opened)
+
+
+class Metrics:
+    def __init__(self, health: Health) -> None:
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        # In multiprocess mode the values live in files; the registry only holds the collector.
+        self.registry = CollectorRegistry(auto_describe=True)
+        own = None if self.multiprocess else self.registry
+        self.requests = Counter(
+            "oneplan_requests", "Finished requests by model, provider and outcome.",
+            ["model", "provider", "status"], registry=own,
+        )
+        self.latency = Histogram(
+            "oneplan_request_duration_seconds", "Whole request, arrival to last byte.",
+            ["model", "provider"], buckets=LATENCY_BUCKETS, registry=own,
+        )
+        self.ttft = Histogram(
+            "oneplan_time_to_first_token_seconds", "Arrival to the upstream's first answer byte.",
+            ["model", "provider"], buckets=TTFT_BUCKETS, registry=own,
+        )
+        self.tokens = Counter(
+            "oneplan_tokens", "Tokens as the providers reported them.", ["model", "provider", "kind"], registry=own,
+        )
+        self.refusals = Counter(
+            "oneplan_quota_refusals", "Requests refused by a plan's quota, by window.", ["model", "window"], registry=own,
+        )
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            multiprocess.MultiProcessCollector(self.registry)
+            self.registry.register(HealthCollector(health, {"pid": str(os.getpid())}))
+        else:
+            self.registry.register(HealthCollector(health))
+        self._bound: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+
+    def observe(self, row: dict[str, Any]) -> None:
+        """One finished request (its ledger row). Cheap: cached children, no allocation beyond
+        the first request of a label set."""
+        status = row["status"]
+        model = row["model"]
+        if status == "refused":
+            window = str(row.get("error_class") or "").partition(":")[2] or "unknown"
+            self.refusals.labels(model, window).inc()
+            self.requests.labels(model, "", status).inc()
+            return
+        provider = row.get("provider") or ""
+        key = (model, provider, status)
+        bound = self._bound.get(key)
+        if bound is None:
+            bound = self._bound[key] = (
+                self.requests.labels(model, provider, status),
+                self.latency.labels(model, provider),
+                self.ttft.labels(model, provider),
+                *(self.tokens.labels(model, provider, kind) for kind in _TOKEN_KINDS),
+            )
+        requests, latency, ttft, t_in, t_out, t_cached, t_reasoning = bound
+        requests.inc()
+        latency.observe(row["latency_ms"] / 1000.0)
+        if status == "failed":
+            return  # a failure carries no tokens (README, "Ledger policy")
+        ttft_ms = row.get("ttft_ms")
+        if ttft_ms is not None:
+            ttft.observe(ttft_ms / 1000.0)
+        if row["input_tokens"]:
+            t_in.inc(row["input_tokens"])
+        if row["output_tokens"]:
+            t_out.inc(row["output_tokens"])
+        if row["cached_tokens"]:
+            t_cached.inc(row["cached_tokens"])
+        if row["reasoning_tokens"]:
+            t_reasoning.inc(row["reasoning_tokens"])
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
