@@ -23,7 +23,20 @@ KINDS = {
 DEFAULT_PLAN = "[plans.pro]\nrequests_per_5h = 1000"
 
 
-def catalog_for(up: FakeUpstream, kind: str = "openai-compatible", *, plan: str = DEFAULT_PLAN, extra: str = "") -> str:
+# A realistic upstream model per kind (fakes behave per model, like the real providers).
+UPSTREAM_MODELS = {
+    "openai-compatible": "Qwen/Qwen3-8B",
+    "dashscope": "qwen3.5-plus",
+    "zhipu": "glm-5",
+    "moonshot": "kimi-k2.5",
+    "minimax": "MiniMax-M2.5",
+}
+
+
+def catalog_for(
+    up: FakeUpstream, kind: str = "openai-compatible", *, plan: str = DEFAULT_PLAN, extra: str = "",
+    upstream: str = "up-model-1",
+) -> str:
     return f"""
 [providers.up]
 kind = "{kind}"
@@ -32,7 +45,7 @@ api_key = "{up.api_key}"
 
 [models."m1"]
 provider = "up"
-upstream = "up-model-1"
+upstream = "{upstream}"
 input_price = 2.0
 output_price = 8.0
 

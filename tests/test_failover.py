@@ -395,3 +395,21 @@ def test_healthz_and_readyz(env: Env) -> None:
     ready = httpx.get(env.gw.base_url + "/readyz")
     assert ready.status_code == 200 and ready.json()["problems"] == []
 
+
+
+def test_the_cli_reports_provider_status_from_the_running_server(env: Env) -> None:
+    from click.testing import CliRunner
+
+    from oneplan.cli.main import cli
+
+    env.ups["qwen-a"].fault("503")
+    ask(env, "qwen3.5-plus", stream=False)
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["providers", "status", "--url", env.gw.base_url, "--admin-key", env.gw.admin_key])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert lines[0].split()[:3] == ["PROVIDER", "UPSTREAM", "STATE"]
+    qwen_a = next(line for line in lines if line.startswith("qwen-a "))
+    assert "closed" in qwen_a and "answered 503" in qwen_a
+    refused = runner.invoke(cli, ["providers", "status", "--url", env.gw.base_url, "--admin-key", "nope"])
+    assert refused.exit_code == 1 and "ONEPLAN_ADMIN_KEY" in refused.output

@@ -107,3 +107,20 @@ def test_rebuild_happens_once_per_redis_lifetime() -> None:
         await b.aclose()
 
     asyncio.run(run())
+
+
+def test_the_refusal_names_the_window_that_binds_longest() -> None:
+    prefix = "t-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+    plan = Plan("p", requests_per_5h=1, requests_per_week=1)
+
+    async def run() -> None:
+        c = make(clock, prefix)
+        await c.admit(1, plan, 1)
+        with pytest.raises(QuotaExceeded) as refused:
+            await c.admit(1, plan, 1)
+        assert refused.value.window == "week"
+        assert refused.value.retry_after == pytest.approx(datetime(2026, 11, 23, tzinfo=UTC).timestamp() - T0)
+        await c.aclose()
+
+    asyncio.run(run())

@@ -153,3 +153,14 @@ def test_rebuild_from_ledger_rows_restores_every_window() -> None:
     assert states["month"].used == 6
     assert states["tokens_month"].used == 150
     assert states["5h"].resets_at == pytest.approx(T0 - 60 + ROLLING_SECONDS)
+
+
+def test_when_several_windows_are_used_up_the_refusal_names_the_one_that_binds_longest() -> None:
+    clock = ManualClock(T0)
+    c = counters(clock)
+    plan = Plan("p", requests_per_5h=1, requests_per_week=1)
+    admit(c, plan)
+    with pytest.raises(QuotaExceeded) as refused:
+        admit(c, plan)
+    assert refused.value.window == "week"
+    assert refused.value.retry_after == pytest.approx(datetime(2026, 11, 23, tzinfo=UTC).timestamp() - T0)

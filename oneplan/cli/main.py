@@ -1,4 +1,4 @@
-"""``oneplan serve | users | keys | usage``.
+"""``oneplan serve | users | keys | usage | providers``.
 
 Every command takes ``--config`` and ``--data-dir`` (or ``ONEPLAN_CONFIG`` / ``ONEPLAN_HOME``),
 so the CLI and a running server share one database. Errors are one line that says how to fix
@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import orjson
@@ -169,6 +169,52 @@ def usage(ctx: Context, user_name: str | None, as_json: bool) -> None:
     from oneplan.cli.usage import show_usage
 
     show_usage(ctx, user_name, as_json)
+
+
+@cli.group()
+def providers() -> None:
+    """Provider deployments, as the running server sees them."""
+
+
+@providers.command("status")
+@click.option("--url", default="http://127.0.0.1:4000", show_default=True, envvar="ONEPLAN_URL", help="The running server.")
+@click.option("--admin-key", envvar="ONEPLAN_ADMIN_KEY", required=True, help="The admin key (or ONEPLAN_ADMIN_KEY).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def providers_status(url: str, admin_key: str, as_json: bool) -> None:
+    """Each deployment's circuit, requests in flight and errors. Circuit state lives in the
+    server process, so this asks the server's admin API rather than the database."""
+    import httpx
+
+    try:
+        reply = httpx.get(url.rstrip("/") + "/admin/providers", headers={"authorization": f"Bearer {admin_key}"}, timeout=10)
+    except httpx.TransportError as exc:
+        _fail(f"no oneplan server answers at {url} ({type(exc).__name__}): start `oneplan serve` or pass --url")
+    if reply.status_code == 401:
+        _fail("the server refused the admin key: pass --admin-key or set ONEPLAN_ADMIN_KEY")
+    if reply.status_code != 200:
+        _fail(f"{url}/admin/providers answered {reply.status_code}: {reply.text[:200]}")
+    data = reply.json()["data"]
+    if as_json:
+        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        return
+    header = ("PROVIDER", "UPSTREAM", "STATE", "IN FLIGHT", "OK", "FAILED", "RETRIES", "LAST ERROR")
+    lines = [header] + [
+        (
+            d["provider"], d["upstream"],
+            d["state"] + (f" ({d['retry_in']:g}s)" if d["retry_in"] else ""),
+            str(d["in_flight"]), str(d["successes"]), str(d["failures"]), str(d["retries"]),
+            (d["last_error"] or "")[:60],
+        )
+        for d in data
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    for line in lines:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths)) + "  " + line[-1])
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
 
 
 def main() -> None:

@@ -28,6 +28,20 @@ class Reservation:
     settled: bool = False
 
 
+def exhausts(state: WindowState, weight: int) -> bool:
+    """Budgets admit while not used up; request windows admit while the weight still fits."""
+    if state.window in ("tokens_month", "cost_month"):
+        return state.used >= state.limit
+    return state.used + weight > state.limit
+
+
+def refusal(exhausted: list[WindowState], now: float) -> QuotaExceeded:
+    """Name the window that binds longest: the caller can retry only once every one frees up."""
+    state = max(exhausted, key=lambda s: s.resets_at or now)
+    wait = max(0.0, (state.resets_at or now) - now)
+    return QuotaExceeded(refusal_message(state, now), retry_after=wait, window=state.window)
+
+
 class Counters(ABC):
     def __init__(self, clock: Clock, periods: Periods) -> None:
         self.clock = clock
@@ -126,14 +140,9 @@ class MemoryCounters(Counters):
     def admit_now(self, user_id: int, plan: Plan, weight: int) -> Reservation:
         now = self.clock()
         user = self._user(user_id, now)
-        for state in self._states(user, plan, now, weight):
-            budget = state.window in ("tokens_month", "cost_month")
-            if (budget and state.used >= state.limit) or (not budget and state.used + weight > state.limit):
-                raise QuotaExceeded(
-                    refusal_message(state, now),
-                    retry_after=max(0.0, (state.resets_at or now) - now),
-                    window=state.window,
-                )
+        exhausted = [s for s in self._states(user, plan, now, weight) if exhausts(s, weight)]
+        if exhausted:
+            raise refusal(exhausted, now)
         second = int(now)
         if weight:
             rolling = user.rolling

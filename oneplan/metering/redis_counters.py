@@ -15,9 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from oneplan.errors import QuotaExceeded
-from oneplan.metering.counters import Counters, Reservation
-from oneplan.metering.windows import ROLLING_SECONDS, Clock, Periods, WindowState, refusal_message
+from oneplan.metering.counters import Counters, Reservation, refusal
+from oneplan.metering.windows import ROLLING_SECONDS, Clock, Periods, WindowState
 from oneplan.routing.catalog import Plan
 
 # KEYS: z, c, t, week, month, tokens, cost
@@ -53,13 +52,18 @@ local function frees(need, limit)
 end
 local lim5h, limw, limm = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local limt, limc = tonumber(ARGV[6]), tonumber(ARGV[7])
+local out = {}
 if lim5h >= 0 and total + weight > lim5h then
-  return {0, '5h', tostring(total), tostring(frees(math.max(weight, 1), lim5h))}
+  table.insert(out, '5h'); table.insert(out, tostring(total)); table.insert(out, tostring(frees(math.max(weight, 1), lim5h)))
 end
-if limw >= 0 and week + weight > limw then return {0, 'week', tostring(week), ''} end
-if limm >= 0 and month + weight > limm then return {0, 'month', tostring(month), ''} end
-if limt >= 0 and tokens >= limt then return {0, 'tokens_month', tostring(tokens), ''} end
-if limc >= 0 and cost >= limc then return {0, 'cost_month', tostring(cost), ''} end
+if limw >= 0 and week + weight > limw then table.insert(out, 'week'); table.insert(out, tostring(week)); table.insert(out, '') end
+if limm >= 0 and month + weight > limm then table.insert(out, 'month'); table.insert(out, tostring(month)); table.insert(out, '') end
+if limt >= 0 and tokens >= limt then table.insert(out, 'tokens_month'); table.insert(out, tostring(tokens)); table.insert(out, '') end
+if limc >= 0 and cost >= limc then table.insert(out, 'cost_month'); table.insert(out, tostring(cost)); table.insert(out, '') end
+if #out > 0 then
+  table.insert(out, 1, 0)
+  return out
+end
 local second = math.floor(now)
 if weight > 0 then
   redis.call('ZADD', KEYS[1], second, second)
@@ -128,10 +132,13 @@ class RedisCounters(Counters):
             ],
         )
         if int(result[0]) == 0:
-            window, used = result[1], float(result[2])
-            resets = float(result[3]) if result[3] else (week_end if window == "week" else month_end)
-            state = WindowState(window, used, _limits(plan)[window], resets)
-            raise QuotaExceeded(refusal_message(state, now), retry_after=max(0.0, resets - now), window=window)
+            limits = _limits(plan)
+            exhausted = []
+            for i in range(1, len(result), 3):
+                window, used, frees = result[i], float(result[i + 1]), result[i + 2]
+                resets = float(frees) if frees else (week_end if window == "week" else month_end)
+                exhausted.append(WindowState(window, used, limits[window], resets))
+            raise refusal(exhausted, now)
         total, frees, week, month, tokens, cost = result[1:]
         used = {"5h": float(total), "week": float(week), "month": float(month),
                 "tokens_month": float(tokens), "cost_month": float(cost)}
