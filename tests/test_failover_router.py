@@ -51,7 +51,7 @@ def router(
     file = CatalogFile.model_validate(
         {
             "providers": {n: {"kind": "openai-compatible", "base_url": "http://127.0.0.1:9"} for n in "abc"},
-            "models": {"m": {"providers": eval(deployments), "upstream": "u"}},  # noqa: S307 - test literal
+            "models": {"m": {"providers": eval(deployments), "upstream": "u"}},
         }
     )
     catalog = build(file, "test.toml")
@@ -133,7 +133,7 @@ def test_weights_share_the_traffic() -> None:
 
 
 def test_least_busy_prefers_the_idle_deployment() -> None:
-    r, stubs = router('["a", "b"]', strategy="least-busy")
+    r, _stubs = router('["a", "b"]', strategy="least-busy")
     r.health.get("a", "u").in_flight = 5
     assert Counter(call(r) for _ in range(50)) == {"b": 50}
 

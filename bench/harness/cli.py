@@ -133,7 +133,7 @@ def _measure(args: argparse.Namespace, run: RunResults, sup: Supervisor, workdir
 
     def measure(target: gateways.Target, grid_: list[scenarios.Scenario]) -> None:
         gateways.smoke(target, bodies[("small", "json")])
-        run.scenarios += scenarios.run_all(target, grid_, bodies, up.pid, args.duration,
+        run.scenarios += scenarios.run_all(target, grid_, bodies, (up.pid, port), args.duration,
                                            args.warmup, log)
 
     if "direct" in args.targets:

@@ -44,7 +44,7 @@ def start(sup: Supervisor, port: int, workers: int = 1) -> Managed:
     return managed
 
 
-def settled_chat_count(port: int, quiet_s: float = 0.5, max_s: float = 30.0) -> int:
+def settled_chat_count(port: int, quiet_s: float = 0.5, max_s: float = 60.0) -> int:
     """The upstream's chat count once it stops moving.
 
     Why: when wrk stops, a gateway may still forward the requests that were in flight; a count
@@ -59,6 +59,27 @@ def settled_chat_count(port: int, quiet_s: float = 0.5, max_s: float = 30.0) -> 
             return now
         last = now
     return last
+
+
+def drain(port: int, quiet_s: float = 0.5, max_s: float = 90.0) -> None:
+    """Wait until the upstream has seen no request (chat or stream) for quiet_s.
+
+    Why: when wrk stops, a slow gateway keeps forwarding the requests its closed connections
+    left behind (LiteLLM at c=256 holds ~10 s of them); without draining, that backlog would
+    eat into the next scenario's window.
+    """
+    def total() -> int:
+        s = stats(port)
+        return s["chat"] + s["stream"]
+
+    last = total()
+    deadline = time.monotonic() + max_s
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = total()
+        if now == last:
+            return
+        last = now
 
 
 def stats(port: int) -> dict[str, int]:

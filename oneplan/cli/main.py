@@ -209,7 +209,7 @@ def providers_status(url: str, admin_key: str, as_json: bool) -> None:
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     for line in lines:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths)) + "  " + line[-1])
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)) + "  " + line[-1])
 
 
 def _fail(message: str) -> NoReturn:

@@ -44,6 +44,7 @@ class Ledger:
         self._pending: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()  # a flush returns only once earlier rows are written
         self.flushed = 0
 
     async def start(self) -> int:
@@ -77,6 +78,10 @@ class Ledger:
 
     async def flush(self) -> None:
         """Move queued rows to the database, then drop the journal segment that held them."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         if not self._pending or self.journal is None:
             return
         rows, self._pending = self._pending, []

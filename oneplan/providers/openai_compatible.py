@@ -36,7 +36,6 @@ _FINISH = {
     "function_call": "tool_calls",
     "content_filter": "content_filter",
     "sensitive": "content_filter",  # Zhipu
-    "network_error": "stop",  # Zhipu: reported as an error by the stream itself
     "eos": "stop",
     "max_tokens": "length",
 }
@@ -241,6 +240,7 @@ class OpenAICompatible(Provider):
 
     async def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[Delta]:
         body = self.build_body(request, target, stream=True)
+        finished = False
         async for _event, data in self.http.post_sse(self.url, body, self.headers):
             if data == b"[DONE]":
                 return
@@ -253,7 +253,12 @@ class OpenAICompatible(Provider):
             self.check_body_error(obj)
             delta = self.parse_chunk(obj)
             if delta is not None:
+                finished = finished or delta.finish_reason is not None
                 yield delta
+        if not finished:
+            # The connection closed with neither [DONE] nor a finish reason: the answer was cut
+            # short, and must not reach the client looking complete.
+            raise UpstreamUnavailable(f"{self.name}: the stream ended before the answer finished")
 
     def check_body_error(self, obj: dict[str, Any]) -> None:
         """An error reported inside a 200 answer or stream (several providers do this)."""

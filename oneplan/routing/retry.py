@@ -37,7 +37,7 @@ class RetryPolicy:
 
         "Equal jitter": half the exponential step plus a random half, so that retries from many
         callers spread out but none retries immediately into the same overload."""
-        step = min(self.backoff_max, self.backoff * (2**retry))
+        step = min(self.backoff_max, self.backoff * float(2**retry))
         wait = step / 2 + rng.random() * step / 2
         if error.retry_after is not None:
             wait = max(wait, error.retry_after)

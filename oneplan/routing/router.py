@@ -152,7 +152,9 @@ class Router:
                 first = await anext(stream, None)
             except BaseException:
                 c.health.end()
-                await stream.aclose()
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
                 raise
             return first, stream
 

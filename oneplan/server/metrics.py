@@ -100,7 +100,7 @@ class Metrics:
         if self.multiprocess:
             from prometheus_client import multiprocess
 
-            multiprocess.MultiProcessCollector(self.registry)
+            multiprocess.MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
             self.registry.register(HealthCollector(health, {"pid": str(os.getpid())}))
         else:
             self.registry.register(HealthCollector(health))
