@@ -294,7 +294,10 @@ def test_a_failure_after_the_first_byte_ends_the_stream_with_an_error(env: Env, 
 
 
 def test_an_idle_stream_times_out_into_an_error(env: Env) -> None:
-    env.ups["qwen-a"].fault("drip", delay=2.0)  # idle timeout is 0.5 s
+    # Idle timeout is 0.5 s. Only a role chunk arrives before the stall, which is not yet
+    # content, so the router tries the other deployment - which stalls too.
+    for name in ("qwen-a", "qwen-b"):
+        env.ups[name].fault("drip", delay=2.0, times=3)
     before = len(env.gw.ledger())
     with pytest.raises(openai.APIError):
         for _chunk in env.client.chat.completions.create(

@@ -41,6 +41,13 @@ _FINISH = {
 }
 
 
+def _empty(delta: Delta) -> bool:
+    return not (
+        delta.text or delta.reasoning or delta.tool_calls or delta.finish_reason
+        or delta.usage is not None or delta.reasoning_signature
+    )
+
+
 def _flatten_text(parts: list[Any], *, keep_cache: bool) -> Any:
     """Text-only content as one string (every provider accepts that; several reject arrays on
     text models); otherwise the parts, without ``cache_control`` unless the provider keeps it."""
@@ -252,7 +259,9 @@ class OpenAICompatible(Provider):
                 continue
             self.check_body_error(obj)
             delta = self.parse_chunk(obj)
-            if delta is not None:
+            if delta is not None and not _empty(delta):
+                # An empty role-only first chunk is not "the first byte": until real content
+                # arrives, the router may still fail over to another deployment.
                 finished = finished or delta.finish_reason is not None
                 yield delta
         if not finished:
