@@ -71,6 +71,13 @@ class LocalProvider(Provider):
         self._engines: dict[EngineOptions, LocalEngine] = {}
         self._loading: dict[EngineOptions, asyncio.Lock] = {}
 
+    def check(self, target: Target) -> None:
+        """The extra is installed and the directory holds a whole checkpoint (no torch yet)."""
+        from oneplan.local.checkpoint import inspect
+
+        require_extra(target.model)
+        inspect(engine_options(target.model, {**self.settings.options, **target.options}).path)
+
     async def engine(self, target: Target) -> LocalEngine:
         """The loaded engine for ``target``'s checkpoint, loading it on first use."""
         require_extra(target.model)

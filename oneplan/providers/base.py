@@ -77,6 +77,10 @@ class Provider(ABC):
     def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[Delta]:
         """The answer chunk by chunk. Raises ``UpstreamError`` (before or mid-stream)."""
 
+    def check(self, target: Target) -> None:  # noqa: B027 - optional hook
+        """Cheap start-up checks (no network, no loading): raise ``ConfigError`` with a
+        one-line fix. ``oneplan serve`` runs them before it starts listening."""
+
     async def preload(self, target: Target) -> None:  # noqa: B027 - optional hook
         """Get ready to serve ``target`` (load weights...) at start-up, so that a broken
         model fails the start, not the first request."""

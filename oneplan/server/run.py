@@ -40,6 +40,17 @@ def first_start_banner(admin_key: str, catalog: Catalog, base: str) -> str:
     return "\n".join(lines)
 
 
+def check_providers(catalog: Catalog) -> None:
+    from oneplan.routing.router import Router
+    from oneplan.server.gateway import build_providers
+
+    providers = build_providers(catalog)
+    router = Router(catalog, providers)
+    for entry in catalog.models.values():
+        for deployment in entry.deployments:
+            providers[deployment.provider].check(router.target(entry, deployment))
+
+
 def build_app(data_dir: Path, config: Path | None, local_models: list[Path]) -> Starlette:
     from oneplan.server.app import create_app
     from oneplan.server.gateway import Gateway
@@ -58,11 +69,10 @@ def worker_app() -> Starlette:
 def serve(ctx: Any, *, host: str | None, port: int | None, workers: int, local_models: list[Path], log_level: str) -> None:
     import uvicorn
 
-    from oneplan.server.gateway import build_providers
     from oneplan.store.db import Database
 
     catalog = load(ctx.config_path, local_models)
-    build_providers(catalog)  # fail now, in one line, on a bad provider or a missing secret
+    check_providers(catalog)  # fail now, in one line, on a bad provider, secret or checkpoint
     if workers > 1 and not catalog.server.redis_url:
         from oneplan.errors import ConfigError
 

@@ -1,9 +1,10 @@
 """A fake upstream that plays a one-tool-call coding agent, and a real ``oneplan serve`` before it.
 
 ``AgentUpstream`` answers from the conversation it is sent, not from a queue, so whatever extra
-requests a CLI makes (titles, topic checks, retries) the agent loop still goes: a request with
-tools and no tool result yet gets the scripted tool call; one that already carries the tool's
-result gets the final text; a request without tools (a CLI's side request) gets a short text.
+requests a CLI makes (titles, topic checks, memory extraction, retries) the agent loop still
+goes: a request whose last user turn holds the test's prompt gets the scripted tool call; one
+that already carries the tool's result gets the final text; anything else (a CLI's side
+request) gets a short text.
 """
 
 from __future__ import annotations
@@ -42,6 +43,19 @@ def has_tool_result(body: dict[str, Any]) -> bool:
     return False
 
 
+def last_user_text(body: dict[str, Any]) -> str:
+    """The text of the last user turn (string content or its text blocks)."""
+    for message in reversed(body.get("messages") or ()):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return "\n".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+            return ""
+    return ""
+
+
 def tool_names(body: dict[str, Any]) -> list[str]:
     """Declared tool names, in Chat (``function.name``) or Anthropic (``name``) shape."""
     names = []
@@ -62,8 +76,9 @@ def tool_schema(body: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 class AgentUpstream(FakeUpstream):
-    def __init__(self, dialect: str, *, tool_call: dict[str, Any], final_text: str) -> None:
+    def __init__(self, dialect: str, *, prompt: str, tool_call: dict[str, Any], final_text: str) -> None:
         super().__init__(dialect=dialect)
+        self.prompt = prompt
         self.tool_call = tool_call
         self.final_text = final_text
 
@@ -72,7 +87,9 @@ class AgentUpstream(FakeUpstream):
             return Answer.make(SIDE_TEXT)
         if has_tool_result(body):
             return Answer.make(self.final_text)
-        return Answer.make(tool_calls=[self.tool_call])
+        if self.prompt in last_user_text(body):
+            return Answer.make(tool_calls=[self.tool_call])
+        return Answer.make(SIDE_TEXT)
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()  # aiohttp keeps the body: the base class reads it again
@@ -98,8 +115,11 @@ class AgentUpstream(FakeUpstream):
 
     @property
     def agent_requests(self) -> list[dict[str, Any]]:
-        """Model calls that declared tools (the agent loop, not side requests)."""
-        return [body for body in self.model_requests if body.get("tools")]
+        """The agent loop's model calls: the prompt, then the turns after the tool ran."""
+        return [
+            body for body in self.model_requests
+            if body.get("tools") and (has_tool_result(body) or self.prompt in last_user_text(body))
+        ]
 
 
 def catalog(up: FakeUpstream, kind: str, *, dialect: str | None = None) -> str:

@@ -21,6 +21,7 @@ import pytest
 PINNED = {
     "claude": ("@anthropic-ai/claude-code", "2.1.330"),
     "codex": ("@openai/codex", "0.169.0"),
+    "qwen": ("@qwen-code/qwen-code", "0.24.4"),
 }
 
 DEFAULT_CACHE = Path(__file__).resolve().parent / ".npm-cache"

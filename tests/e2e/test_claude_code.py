@@ -18,6 +18,7 @@ from tests.e2e.clis import Installed
 
 CONTENT = "written by Claude Code through oneplan\n"
 FINAL = "Done: hello.txt is written."
+PROMPT = "Write hello.txt, then say you are done."
 
 
 def quiet_claude_env(tmp_path: Path, base_url: str, **auth: str) -> dict[str, str]:
@@ -50,8 +51,8 @@ def test_claude_code_writes_a_file_through_oneplan(
     work.mkdir()
     target = work / "hello.txt"
     call = {"name": "Write", "arguments": {"file_path": str(target), "content": CONTENT}}
-    with AgentUpstream(fake, tool_call=call, final_text=FINAL) as up, oneplan(tmp_path, catalog(up, kind, dialect=dialect)) as (server, key):
-        command = [str(clis.bin("claude")), "-p", "Write hello.txt, then say you are done.", "--permission-mode", "acceptEdits"]
+    with AgentUpstream(fake, prompt=PROMPT, tool_call=call, final_text=FINAL) as up, oneplan(tmp_path, catalog(up, kind, dialect=dialect)) as (server, key):
+        command = [str(clis.bin("claude")), "-p", PROMPT, "--permission-mode", "acceptEdits"]
         if model:
             command += ["--model", model]
         done = subprocess.run(

@@ -19,6 +19,7 @@ from tests.e2e.clis import Installed
 
 FINAL = "Done: codex.txt is written."
 LINE = "written by Codex through oneplan"
+PROMPT = "Write codex.txt with a shell command, then say you are done."
 
 
 def codex_home(tmp_path: Path, base_url: str, model: str) -> Path:
@@ -63,11 +64,11 @@ def test_codex_runs_a_command_through_oneplan(tmp_path: Path, clis: Installed, k
     target = work / "codex.txt"
     call = {"name": "exec_command", "arguments": {"cmd": f"echo '{LINE}' > codex.txt"}}
     fake = "dashscope" if kind == "dashscope" else "openai"
-    with AgentUpstream(fake, tool_call=call, final_text=FINAL) as up, oneplan(tmp_path, catalog(up, kind)) as (server, key):
+    with AgentUpstream(fake, prompt=PROMPT, tool_call=call, final_text=FINAL) as up, oneplan(tmp_path, catalog(up, kind)) as (server, key):
         env = isolated_env(tmp_path, CODEX_HOME=str(codex_home(tmp_path, server.url, "qwen3.5-plus")), ONEPLAN_API_KEY=key)
         done = subprocess.run(
             [str(clis.bin("codex")), "exec", "--strict-config", "--skip-git-repo-check", "--ephemeral",
-             "Write codex.txt with a shell command, then say you are done."],
+             PROMPT],
             cwd=work, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
         )
         assert done.returncode == 0, f"codex exited {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
