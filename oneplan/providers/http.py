@@ -96,65 +96,76 @@ class HttpTransport:
         silently short answer.
         """
         t = self.settings.timeouts
-        try:
-            resp_cm = self.session().post(url, data=orjson.dumps(body), headers=headers)
-            async with asyncio.timeout(t.first_token):
-                resp = await resp_cm.__aenter__()
-        except TimeoutError:
-            raise UpstreamTimeout(f"{self.settings.name}: no answer within {t.first_token:g}s") from None
-        except aiohttp.ClientError as exc:
-            raise self.connection_error(exc) from exc
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        # One timer for the whole call, moved after every network read: the first token must
+        # come within first_token (headers included), each later read within idle, and all of
+        # it within total.
+        deadline = asyncio.timeout(min(t.first_token, t.total))
+        first = True
         finished = False
+        resp_cm = self.session().post(url, data=orjson.dumps(body), headers=headers)
+        resp: aiohttp.ClientResponse | None = None
         try:
-            if resp.status >= 400:
-                finished = True
-                raw = await resp.read()
-                raise self.status_error(resp.status, raw, resp.headers)
-            ctype = resp.headers.get("content-type", "")
-            if "text/event-stream" not in ctype and "json" in ctype:
-                # Some providers answer an error as plain JSON with status 200.
-                raw = await resp.read()
-                raise self.body_error(raw)
-            first = True
-            event: str | None = None
-            data: list[bytes] = []
-            reader = resp.content
-            while True:
-                try:
-                    async with asyncio.timeout(t.first_token if first else t.idle):
-                        line = await reader.readline()
-                except TimeoutError:
-                    what = "first token" if first else "next chunk"
-                    raise UpstreamTimeout(
-                        f"{self.settings.name}: the stream stalled waiting for the {what}"
-                    ) from None
-                if not line:
+            async with deadline:
+                resp = await resp_cm.__aenter__()
+                if resp.status >= 400:
                     finished = True
-                    if data:
-                        yield event, b"\n".join(data)
-                    return
-                first = False
-                line = line.rstrip(b"\r\n")
-                if not line:
-                    if data:
-                        yield event, b"\n".join(data)
-                        data = []
-                    event = None
-                elif line.startswith(b"data:"):
-                    data.append(line[6:] if line[5:6] == b" " else line[5:])
-                elif line.startswith(b"event:"):
-                    event = line[6:].strip().decode()
-                # comments (":") and other fields are ignored
-        except aiohttp.ClientError as exc:
-            raise self.connection_error(exc, mid_stream=True) from exc
-        finally:
-            if finished:
-                resp.release()
+                    raw = await resp.read()
+                    raise self.status_error(resp.status, raw, resp.headers)
+                ctype = resp.headers.get("content-type", "")
+                if "text/event-stream" not in ctype and "json" in ctype:
+                    # Some providers answer an error as plain JSON with status 200.
+                    finished = True
+                    raise self.body_error(await resp.read())
+                event: str | None = None
+                data: list[bytes] = []
+                pending = b""
+                reader = resp.content
+                while True:
+                    chunk = await reader.readany()
+                    now = loop.time()
+                    deadline.reschedule(min(now + t.idle, began + t.total))
+                    if not chunk:
+                        finished = True
+                        if data:
+                            yield event, b"\n".join(data)
+                        return
+                    first = False
+                    lines = (pending + chunk).split(b"\n")
+                    pending = lines.pop()
+                    for line in lines:
+                        if line.endswith(b"\r"):
+                            line = line[:-1]
+                        if not line:
+                            if data:
+                                yield event, b"\n".join(data)
+                                data = []
+                            event = None
+                        elif line.startswith(b"data:"):
+                            data.append(line[6:] if line[5:6] == b" " else line[5:])
+                        elif line.startswith(b"event:"):
+                            event = line[6:].strip().decode()
+                        # comments (":") and other fields are ignored
+        except TimeoutError:
+            if loop.time() - began >= t.total - 0.001:
+                what = f"the {t.total:g}s limit for the whole answer"
+            elif first:
+                what = f"{t.first_token:g}s without a first token"
             else:
-                # Abandoned (client gone, error, timeout): drop the connection so the provider
-                # stops generating instead of streaming into a pooled socket.
-                resp.close()
-            await resp_cm.__aexit__(None, None, None)
+                what = f"{t.idle:g}s of silence mid-stream"
+            raise UpstreamTimeout(f"{self.settings.name}: timed out after {what}") from None
+        except aiohttp.ClientError as exc:
+            raise self.connection_error(exc, mid_stream=not first) from exc
+        finally:
+            if resp is not None:
+                if finished:
+                    resp.release()
+                else:
+                    # Abandoned (client gone, error, timeout): drop the connection so the
+                    # provider stops generating instead of streaming into a pooled socket.
+                    resp.close()
+                await resp_cm.__aexit__(None, None, None)
 
     def connection_error(self, exc: BaseException, *, mid_stream: bool = False) -> UpstreamError:
         where = "mid-stream" if mid_stream else "before answering"
