@@ -226,19 +226,19 @@ def _assistant(content: Any, path: str) -> dict[str, Any]:
     return message
 
 
-def _system(system: Any) -> dict[str, Any] | None:
+def _system(system: Any, path: str = "system") -> dict[str, Any] | None:
     if system is None:
         return None
     if isinstance(system, str):
         return {"role": "system", "content": system} if system else None
     if not isinstance(system, list):
-        raise _fail("must be a string or a list of text blocks", "system")
+        raise _fail("must be a string or a list of text blocks", path)
     parts = []
     for i, block in enumerate(system):
-        block = _dict(block, f"system.{i}")
+        block = _dict(block, f"{path}.{i}")
         if block.get("type") != "text":
-            raise _fail("system blocks must be of type 'text'", f"system.{i}.type")
-        parts.append(_text_part(block, f"system.{i}"))
+            raise _fail("system blocks must be of type 'text'", f"{path}.{i}.type")
+        parts.append(_text_part(block, f"{path}.{i}"))
     return {"role": "system", "content": parts} if parts else None
 
 
@@ -258,8 +258,11 @@ def _messages(raw: Any) -> list[dict[str, Any]]:
             out.extend(_user(message["content"], path))
         elif role == "assistant":
             out.append(_assistant(message["content"], path))
+        elif role == "system":  # a mid-conversation system message (Claude Code sends them)
+            if (system := _system(message["content"], f"{path}.content")) is not None:
+                out.append(system)
         else:
-            raise _fail(f"role must be 'user' or 'assistant', not {role!r}", f"{path}.role")
+            raise _fail(f"role must be 'user', 'assistant' or 'system', not {role!r}", f"{path}.role")
     return out
 
 

@@ -41,6 +41,31 @@ _FINISH = {
 }
 
 
+def _system_first(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One system message, first: Qwen's chat template (vLLM, SGLang, Ollama) and several
+    providers refuse any other arrangement. Leading system messages are merged; a system
+    message later in the conversation (Claude Code sends them, Codex sends two up front)
+    keeps its place as a user message."""
+    lead = 0
+    while lead < len(messages) and messages[lead].get("role") == "system":
+        lead += 1
+    if lead <= 1 and not any(m.get("role") == "system" for m in messages[lead:]):
+        return messages
+    merged = "\n\n".join(_text_of(m.get("content")) for m in messages[:lead])
+    out = [{"role": "system", "content": merged}] if lead else []
+    for m in messages[lead:]:
+        out.append({**m, "role": "user"} if m.get("role") == "system" else m)
+    return out
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
 def _empty(delta: Delta) -> bool:
     return not (
         delta.text or delta.reasoning or delta.tool_calls or delta.finish_reason
@@ -87,7 +112,7 @@ class OpenAICompatible(Provider):
     def build_body(self, request: ChatRequest, target: Target, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": target.upstream,
-            "messages": [self.outgoing_message(m) for m in request.messages],
+            "messages": _system_first([self.outgoing_message(m) for m in request.messages]),
         }
         if stream:
             body["stream"] = True

@@ -44,16 +44,18 @@ def has_tool_result(body: dict[str, Any]) -> bool:
 
 
 def last_user_text(body: dict[str, Any]) -> str:
-    """The text of the last user turn (string content or its text blocks)."""
+    """The text of the user turns since the assistant last spoke (string content or text
+    blocks): a client's reminder may follow the prompt as a user or system message."""
+    texts: list[str] = []
     for message in reversed(body.get("messages") or ()):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return "\n".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
-            return ""
-    return ""
+        if not isinstance(message, dict) or message.get("role") == "assistant":
+            break
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return "\n".join(reversed(texts))
 
 
 def tool_names(body: dict[str, Any]) -> list[str]:

@@ -43,6 +43,14 @@ class ChatDialect(Dialect):
             return False, None
         return body.get("reasoning_effort") != "none", None
 
+    def check(self, body: dict[str, Any], headers: Mapping[str, str]) -> tuple[int, str] | None:
+        # Qwen's chat template (what vLLM, SGLang and Ollama render) refuses a system message
+        # anywhere but first, and so does a template with a single system slot.
+        roles = [m.get("role") for m in body.get("messages") or () if isinstance(m, dict)]
+        if "system" in roles[1:]:
+            return 400, "System message must be at the beginning."
+        return None
+
     # -- errors ----------------------------------------------------------------------------
 
     def error_body(self, status: int, message: str | None = None) -> dict[str, Any]:

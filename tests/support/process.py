@@ -32,7 +32,7 @@ class ServeProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.output = ""
 
-    def start(self, timeout: float = 60) -> ServeProcess:
+    def start(self, timeout: float = 60, ready: str = "/readyz") -> ServeProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "oneplan.cli.main", *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -43,7 +43,7 @@ class ServeProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"oneplan serve exited: {self.proc.stdout.read() if self.proc.stdout else ''}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{ready}", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

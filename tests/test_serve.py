@@ -1,0 +1,50 @@
+"""``oneplan serve`` as a newcomer meets it: first start sets up the data directory, prints the
+admin key once and the next steps; later starts print no key."""
+
+from __future__ import annotations
+
+import os
+import select
+from pathlib import Path
+
+import httpx
+
+from tests.support.process import ServeProcess
+
+
+def banner(server: ServeProcess) -> str:
+    assert server.proc is not None and server.proc.stdout is not None
+    fd = server.proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    out = []
+    while select.select([fd], [], [], 0.5)[0]:
+        data = os.read(fd, 65536)
+        if not data:
+            break
+        out.append(data.decode())
+    return "".join(out)
+
+
+def test_first_start_prints_the_admin_key_once_and_the_next_steps(tmp_path: Path) -> None:
+    config = tmp_path / "oneplan.toml"
+    config.write_text("[plans.team]\nrequests_per_5h = 100\n")
+    data = tmp_path / "fresh" / "data"
+    server = ServeProcess(config, data).start(ready="/healthz")  # no models yet: not ready
+    try:
+        text = banner(server)
+        keys = [line.strip() for line in text.splitlines() if line.strip().startswith("sk-op-admin-")]
+        assert len(keys) == 1
+        assert "oneplan users create" in text and "--plan team" in text
+        assert "Add a provider" in text  # no provider yet: say how to add one
+        assert (data / "oneplan.db").is_file()
+        users = httpx.get(f"{server.url}/admin/users", headers={"authorization": f"Bearer {keys[0]}"})
+        assert users.status_code == 200
+    finally:
+        server.terminate()
+        server.stop()
+    again = ServeProcess(config, data).start(ready="/healthz")
+    try:
+        assert "sk-op-admin-" not in banner(again)
+        assert httpx.get(f"{again.url}/healthz").json() == {"status": "ok"}
+    finally:
+        again.stop()
