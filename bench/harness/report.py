@@ -17,7 +17,8 @@ def _num(v: float | None, fmt: str = "{:,.0f}") -> str:
 def _ratio(a: ScenarioResult | None, b: ScenarioResult | None) -> str:
     if a is None or b is None or b.rps <= 0:
         return "-"
-    return f"{a.rps / b.rps:.1f}x" if a.rps / b.rps < 100 else f"{a.rps / b.rps:.0f}x"
+    ratio = a.rps / b.rps
+    return f"{ratio:.3f}x" if ratio < 1 else (f"{ratio:.1f}x" if ratio < 100 else f"{ratio:.0f}x")
 
 
 def _pair(a: float | None, b: float | None, fmt: str) -> str:

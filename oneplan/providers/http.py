@@ -1,8 +1,7 @@
-"""HTTP transport shared by every remote provider: pooled aiohttp sessions, SSE reading,
-timeouts and the mapping of transport failures onto ``oneplan.errors``.
+"""HTTP transport shared by every remote provider: pooled keep-alive connections, SSE
+reading, timeouts and the mapping of transport failures onto ``oneplan.errors``.
 
-aiohttp was chosen over httpx by measurement (see bench/): its C-accelerated parser and
-lighter per-request path make proxying several times cheaper per request.
+The client is ``providers/client.py``, chosen by measurement over aiohttp (see its docstring).
 """
 
 from __future__ import annotations
@@ -12,8 +11,8 @@ import re
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
 from oneplan.errors import (
@@ -24,36 +23,59 @@ from oneplan.errors import (
     UpstreamUnavailable,
 )
 from oneplan.providers.base import ProviderSettings
+from oneplan.providers.client import ConnectionLost, Pool, Response, encode_headers
 
 _RETRYABLE_STATUSES = frozenset({500, 502, 503, 504, 520, 522, 524, 529})
+# Raised by the network layer for a provider that is unreachable or goes away mid-answer.
+_NETWORK_ERRORS = (ConnectionLost, OSError)
+_DEFAULT_HEADERS = {"user-agent": "oneplan", "accept-encoding": "identity"}
 
 
 class HttpTransport:
-    """One pooled client session per provider account."""
+    """One keep-alive connection pool per provider account."""
 
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: Pool | None = None
         self._secret = settings.api_key or ""
+        self._paths: dict[str, str] = {}
+        self._headers: dict[int, tuple[dict[str, str], bytes]] = {}
 
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            t = self.settings.timeouts
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self.settings.max_connections, ttl_dns_cache=300, enable_cleanup_closed=True
-                ),
-                timeout=aiohttp.ClientTimeout(total=None, connect=t.connect, sock_connect=t.connect),
-                json_serialize=lambda o: orjson.dumps(o).decode(),
-                skip_auto_headers=("User-Agent",),
-                auto_decompress=True,
-            )
-        return self._session
+    def pool(self) -> Pool:
+        if self._pool is None:
+            self._pool = Pool(self.settings.base_url, max_connections=self.settings.max_connections)
+        return self._pool
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
+
+    def _path(self, url: str) -> str:
+        """``url`` relative to the pool's origin (every URL of a provider shares it)."""
+        path = self._paths.get(url)
+        if path is None:
+            parts = urlsplit(url)
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            pool = self.pool()
+            if pool.prefix and path.startswith(pool.prefix):
+                path = path[len(pool.prefix):]
+            self._paths[url] = path
+        return path
+
+    def _encoded(self, headers: dict[str, str]) -> bytes:
+        cached = self._headers.get(id(headers))
+        if cached is None or cached[0] is not headers:
+            merged = {**_DEFAULT_HEADERS, **{k.lower(): v for k, v in headers.items()}}
+            cached = (headers, encode_headers(merged))
+            self._headers[id(headers)] = cached
+        return cached[1]
+
+    async def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> Response:
+        return await self.pool().post(
+            self._path(url), orjson.dumps(body), self._encoded(headers),
+            connect_timeout=self.settings.timeouts.connect,
+        )
 
     def redact(self, text: str) -> str:
         """Providers sometimes echo the key they were given; never pass it on."""
@@ -68,13 +90,16 @@ class HttpTransport:
         t = self.settings.timeouts
         try:
             async with asyncio.timeout(min(t.total, t.first_token + t.idle)):
-                async with self.session().post(url, data=orjson.dumps(body), headers=headers) as resp:
+                resp = await self._post(url, body, headers)
+                try:
                     raw = await resp.read()
-                    if resp.status >= 400:
-                        raise self.status_error(resp.status, raw, resp.headers)
+                finally:
+                    resp.release()
+                if resp.status >= 400:
+                    raise self.status_error(resp.status, raw, resp.headers)
         except TimeoutError:
             raise UpstreamTimeout(f"{self.settings.name}: no answer within the time limit") from None
-        except aiohttp.ClientError as exc:
+        except _NETWORK_ERRORS as exc:
             raise self.connection_error(exc) from exc
         try:
             data = orjson.loads(raw)
@@ -103,31 +128,25 @@ class HttpTransport:
         # it within total.
         deadline = asyncio.timeout(min(t.first_token, t.total))
         first = True
-        finished = False
-        resp_cm = self.session().post(url, data=orjson.dumps(body), headers=headers)
-        resp: aiohttp.ClientResponse | None = None
+        resp: Response | None = None
         try:
             async with deadline:
-                resp = await resp_cm.__aenter__()
+                resp = await self._post(url, body, headers)
                 if resp.status >= 400:
-                    finished = True
                     raw = await resp.read()
                     raise self.status_error(resp.status, raw, resp.headers)
                 ctype = resp.headers.get("content-type", "")
                 if "text/event-stream" not in ctype and "json" in ctype:
                     # Some providers answer an error as plain JSON with status 200.
-                    finished = True
                     raise self.body_error(await resp.read())
                 event: str | None = None
                 data: list[bytes] = []
                 pending = b""
-                reader = resp.content
                 while True:
-                    chunk = await reader.readany()
+                    chunk = await resp.next_piece()
                     now = loop.time()
                     deadline.reschedule(min(now + t.idle, began + t.total))
                     if not chunk:
-                        finished = True
                         if data:
                             yield event, b"\n".join(data)
                         return
@@ -155,22 +174,16 @@ class HttpTransport:
             else:
                 what = f"{t.idle:g}s of silence mid-stream"
             raise UpstreamTimeout(f"{self.settings.name}: timed out after {what}") from None
-        except aiohttp.ClientError as exc:
+        except _NETWORK_ERRORS as exc:
             raise self.connection_error(exc, mid_stream=not first) from exc
         finally:
             if resp is not None:
-                if finished:
-                    resp.release()
-                else:
-                    # Abandoned (client gone, error, timeout): drop the connection so the
-                    # provider stops generating instead of streaming into a pooled socket.
-                    resp.close()
-                await resp_cm.__aexit__(None, None, None)
+                # Read to its end, the connection goes back to the pool; abandoned (client
+                # gone, error, timeout), it is closed, so the provider stops generating.
+                resp.release()
 
     def connection_error(self, exc: BaseException, *, mid_stream: bool = False) -> UpstreamError:
         where = "mid-stream" if mid_stream else "before answering"
-        if isinstance(exc, aiohttp.ServerTimeoutError):
-            return UpstreamTimeout(f"{self.settings.name}: timed out {where}")
         return UpstreamUnavailable(
             f"{self.settings.name}: connection failed {where} ({type(exc).__name__})"
         )
