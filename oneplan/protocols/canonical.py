@@ -96,6 +96,9 @@ class Delta:
     tool_calls: list[ToolCallDelta] | None = None
     finish_reason: str | None = None
     usage: Usage | None = None
+    # More deltas are already at hand (the same network read brought them): a renderer may
+    # hold this one's output and send them together, one write instead of many.
+    more: bool = False
 
 
 @dataclass(slots=True)

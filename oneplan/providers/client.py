@@ -134,15 +134,18 @@ class _Connection(asyncio.Protocol):
             await self._wait()
 
     async def next_piece(self) -> bytes:
-        """The next part of the body; ``b""`` once it is complete."""
+        """All of the body that has arrived since the last call (several HTTP chunks, if the
+        network brought them together); ``b""`` once it is complete."""
         while not self.pieces:
             if self.complete:
                 return b""
             if self.error is not None:
                 raise self.error
             await self._wait()
-        piece = self.pieces.popleft()
-        self.buffered -= len(piece)
+        pieces = self.pieces
+        piece = pieces.popleft() if len(pieces) == 1 else b"".join(pieces)
+        pieces.clear()
+        self.buffered = 0
         if self.paused and self.buffered < _MAX_BUFFER // 2 and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()

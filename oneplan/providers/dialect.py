@@ -68,13 +68,22 @@ class CodecProvider(Provider):
     async def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[Delta]:
         parser = self.parser()
         body = self.build_body(request, target, stream=True)
-        async for _event, data in self.http.post_sse(self.url, body, self.headers):
+        held: Delta | None = None  # yielded once we know whether more follow at once
+        async for _event, data, more in self.http.post_sse(self.url, body, self.headers):
             if data == b"[DONE]":
-                return
+                break
             try:
                 event = orjson.loads(data)
             except orjson.JSONDecodeError:
                 raise UpstreamUnavailable(f"{self.name}: malformed JSON in the stream") from None
             if isinstance(event, dict):
                 for delta in parser.feed(event):
-                    yield delta
+                    if held is not None:
+                        held.more = True
+                        yield held
+                    held = delta
+            if not more and held is not None:
+                yield held
+                held = None
+        if held is not None:
+            yield held

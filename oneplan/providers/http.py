@@ -113,8 +113,9 @@ class HttpTransport:
 
     async def post_sse(
         self, url: str, body: dict[str, Any], headers: dict[str, str]
-    ) -> AsyncIterator[tuple[str | None, bytes]]:
-        """POST and yield ``(event, data)`` for each server-sent event, as it arrives.
+    ) -> AsyncIterator[tuple[str | None, bytes, bool]]:
+        """POST and yield ``(event, data, more)`` for each server-sent event, as it arrives;
+        ``more`` says the same network read holds further events.
 
         The first event must come within ``first_token`` seconds, each later one within
         ``idle`` seconds; a connection that drops before the stream ended is an error, never a
@@ -148,17 +149,18 @@ class HttpTransport:
                     deadline.reschedule(min(now + t.idle, began + t.total))
                     if not chunk:
                         if data:
-                            yield event, b"\n".join(data)
+                            yield event, b"\n".join(data), False
                         return
                     first = False
                     lines = (pending + chunk).split(b"\n")
                     pending = lines.pop()
+                    ready: list[tuple[str | None, bytes]] = []
                     for line in lines:
                         if line.endswith(b"\r"):
                             line = line[:-1]
                         if not line:
                             if data:
-                                yield event, b"\n".join(data)
+                                ready.append((event, b"\n".join(data)))
                                 data = []
                             event = None
                         elif line.startswith(b"data:"):
@@ -166,6 +168,9 @@ class HttpTransport:
                         elif line.startswith(b"event:"):
                             event = line[6:].strip().decode()
                         # comments (":") and other fields are ignored
+                    last = len(ready) - 1
+                    for i, (name, payload) in enumerate(ready):
+                        yield name, payload, i < last
         except TimeoutError:
             if loop.time() - began >= t.total - 0.001:
                 what = f"the {t.total:g}s limit for the whole answer"

@@ -273,9 +273,11 @@ class OpenAICompatible(Provider):
     async def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[Delta]:
         body = self.build_body(request, target, stream=True)
         finished = False
-        async for _event, data in self.http.post_sse(self.url, body, self.headers):
+        held: Delta | None = None  # yielded once we know whether more follow at once
+        async for _event, data, more in self.http.post_sse(self.url, body, self.headers):
             if data == b"[DONE]":
-                return
+                finished = True
+                break
             try:
                 obj = orjson.loads(data)
             except orjson.JSONDecodeError:
@@ -288,7 +290,15 @@ class OpenAICompatible(Provider):
                 # An empty role-only first chunk is not "the first byte": until real content
                 # arrives, the router may still fail over to another deployment.
                 finished = finished or delta.finish_reason is not None
-                yield delta
+                if held is not None:
+                    held.more = True
+                    yield held
+                held = delta
+            if not more and held is not None:
+                yield held
+                held = None
+        if held is not None:
+            yield held
         if not finished:
             # The connection closed with neither [DONE] nor a finish reason: the answer was cut
             # short, and must not reach the client looking complete.

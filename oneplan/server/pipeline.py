@@ -213,24 +213,31 @@ class Pipeline:
         renderer = call.exchange.renderer(ctx)
         acc = Accumulator()
         settled = False
+        held = [renderer.start()]  # frames not yet sent: deltas that came together go together
         try:
-            yield renderer.start()
             if first is not None:
                 call.ttft = time.perf_counter() - call.t0
                 acc.add(first)
-                yield renderer.feed(first)
+                held.append(renderer.feed(first))
+                if not first.more:
+                    yield b"".join(held)
+                    held = []
             interval = call.exchange.ping_interval
             deltas = rest if interval is None else with_pings(rest, interval)
             async for delta in deltas:
                 if delta is None:
-                    yield renderer.ping()
-                    continue
-                acc.add(delta)
-                yield renderer.feed(delta)
+                    held.append(renderer.ping())
+                else:
+                    acc.add(delta)
+                    held.append(renderer.feed(delta))
+                    if delta.more:
+                        continue
+                yield b"".join(held)
+                held = []
         except OneplanError as exc:
             settled = True
             await self.fail(call, exc, served=served, usage=acc.usage)
-            yield renderer.fail(exc)
+            yield b"".join(held) + renderer.fail(exc)
             return
         except BaseException:
             # The client went away (cancellation) or we are shutting down: charge what the
@@ -247,7 +254,8 @@ class Pipeline:
         await self.settle(call, served, "ok", acc.usage or Usage(), completion=acc.text)
         if call.exchange.wants_result:
             await call.exchange.completed(call, acc.result(id=call.id, model=ctx.model, created=ctx.created), ctx)
-        yield renderer.finish()
+        # Only now, with the ledger row written, do the closing frames go out.
+        yield b"".join(held) + renderer.finish()
 
     # -- settling --------------------------------------------------------------------------
 

@@ -6,12 +6,14 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from starlette.applications import Starlette
 
 from oneplan.routing.catalog import Catalog, load
+
+if TYPE_CHECKING:
+    from oneplan.server.app import FastFront
 
 _ENV_LOCAL = "ONEPLAN_LOCAL_MODELS"
 
@@ -51,7 +53,7 @@ def check_providers(catalog: Catalog) -> None:
             providers[deployment.provider].check(router.target(entry, deployment))
 
 
-def build_app(data_dir: Path, config: Path | None, local_models: list[Path]) -> Starlette:
+def build_app(data_dir: Path, config: Path | None, local_models: list[Path]) -> FastFront:
     from oneplan.server.app import create_app
     from oneplan.server.gateway import Gateway
 
@@ -59,7 +61,7 @@ def build_app(data_dir: Path, config: Path | None, local_models: list[Path]) -> 
     return create_app(Gateway(catalog, data_dir))
 
 
-def worker_app() -> Starlette:
+def worker_app() -> FastFront:
     """The app factory each uvicorn worker process calls (``--workers N``)."""
     config = os.environ.get("ONEPLAN_CONFIG")
     local = [Path(p) for p in os.environ.get(_ENV_LOCAL, "").split(os.pathsep) if p]
