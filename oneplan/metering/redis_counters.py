@@ -12,6 +12,7 @@ periods), ``mt:<start>`` / ``mc:<start>`` (monthly tokens / cost).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,7 +21,8 @@ from oneplan.metering.windows import ROLLING_SECONDS, Clock, Periods, WindowStat
 from oneplan.routing.catalog import Plan
 
 # KEYS: z, c, t, week, month, tokens, cost
-# ARGV: now, weight, lim5h, limw, limm, limt, limc, week_ttl, month_ttl   (limits: -1 = none)
+# ARGV: now, weight, lim5h, limw, limm, limt, limc, week_ttl, month_ttl, unsent tokens, unsent
+#       cost (this process's settled usage not yet flushed)   (limits: -1 = none)
 _ADMIT = """
 local now = tonumber(ARGV[1])
 local weight = tonumber(ARGV[2])
@@ -38,8 +40,8 @@ end
 local total = tonumber(redis.call('GET', KEYS[3]) or '0')
 local week = tonumber(redis.call('GET', KEYS[4]) or '0')
 local month = tonumber(redis.call('GET', KEYS[5]) or '0')
-local tokens = tonumber(redis.call('GET', KEYS[6]) or '0')
-local cost = tonumber(redis.call('GET', KEYS[7]) or '0')
+local tokens = tonumber(redis.call('GET', KEYS[6]) or '0') + tonumber(ARGV[10])
+local cost = tonumber(redis.call('GET', KEYS[7]) or '0') + tonumber(ARGV[11])
 local function frees(need, limit)
   local excess = total + need - limit
   local seconds = redis.call('ZRANGE', KEYS[1], 0, -1)
@@ -105,6 +107,9 @@ class RedisCounters(Counters):
         self.prefix = prefix
         self._admit = self.redis.register_script(_ADMIT)
         self._release = self.redis.register_script(_RELEASE)
+        self.flush_seconds = 0.05
+        self._unsent: dict[tuple[int, float, float], list[Any]] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     def _keys(self, user_id: int, week_start: float, month_start: float) -> list[str]:
         base = f"{self.prefix}:{{{user_id}}}"
@@ -129,6 +134,7 @@ class RedisCounters(Counters):
                 _limit(plan.requests_per_5h), _limit(plan.requests_per_week), _limit(plan.requests_per_month),
                 _limit(plan.tokens_per_month), _limit(plan.cost_per_month),
                 int(week_end - now) + 3600, int(month_end - now) + 3600,
+                *self._unsent.get((user_id, week_start, month_start), (0, 0.0)),
             ],
         )
         if int(result[0]) == 0:
@@ -148,17 +154,40 @@ class RedisCounters(Counters):
         return Reservation(user_id, weight, int(now), week_start, month_start, states)
 
     async def settle(self, reservation: Reservation, tokens: int, cost: float) -> None:
+        """Add the tokens and cost to the monthly budgets - in batches: a round trip per
+        request would cost more than the request. Budgets admit while not used up, so they may
+        trail by one flush (``flush_seconds``); the ledger stays the exact record."""
         reservation.settled = True
-        keys = self._keys(reservation.user_id, reservation.week_start, reservation.month_start)
+        if not (tokens or cost):
+            return
+        key = (reservation.user_id, reservation.week_start, reservation.month_start)
+        slot = self._unsent.get(key)
+        if slot is None:
+            self._unsent[key] = [tokens, cost]
+        else:
+            slot[0] += tokens
+            slot[1] += cost
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.flush_seconds)
+        await self.flush()
+
+    async def flush(self) -> None:
+        unsent, self._unsent = self._unsent, {}
+        if not unsent:
+            return
         pipe = self.redis.pipeline(transaction=False)
-        if tokens:
-            pipe.incrby(keys[5], tokens)
-            pipe.expire(keys[5], 40 * 86400)
-        if cost:
-            pipe.incrbyfloat(keys[6], cost)
-            pipe.expire(keys[6], 40 * 86400)
-        if tokens or cost:
-            await pipe.execute()
+        for (user_id, week_start, month_start), (tokens, cost) in unsent.items():
+            keys = self._keys(user_id, week_start, month_start)
+            if tokens:
+                pipe.incrby(keys[5], tokens)
+                pipe.expire(keys[5], 40 * 86400)
+            if cost:
+                pipe.incrbyfloat(keys[6], cost)
+                pipe.expire(keys[6], 40 * 86400)
+        await pipe.execute()
 
     async def release(self, reservation: Reservation) -> None:
         if reservation.settled or not reservation.weight:
@@ -168,6 +197,7 @@ class RedisCounters(Counters):
         await self._release(keys=[keys[1], keys[2], keys[3], keys[4]], args=[reservation.second, reservation.weight])
 
     async def states(self, user_id: int, plan: Plan) -> list[WindowState]:
+        await self.flush()
         # An admission of weight 0 reads every window without changing any.
         reservation = await self.admit(user_id, plan, 0)
         return reservation.states
@@ -205,6 +235,9 @@ class RedisCounters(Counters):
         return True
 
     async def aclose(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        await self.flush()
         await self.redis.aclose()
 
 
