@@ -13,9 +13,11 @@ renders it as an OpenAI, Anthropic or Responses error body. Nothing else decides
     │   └── ModelNotFound             404 not_found_error (code model_not_found)
     ├── QuotaExceeded                 429 rate_limit_error (+ Retry-After)
     ├── ConfigError                   (start-up only: one line naming file, key and fix)
+    ├── BackendUnavailable            503 overloaded_error (oneplan's own Redis / database)
     └── UpstreamError                 502 upstream_error
         ├── UpstreamTimeout           504 timeout_error
         ├── UpstreamUnavailable       503 overloaded_error
+        │   └── CircuitOpen           503, every deployment's circuit is open (+ Retry-After)
         ├── UpstreamRateLimited       429 rate_limit_error (provider's own 429)
         └── UpstreamRejected          the provider's 4xx, passed on with its status
 """
@@ -91,6 +93,13 @@ class ConfigError(OneplanError):
     """A catalog or settings problem. The message is one line: file, key, fix."""
 
 
+class BackendUnavailable(OneplanError):
+    """A store oneplan itself depends on (the shared quota counters) cannot be reached."""
+
+    status = 503
+    kind = "overloaded_error"
+
+
 class UpstreamError(OneplanError):
     status = 502
     kind = "upstream_error"
@@ -121,6 +130,18 @@ class UpstreamTimeout(UpstreamError):
 class UpstreamUnavailable(UpstreamError):
     status = 503
     kind = "overloaded_error"
+
+
+class CircuitOpen(UpstreamUnavailable):
+    """Every deployment that could serve the request is known to be failing: refuse at once.
+
+    Carries ``Retry-After`` (when the first one will be probed again), like a provider's 503."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"retry-after": str(max(1, int(self.retry_after + 0.999)))}
 
 
 class UpstreamRateLimited(UpstreamError):

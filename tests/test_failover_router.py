@@ -13,11 +13,17 @@ from typing import Any
 import pytest
 
 from oneplan.config import CatalogFile
-from oneplan.errors import UpstreamError, UpstreamRateLimited, UpstreamRejected, UpstreamUnavailable
+from oneplan.errors import (
+    CircuitOpen,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
 from oneplan.protocols.canonical import ChatRequest, ChatResult, Delta
 from oneplan.providers.base import Provider, ProviderSettings, Target
 from oneplan.routing.catalog import build
-from oneplan.routing.health import BreakerPolicy, CircuitOpen
+from oneplan.routing.health import BreakerPolicy
 from oneplan.routing.retry import RetryPolicy
 from oneplan.routing.router import Router
 from tests.support.gateway import ManualClock

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +70,13 @@ class LocalProvider(Provider):
         super().__init__(settings)
         self._engines: dict[EngineOptions, LocalEngine] = {}
         self._loading: dict[EngineOptions, asyncio.Lock] = {}
+
+    def token_counter(self, target: Target) -> Callable[[str], int] | None:
+        engine = self._engines.get(engine_options(target.model, {**self.settings.options, **target.options}))
+        if engine is None:
+            return None
+        tokenizer = engine.tokenizer
+        return lambda text: len(tokenizer.encode(text, add_special_tokens=False))
 
     def check(self, target: Target) -> None:
         """The extra is installed and the directory holds a whole checkpoint (no torch yet)."""

@@ -89,6 +89,17 @@ class _User:
         self.cost = 0.0
 
 
+def _fits(user: _User, plan: Plan, weight: int) -> bool:
+    """The admission test of ``exhausts`` on plain numbers (the common case, kept cheap)."""
+    return (
+        (plan.requests_per_5h is None or user.rolling_total + weight <= plan.requests_per_5h)
+        and (plan.requests_per_week is None or user.week + weight <= plan.requests_per_week)
+        and (plan.requests_per_month is None or user.month + weight <= plan.requests_per_month)
+        and (plan.tokens_per_month is None or user.tokens < plan.tokens_per_month)
+        and (plan.cost_per_month is None or user.cost < plan.cost_per_month)
+    )
+
+
 class MemoryCounters(Counters):
     def __init__(self, clock: Clock, periods: Periods) -> None:
         super().__init__(clock, periods)
@@ -140,8 +151,8 @@ class MemoryCounters(Counters):
     def admit_now(self, user_id: int, plan: Plan, weight: int) -> Reservation:
         now = self.clock()
         user = self._user(user_id, now)
-        exhausted = [s for s in self._states(user, plan, now, weight) if exhausts(s, weight)]
-        if exhausted:
+        if not _fits(user, plan, weight):
+            exhausted = [s for s in self._states(user, plan, now, weight) if exhausts(s, weight)]
             raise refusal(exhausted, now)
         second = int(now)
         if weight:

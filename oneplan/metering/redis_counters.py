@@ -13,12 +13,16 @@ periods), ``mt:<start>`` / ``mc:<start>`` (monthly tokens / cost).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from typing import Any
 
+from oneplan.errors import BackendUnavailable
 from oneplan.metering.counters import Counters, Reservation, refusal
 from oneplan.metering.windows import ROLLING_SECONDS, Clock, Periods, WindowState
 from oneplan.routing.catalog import Plan
+
+log = logging.getLogger("oneplan.quota")
 
 # KEYS: z, c, t, week, month, tokens, cost
 # ARGV: now, weight, lim5h, limw, limm, limt, limc, week_ttl, month_ttl, unsent tokens, unsent
@@ -99,11 +103,19 @@ def _limit(value: float | None) -> str:
 
 
 class RedisCounters(Counters):
-    def __init__(self, url: str, clock: Clock, periods: Periods, prefix: str = "oneplan") -> None:
+    def __init__(
+        self, url: str, clock: Clock, periods: Periods, prefix: str = "oneplan", max_connections: int = 64
+    ) -> None:
         super().__init__(clock, periods)
         import redis.asyncio as redis
 
-        self.redis = redis.Redis.from_url(url, decode_responses=True)
+        # A bounded pool that waits for a free connection (the default one raises "Too many
+        # connections" under load); a burst queues here instead of failing.
+        pool = redis.BlockingConnectionPool.from_url(
+            url, decode_responses=True, max_connections=max_connections, timeout=10
+        )
+        self.redis = redis.Redis(connection_pool=pool)
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self.prefix = prefix
         self._admit = self.redis.register_script(_ADMIT)
         self._release = self.redis.register_script(_RELEASE)
@@ -127,16 +139,12 @@ class RedisCounters(Counters):
         now = self.clock()
         week_start, week_end = self.periods.week(now)
         month_start, month_end = self.periods.month(now)
-        result = await self._admit(
-            keys=self._keys(user_id, week_start, month_start),
-            args=[
-                repr(now), weight,
-                _limit(plan.requests_per_5h), _limit(plan.requests_per_week), _limit(plan.requests_per_month),
-                _limit(plan.tokens_per_month), _limit(plan.cost_per_month),
-                int(week_end - now) + 3600, int(month_end - now) + 3600,
-                *self._unsent.get((user_id, week_start, month_start), (0, 0.0)),
-            ],
-        )
+        try:
+            result = await self._call_admit(user_id, plan, weight, now, week_start, week_end, month_start, month_end)
+        except self._errors as exc:
+            raise BackendUnavailable(
+                f"The quota store is unreachable ({type(exc).__name__}); try again shortly."
+            ) from exc
         if int(result[0]) == 0:
             limits = _limits(plan)
             exhausted = []
@@ -152,6 +160,21 @@ class RedisCounters(Counters):
                   "tokens_month": month_end, "cost_month": month_end}
         states = [WindowState(w, used[w], limit, resets[w]) for w, limit in _limits(plan).items()]
         return Reservation(user_id, weight, int(now), week_start, month_start, states)
+
+    async def _call_admit(
+        self, user_id: int, plan: Plan, weight: int, now: float,
+        week_start: float, week_end: float, month_start: float, month_end: float,
+    ) -> Any:
+        return await self._admit(
+            keys=self._keys(user_id, week_start, month_start),
+            args=[
+                repr(now), weight,
+                _limit(plan.requests_per_5h), _limit(plan.requests_per_week), _limit(plan.requests_per_month),
+                _limit(plan.tokens_per_month), _limit(plan.cost_per_month),
+                int(week_end - now) + 3600, int(month_end - now) + 3600,
+                *self._unsent.get((user_id, week_start, month_start), (0, 0.0)),
+            ],
+        )
 
     async def settle(self, reservation: Reservation, tokens: int, cost: float) -> None:
         """Add the tokens and cost to the monthly budgets - in batches: a round trip per
@@ -172,7 +195,10 @@ class RedisCounters(Counters):
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(self.flush_seconds)
-        await self.flush()
+        try:
+            await self.flush()
+        except self._errors:
+            log.exception("flushing token and cost budgets to Redis failed; the ledger keeps them")
 
     async def flush(self) -> None:
         unsent, self._unsent = self._unsent, {}
@@ -194,7 +220,11 @@ class RedisCounters(Counters):
             return
         reservation.settled = True
         keys = self._keys(reservation.user_id, reservation.week_start, reservation.month_start)
-        await self._release(keys=[keys[1], keys[2], keys[3], keys[4]], args=[reservation.second, reservation.weight])
+        try:
+            await self._release(keys=[keys[1], keys[2], keys[3], keys[4]], args=[reservation.second, reservation.weight])
+        except self._errors:
+            # The failed request stays counted until its window passes; the ledger says failed.
+            log.exception("giving a failed request's quota back failed (Redis unreachable)")
 
     async def states(self, user_id: int, plan: Plan) -> list[WindowState]:
         await self.flush()

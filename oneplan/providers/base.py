@@ -77,6 +77,11 @@ class Provider(ABC):
     def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[Delta]:
         """The answer chunk by chunk. Raises ``UpstreamError`` (before or mid-stream)."""
 
+    def token_counter(self, target: Target) -> Callable[[str], int] | None:
+        """Counts tokens of text exactly as ``target`` does, when that can be done offline
+        (a local checkpoint's own tokenizer); None means "estimate"."""
+        return None
+
     def check(self, target: Target) -> None:  # noqa: B027 - optional hook
         """Cheap start-up checks (no network, no loading): raise ``ConfigError`` with a
         one-line fix. ``oneplan serve`` runs them before it starts listening."""

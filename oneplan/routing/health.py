@@ -26,21 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from oneplan.errors import UpstreamUnavailable
-
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
-
-
-class CircuitOpen(UpstreamUnavailable):
-    """Every deployment that could serve the request is known to be failing: refuse at once.
-
-    Carries ``Retry-After`` (when the first one will be probed again), like a provider's 503."""
-
-    @property
-    def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"retry-after": str(max(1, int(self.retry_after + 0.999)))}
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,11 +19,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from oneplan.errors import UpstreamError
+from oneplan.errors import CircuitOpen, UpstreamError
 from oneplan.protocols.canonical import ChatRequest, ChatResult, Delta
 from oneplan.providers.base import Provider, Target
 from oneplan.routing.catalog import Catalog, Deployment, ModelEntry, Plan
-from oneplan.routing.health import BreakerPolicy, CircuitOpen, DeploymentHealth, Health
+from oneplan.routing.health import BreakerPolicy, DeploymentHealth, Health
 from oneplan.routing.retry import RetryPolicy
 
 T = TypeVar("T")

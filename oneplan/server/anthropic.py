@@ -50,8 +50,14 @@ def routes(gateway: Any, endpoint: Any) -> list[Route]:
             key = await gateway.keys.authenticate(bearer(request.headers), gateway.clock())
             body = await read_json(request, gateway.catalog.server.max_body_bytes)
             chat = PROTOCOL.parse({"max_tokens": 1, **body} if isinstance(body, dict) else body)
-            gateway.pipeline.resolve(chat.model, key)
-            counted = PROTOCOL.count_tokens(body)
+            entry, _plan = gateway.pipeline.resolve(chat.model, key)
+            deployment = entry.deployments[0]
+            counter = gateway.providers[deployment.provider].token_counter(
+                gateway.router.target(entry, deployment)
+            )
+            # The model's own tokenizer where one is at hand (local checkpoints), else the
+            # documented estimate (protocols/anthropic_tokens.py).
+            counted = PROTOCOL.count_tokens(body, counter)
         except OneplanError as exc:
             return error_response(PROTOCOL, exc)
         return Response(orjson.dumps(counted), media_type="application/json")

@@ -101,6 +101,7 @@ def serve(ctx: Any, *, host: str | None, port: int | None, workers: int, local_m
         "http": "httptools",
         "timeout_graceful_shutdown": int(catalog.server.shutdown_grace_seconds) or None,
         "server_header": False,
+        "proxy_headers": False,  # oneplan logs no client addresses; skip the rewrite per request
     }
     from oneplan.server import shutdown
 

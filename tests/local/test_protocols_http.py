@@ -148,3 +148,14 @@ def test_a_missing_checkpoint_stops_the_server_with_a_clear_error(tmp_path: Path
     result = oneplan_cli("serve", "--data-dir", str(tmp_path / "d"), "--local-model", str(tmp_path / "nowhere"))
     assert result.returncode != 0
     assert str(tmp_path / "nowhere") in result.stdout + result.stderr
+
+
+def test_count_tokens_uses_the_checkpoints_own_tokenizer(gateway: Gateway) -> None:
+    client = anthropic.Anthropic(base_url=gateway.base_url, api_key=gateway.key, max_retries=0)
+    text = "hello world " * 50
+    counted = client.messages.count_tokens(model="tiny-qwen3", messages=[{"role": "user", "content": text}])
+    provider = gateway.state.providers["local"]
+    entry = gateway.state.catalog.models["tiny-qwen3"]
+    engine: Any = gateway.run(provider.engine(gateway.state.router.target(entry, entry.deployments[0])))
+    exact = len(engine.tokenizer.encode(text, add_special_tokens=False))
+    assert exact <= counted.input_tokens <= exact + 20  # the text's tokens plus message overhead
