@@ -25,6 +25,13 @@ renders it as an OpenAI, Anthropic or Responses error body. Nothing else decides
 from __future__ import annotations
 
 
+def retry_after_header(seconds: float | None) -> dict[str, str]:
+    """``Retry-After`` in whole seconds, rounded up, never 0; none if unknown."""
+    if seconds is None:
+        return {}
+    return {"retry-after": str(max(1, int(seconds + 0.999)))}
+
+
 class OneplanError(Exception):
     status = 500
     kind = "api_error"
@@ -86,7 +93,7 @@ class QuotaExceeded(OneplanError):
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"retry-after": str(max(1, int(self.retry_after + 0.999)))}
+        return retry_after_header(self.retry_after)
 
 
 class ConfigError(OneplanError):
@@ -139,9 +146,7 @@ class CircuitOpen(UpstreamUnavailable):
 
     @property
     def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"retry-after": str(max(1, int(self.retry_after + 0.999)))}
+        return retry_after_header(self.retry_after)
 
 
 class UpstreamRateLimited(UpstreamError):
@@ -150,9 +155,7 @@ class UpstreamRateLimited(UpstreamError):
 
     @property
     def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"retry-after": str(max(1, int(self.retry_after + 0.999)))}
+        return retry_after_header(self.retry_after)
 
 
 class UpstreamRejected(UpstreamError):

@@ -198,14 +198,12 @@ class OpenAIChat(Protocol):
         return ChatChunkRenderer(ctx)
 
     def error_body(self, error: OneplanError) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": error.message,
-                "type": error.kind,
-                "param": error.param,
-                "code": error.code,
-            }
-        }
+        return openai_error_body(error)
+
+
+def openai_error_body(error: OneplanError) -> dict[str, Any]:
+    """The OpenAI error body every OpenAI client (and Codex) reads."""
+    return {"error": {"message": error.message, "type": error.kind, "param": error.param, "code": error.code}}
 
 
 def _only_thinking_kwargs(body: dict[str, Any]) -> bool:

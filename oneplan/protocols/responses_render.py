@@ -16,6 +16,7 @@ import orjson
 from oneplan.errors import InvalidRequest, OneplanError, QuotaExceeded, UpstreamRateLimited
 from oneplan.protocols.base import StreamContext
 from oneplan.protocols.canonical import ChatRequest, ChatResult, Usage
+from oneplan.protocols.openai_chat import openai_error_body
 from oneplan.protocols.responses_parse import ResponsesEnvelope, ToolMap, encode_reasoning
 
 ITEM_PREFIX = {
@@ -303,14 +304,7 @@ def render_response(
 
 def error_body(error: OneplanError) -> dict[str, Any]:
     """The OpenAI error body every OpenAI client (and Codex) reads."""
-    return {
-        "error": {
-            "message": error.message,
-            "type": error.kind,
-            "param": error.param,
-            "code": error.code,
-        }
-    }
+    return openai_error_body(error)
 
 
 def response_error(error: OneplanError) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import orjson
 from oneplan.errors import UpstreamUnavailable
 from oneplan.protocols.canonical import ChatRequest, ChatResult, Delta
 from oneplan.providers.base import Provider, ProviderSettings, Target
-from oneplan.providers.http import HttpTransport
+from oneplan.providers.http import HttpTransport, flag_more
 
 
 class CodecProvider(Provider):
@@ -65,25 +65,16 @@ class CodecProvider(Provider):
         data = await self.http.post_json(self.url, self.build_body(request, target, stream=False), self.headers)
         return self.decode(data)
 
-    async def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[Delta]:
+    def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[Delta]:
+        return flag_more(self._events(self.build_body(request, target, stream=True)))
+
+    async def _events(self, body: dict[str, Any]) -> AsyncIterator[tuple[list[Delta], bool]]:
         parser = self.parser()
-        body = self.build_body(request, target, stream=True)
-        held: Delta | None = None  # yielded once we know whether more follow at once
         async for _event, data, more in self.http.post_sse(self.url, body, self.headers):
             if data == b"[DONE]":
-                break
+                return
             try:
                 event = orjson.loads(data)
             except orjson.JSONDecodeError:
                 raise UpstreamUnavailable(f"{self.name}: malformed JSON in the stream") from None
-            if isinstance(event, dict):
-                for delta in parser.feed(event):
-                    if held is not None:
-                        held.more = True
-                        yield held
-                    held = delta
-            if not more and held is not None:
-                yield held
-                held = None
-        if held is not None:
-            yield held
+            yield (parser.feed(event) if isinstance(event, dict) else []), more

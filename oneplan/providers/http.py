@@ -22,6 +22,7 @@ from oneplan.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from oneplan.protocols.canonical import Delta
 from oneplan.providers.base import ProviderSettings
 from oneplan.providers.client import ConnectionLost, Pool, Response, encode_headers
 
@@ -214,6 +215,27 @@ class HttpTransport:
     def body_error(self, raw: bytes) -> UpstreamError:
         message = self.redact(_error_message(raw) or "unexpected non-stream answer")
         return UpstreamUnavailable(f"{self.settings.name}: {message}")
+
+
+async def flag_more(events: AsyncIterator[tuple[list[Delta], bool]]) -> AsyncIterator[Delta]:
+    """Deltas parsed from SSE events - ``(deltas of one event, more events at hand)`` - each
+    marked ``more`` when the next delta is already at hand, so that the gateway sends the deltas
+    of one network read in one write. Events that parse to nothing still end a read."""
+    held: Delta | None = None
+    try:
+        async for deltas, more in events:
+            for delta in deltas:
+                if held is not None:
+                    held.more = True
+                    yield held
+                held = delta
+            if not more and held is not None:
+                yield held
+                held = None
+        if held is not None:
+            yield held
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
 
 
 def _error_message(raw: bytes) -> str | None:

@@ -272,6 +272,7 @@ class MiniMax(OpenAICompatible):
     async def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[Delta]:
         splitter = ThinkSplitter()
         details = _ReasoningDetails()
+        started = False
         async for delta in super().stream(request, target):
             if delta.reasoning:
                 delta.reasoning = details.increment(delta.reasoning) or None
@@ -282,7 +283,10 @@ class MiniMax(OpenAICompatible):
             if delta.finish_reason:
                 _add(delta, *splitter.flush())
             if _empty(delta):
+                if started and not delta.more:
+                    yield Delta()  # nothing to show, but the read is over: let the gateway flush
                 continue
+            started = True
             yield delta
         thought, text = splitter.flush()
         if thought or text:

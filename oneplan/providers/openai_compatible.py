@@ -25,7 +25,7 @@ from oneplan.protocols.canonical import (
     Usage,
 )
 from oneplan.providers.base import Preset, Provider, ProviderSettings, Target, register
-from oneplan.providers.http import HttpTransport
+from oneplan.providers.http import HttpTransport, flag_more
 
 # Keys of a canonical message that no OpenAI-dialect provider understands.
 _CANONICAL_ONLY = ("reasoning_signature", "is_error")
@@ -270,10 +270,11 @@ class OpenAICompatible(Provider):
         self.check_body_error(data)
         return self.parse_response(data, target)
 
-    async def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[Delta]:
-        body = self.build_body(request, target, stream=True)
+    def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[Delta]:
+        return flag_more(self._events(self.build_body(request, target, stream=True)))
+
+    async def _events(self, body: dict[str, Any]) -> AsyncIterator[tuple[list[Delta], bool]]:
         finished = False
-        held: Delta | None = None  # yielded once we know whether more follow at once
         async for _event, data, more in self.http.post_sse(self.url, body, self.headers):
             if data == b"[DONE]":
                 finished = True
@@ -282,23 +283,17 @@ class OpenAICompatible(Provider):
                 obj = orjson.loads(data)
             except orjson.JSONDecodeError:
                 raise UpstreamUnavailable(f"{self.name}: malformed JSON in the stream") from None
-            if not isinstance(obj, dict):
-                continue
-            self.check_body_error(obj)
-            delta = self.parse_chunk(obj)
+            delta = None
+            if isinstance(obj, dict):
+                self.check_body_error(obj)
+                delta = self.parse_chunk(obj)
             if delta is not None and not _empty(delta):
                 # An empty role-only first chunk is not "the first byte": until real content
                 # arrives, the router may still fail over to another deployment.
                 finished = finished or delta.finish_reason is not None
-                if held is not None:
-                    held.more = True
-                    yield held
-                held = delta
-            if not more and held is not None:
-                yield held
-                held = None
-        if held is not None:
-            yield held
+                yield [delta], more
+            else:
+                yield [], more
         if not finished:
             # The connection closed with neither [DONE] nor a finish reason: the answer was cut
             # short, and must not reach the client looking complete.
