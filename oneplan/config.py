@@ -74,6 +74,9 @@ class ModelConfig(BaseModel):
     fallbacks: list[str] = []
     aliases: list[str] = []
     context_length: int | None = Field(None, gt=0)
+    # Requests asking for more output than this are capped to it (Claude Code asks for up to
+    # 128k tokens, more than most providers accept).
+    max_output_tokens: int | None = Field(None, gt=0)
 
     @property
     def options(self) -> dict[str, Any]:

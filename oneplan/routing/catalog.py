@@ -40,6 +40,7 @@ class ModelEntry:
     weight: int = 1
     fallbacks: tuple[str, ...] = ()
     context_length: int | None = None
+    max_output_tokens: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
     def cost(self, input_tokens: int, output_tokens: int, cached_tokens: int) -> float:
@@ -139,6 +140,7 @@ def build(file: CatalogFile, source: str) -> Catalog:
             weight=model.weight,
             fallbacks=tuple(model.fallbacks),
             context_length=model.context_length,
+            max_output_tokens=model.max_output_tokens,
             options=model.options,
         )
     for name, model in file.models.items():

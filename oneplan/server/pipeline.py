@@ -37,6 +37,21 @@ if TYPE_CHECKING:
 ID_PREFIX = {"openai_chat": "chatcmpl-", "anthropic": "msg_", "responses": "resp_"}
 
 
+# Where each protocol's body (forwarded as is to a same-dialect provider) asks for output.
+_OUTPUT_FIELD = {"anthropic": "max_tokens", "responses": "max_output_tokens"}
+
+
+def cap_output(chat: ChatRequest, cap: int) -> None:
+    """Hold a request to the model's output limit, in the canonical form and in the body that
+    a pass-through provider forwards."""
+    if chat.max_tokens is None or chat.max_tokens <= cap:
+        return
+    chat.max_tokens = cap
+    field = _OUTPUT_FIELD.get(chat.source_protocol or "")
+    if field and chat.source_body is not None and field in chat.source_body:
+        chat.source_body = {**chat.source_body, field: cap}
+
+
 def new_id(protocol: Protocol) -> str:
     """Time-ordered (microseconds, then randomness): the ledger's primary key then grows at
     its end instead of at random pages, which keeps batched inserts cheap as it grows."""
@@ -168,6 +183,8 @@ class Pipeline:
             chat = await exchange.parse(body, key)
             chat.source_protocol, chat.source_body = protocol.name, body
             entry, plan = self.resolve(chat.model, key)
+            if entry.max_output_tokens is not None:
+                cap_output(chat, entry.max_output_tokens)
         except OneplanError as exc:
             return error_response(protocol, exc)
         try:
