@@ -19,6 +19,7 @@ from typing import Any
 
 from oneplan.errors import BackendUnavailable
 from oneplan.metering.counters import Counters, Reservation, refusal
+from oneplan.metering.resp import LeanRedis, RespError
 from oneplan.metering.windows import ROLLING_SECONDS, Clock, Periods, WindowState
 from oneplan.routing.catalog import Plan
 
@@ -115,7 +116,8 @@ class RedisCounters(Counters):
             url, decode_responses=True, max_connections=max_connections, timeout=10
         )
         self.redis = redis.Redis(connection_pool=pool)
-        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError, RespError, TimeoutError)
+        self.lean = LeanRedis(url)  # admissions: the one round trip every request makes
         self.prefix = prefix
         self._admit = self.redis.register_script(_ADMIT)
         self._release = self.redis.register_script(_RELEASE)
@@ -165,9 +167,10 @@ class RedisCounters(Counters):
         self, user_id: int, plan: Plan, weight: int, now: float,
         week_start: float, week_end: float, month_start: float, month_end: float,
     ) -> Any:
-        return await self._admit(
-            keys=self._keys(user_id, week_start, month_start),
-            args=[
+        return await self.lean.evalsha(
+            self._admit.sha, _ADMIT,
+            self._keys(user_id, week_start, month_start),
+            [
                 repr(now), weight,
                 _limit(plan.requests_per_5h), _limit(plan.requests_per_week), _limit(plan.requests_per_month),
                 _limit(plan.tokens_per_month), _limit(plan.cost_per_month),
@@ -268,6 +271,7 @@ class RedisCounters(Counters):
         if self._flusher is not None:
             self._flusher.cancel()
         await self.flush()
+        await self.lean.aclose()
         await self.redis.aclose()
 
 
