@@ -124,10 +124,6 @@ class UpstreamError(OneplanError):
         self.retry_after = retry_after
         self.retryable = retryable
 
-    @property
-    def error_class(self) -> str:
-        return type(self).__name__
-
 
 class UpstreamTimeout(UpstreamError):
     status = 504

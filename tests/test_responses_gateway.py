@@ -59,7 +59,7 @@ def test_non_stream_and_stream_text(setup) -> None:
 
 
 def test_function_call_loop(setup) -> None:
-    gw, up, client = setup
+    _gw, up, client = setup
     up.reply(tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}])
     first = client.responses.create(model="m1", input="weather in Paris?", tools=TOOLS)
     (call,) = [item for item in first.output if item.type == "function_call"]
@@ -93,7 +93,7 @@ def test_streamed_function_call(setup) -> None:
 
 
 def test_previous_response_id_continues_a_stored_conversation(setup) -> None:
-    gw, up, client = setup
+    _gw, up, client = setup
     up.reply("Nice to meet you, Ada.")
     first = client.responses.create(model="m1", input="My name is Ada.", store=True)
     up.reply("Your name is Ada.")
@@ -109,7 +109,7 @@ def test_previous_response_id_continues_a_stored_conversation(setup) -> None:
 
 
 def test_stateless_by_default_and_private_per_user(setup) -> None:
-    gw, up, client = setup
+    gw, _up, client = setup
     unstored = client.responses.create(model="m1", input="hi")
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(unstored.id)

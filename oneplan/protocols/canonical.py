@@ -21,8 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
-
 
 @dataclass(slots=True)
 class Thinking:

@@ -94,7 +94,6 @@ class Provider(ABC):
         """Release connections, workers, weights."""
 
 
-ProviderFactory = Callable[[ProviderSettings], Provider]
 _REGISTRY: dict[str, type[Provider]] = {}
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import time
 from collections import OrderedDict
 
 from oneplan.errors import AuthenticationFailed
@@ -100,6 +99,3 @@ def bearer(headers: dict[str, str] | object) -> str | None:
     key = get("x-api-key")
     return str(key) if key else None
 
-
-def now() -> float:
-    return time.time()
