@@ -7,10 +7,7 @@ preset's Anthropic base URL.
 
 from __future__ import annotations
 
-from typing import Any
-
 from oneplan.protocols import anthropic_upstream as codec
-from oneplan.protocols.canonical import ChatRequest, ChatResult
 from oneplan.providers.base import Preset, ProviderSettings, register
 from oneplan.providers.dialect import CodecProvider
 
@@ -22,6 +19,7 @@ class AnthropicCompatible(CodecProvider):
     preset = Preset(base_urls={"default": "https://api.anthropic.com"})
     protocol = "anthropic"
     path = "/v1/messages"
+    codec = codec
 
     def auth_headers(self, settings: ProviderSettings) -> dict[str, str]:
         headers = {"anthropic-version": ANTHROPIC_VERSION}
@@ -31,12 +29,3 @@ class AnthropicCompatible(CodecProvider):
             headers["x-api-key"] = settings.api_key
             headers["authorization"] = f"Bearer {settings.api_key}"
         return headers
-
-    def encode(self, request: ChatRequest, upstream: str) -> dict[str, Any]:
-        return codec.to_upstream(request, upstream)
-
-    def decode(self, body: dict[str, Any]) -> ChatResult:
-        return codec.from_upstream(body)
-
-    def parser(self) -> Any:
-        return codec.UpstreamStreamParser()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import AsyncIterator
+from types import ModuleType
 from typing import Any
 
 import orjson
@@ -24,6 +25,8 @@ from oneplan.providers.http import HttpTransport, flag_more
 class CodecProvider(Provider):
     protocol: str  # the inbound protocol name this dialect passes through
     path: str  # appended to the base URL
+    # The protocol's upstream module: to_upstream(), from_upstream(), UpstreamStreamParser.
+    codec: ModuleType
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
@@ -34,17 +37,17 @@ class CodecProvider(Provider):
     @abstractmethod
     def auth_headers(self, settings: ProviderSettings) -> dict[str, str]: ...
 
-    @abstractmethod
     def encode(self, request: ChatRequest, upstream: str) -> dict[str, Any]:
         """The canonical request in this dialect."""
+        return self.codec.to_upstream(request, upstream)  # type: ignore[no-any-return]
 
-    @abstractmethod
     def decode(self, body: dict[str, Any]) -> ChatResult:
         """A whole answer in this dialect, as canonical."""
+        return self.codec.from_upstream(body)  # type: ignore[no-any-return]
 
-    @abstractmethod
     def parser(self) -> Any:
         """A fresh incremental stream parser: ``feed(event: dict) -> list[Delta]``."""
+        return self.codec.UpstreamStreamParser()
 
     def passes_through(self, request: ChatRequest) -> bool:
         return request.source_protocol == self.protocol and request.source_body is not None

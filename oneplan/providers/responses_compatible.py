@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from oneplan.protocols import responses_upstream as codec
-from oneplan.protocols.canonical import ChatRequest, ChatResult
+from oneplan.protocols.canonical import ChatRequest
 from oneplan.providers.base import Preset, ProviderSettings, register
 from oneplan.providers.dialect import CodecProvider
 
@@ -15,6 +15,7 @@ class ResponsesCompatible(CodecProvider):
     preset = Preset(base_urls={"default": "https://api.openai.com/v1"})
     protocol = "responses"
     path = "/responses"
+    codec = codec
 
     def auth_headers(self, settings: ProviderSettings) -> dict[str, str]:
         return {"authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
@@ -30,12 +31,3 @@ class ResponsesCompatible(CodecProvider):
         body["store"] = False  # storage is oneplan's; the upstream keeps nothing
         body.pop("previous_response_id", None)
         return body
-
-    def encode(self, request: ChatRequest, upstream: str) -> dict[str, Any]:
-        return codec.to_upstream(request, upstream)
-
-    def decode(self, body: dict[str, Any]) -> ChatResult:
-        return codec.from_upstream(body)
-
-    def parser(self) -> Any:
-        return codec.UpstreamStreamParser()
