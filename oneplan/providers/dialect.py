@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from types import ModuleType
 from typing import Any
 
@@ -73,11 +74,12 @@ class CodecProvider(Provider):
 
     async def _events(self, body: dict[str, Any]) -> AsyncIterator[tuple[list[Delta], bool]]:
         parser = self.parser()
-        async for _event, data, more in self.http.post_sse(self.url, body, self.headers):
-            if data == b"[DONE]":
-                return
-            try:
-                event = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                raise UpstreamUnavailable(f"{self.name}: malformed JSON in the stream") from None
-            yield (parser.feed(event) if isinstance(event, dict) else []), more
+        async with aclosing(self.http.post_sse(self.url, body, self.headers)) as events:
+            async for _event, data, more in events:
+                if data == b"[DONE]":
+                    return
+                try:
+                    event = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise UpstreamUnavailable(f"{self.name}: malformed JSON in the stream") from None
+                yield (parser.feed(event) if isinstance(event, dict) else []), more

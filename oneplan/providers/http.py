@@ -125,14 +125,14 @@ class HttpTransport:
         t = self.settings.timeouts
         loop = asyncio.get_running_loop()
         began = loop.time()
-        # One timer for the whole call, moved after every network read: the first token must
-        # come within first_token (headers included), each later read within idle, and all of
-        # it within total.
-        deadline = asyncio.timeout(min(t.first_token, t.total))
+        # The first token must come within first_token (headers included), each later read
+        # within idle, and all of it within total. Each timer covers one await and never a
+        # ``yield``: a timer left armed while the consumer runs would cancel the consumer.
+        end = began + t.total
         first = True
         resp: Response | None = None
         try:
-            async with deadline:
+            async with asyncio.timeout_at(min(began + t.first_token, end)):
                 resp = await self._post(url, body, headers)
                 if resp.status >= 400:
                     raw = await resp.read()
@@ -141,37 +141,37 @@ class HttpTransport:
                 if "text/event-stream" not in ctype and "json" in ctype:
                     # Some providers answer an error as plain JSON with status 200.
                     raise self.body_error(await resp.read())
-                event: str | None = None
-                data: list[bytes] = []
-                pending = b""
-                while True:
+            event: str | None = None
+            data: list[bytes] = []
+            pending = b""
+            while True:
+                limit = began + t.first_token if first else loop.time() + t.idle
+                async with asyncio.timeout_at(min(limit, end)):
                     chunk = await resp.next_piece()
-                    now = loop.time()
-                    deadline.reschedule(min(now + t.idle, began + t.total))
-                    if not chunk:
+                if not chunk:
+                    if data:
+                        yield event, b"\n".join(data), False
+                    return
+                first = False
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()
+                ready: list[tuple[str | None, bytes]] = []
+                for line in lines:
+                    if line.endswith(b"\r"):
+                        line = line[:-1]
+                    if not line:
                         if data:
-                            yield event, b"\n".join(data), False
-                        return
-                    first = False
-                    lines = (pending + chunk).split(b"\n")
-                    pending = lines.pop()
-                    ready: list[tuple[str | None, bytes]] = []
-                    for line in lines:
-                        if line.endswith(b"\r"):
-                            line = line[:-1]
-                        if not line:
-                            if data:
-                                ready.append((event, b"\n".join(data)))
-                                data = []
-                            event = None
-                        elif line.startswith(b"data:"):
-                            data.append(line[6:] if line[5:6] == b" " else line[5:])
-                        elif line.startswith(b"event:"):
-                            event = line[6:].strip().decode()
-                        # comments (":") and other fields are ignored
-                    last = len(ready) - 1
-                    for i, (name, payload) in enumerate(ready):
-                        yield name, payload, i < last
+                            ready.append((event, b"\n".join(data)))
+                            data = []
+                        event = None
+                    elif line.startswith(b"data:"):
+                        data.append(line[6:] if line[5:6] == b" " else line[5:])
+                    elif line.startswith(b"event:"):
+                        event = line[6:].strip().decode()
+                    # comments (":") and other fields are ignored
+                last = len(ready) - 1
+                for i, (name, payload) in enumerate(ready):
+                    yield name, payload, i < last
         except TimeoutError:
             if loop.time() - began >= t.total - 0.001:
                 what = f"the {t.total:g}s limit for the whole answer"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -275,25 +276,26 @@ class OpenAICompatible(Provider):
 
     async def _events(self, body: dict[str, Any]) -> AsyncIterator[tuple[list[Delta], bool]]:
         finished = False
-        async for _event, data, more in self.http.post_sse(self.url, body, self.headers):
-            if data == b"[DONE]":
-                finished = True
-                break
-            try:
-                obj = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                raise UpstreamUnavailable(f"{self.name}: malformed JSON in the stream") from None
-            delta = None
-            if isinstance(obj, dict):
-                self.check_body_error(obj)
-                delta = self.parse_chunk(obj)
-            if delta is not None and not _empty(delta):
-                # An empty role-only first chunk is not "the first byte": until real content
-                # arrives, the router may still fail over to another deployment.
-                finished = finished or delta.finish_reason is not None
-                yield [delta], more
-            else:
-                yield [], more
+        async with aclosing(self.http.post_sse(self.url, body, self.headers)) as events:
+            async for _event, data, more in events:
+                if data == b"[DONE]":
+                    finished = True
+                    break
+                try:
+                    obj = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise UpstreamUnavailable(f"{self.name}: malformed JSON in the stream") from None
+                delta = None
+                if isinstance(obj, dict):
+                    self.check_body_error(obj)
+                    delta = self.parse_chunk(obj)
+                if delta is not None and not _empty(delta):
+                    # An empty role-only first chunk is not "the first byte": until real content
+                    # arrives, the router may still fail over to another deployment.
+                    finished = finished or delta.finish_reason is not None
+                    yield [delta], more
+                else:
+                    yield [], more
         if not finished:
             # The connection closed with neither [DONE] nor a finish reason: the answer was cut
             # short, and must not reach the client looking complete.
