@@ -94,8 +94,8 @@ class Ledger:
             await self._in_writer(self.db.insert_ledger, rows)
         except BaseException:
             self._pending[:0] = rows
-            if old is not None:  # keep the old segment for recovery; stop appending to it
-                old_fd_close(old)
+            if old is not None:
+                old.abandon()
             raise
         self.flushed += len(rows)
         if old is not None:
@@ -117,10 +117,3 @@ class Ledger:
             self.journal = None
         self._writer.shutdown(wait=True)
 
-
-def old_fd_close(segment: Segment) -> None:
-    """Close a segment we could not flush without deleting it: the next start replays it
-    (its lock goes with the descriptor)."""
-    import os
-
-    os.close(segment.fd)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 from oneplan.errors import CircuitOpen, UpstreamError
@@ -37,7 +37,6 @@ class Served:
     model: ModelEntry
     deployment: Deployment
     attempts: int = 1
-    errors: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -186,7 +185,6 @@ class Router:
         candidates = self.candidates(entry, plan)
         last: UpstreamError | None = None
         attempts = retries = 0
-        errors: list[str] = []
         i = 0
         while True:
             # The next candidate whose circuit lets a request through now.
@@ -207,13 +205,12 @@ class Router:
                     raise
                 c.health.failed(exc, now)
                 last = exc
-                errors.append(f"{c.deployment.provider}: {type(exc).__name__}")
             except BaseException:
                 c.health.neutral()  # cancelled (the caller went away): no verdict
                 raise
             else:
                 c.health.succeeded()
-                served = Served(c.model, c.deployment, attempts, errors) if attempts > 1 else Served(c.model, c.deployment)
+                served = Served(c.model, c.deployment, attempts)
                 return result, served, c
             if i + 1 < len(candidates):
                 i += 1  # another deployment: move on at once

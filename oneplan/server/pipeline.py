@@ -267,7 +267,7 @@ class Pipeline:
                 held = []
         except OneplanError as exc:
             settled = True
-            await self.fail(call, exc, served=served, usage=acc.usage)
+            await self.fail(call, exc, served=served)
             yield b"".join(held) + renderer.fail(exc)
             return
         except BaseException:
@@ -344,7 +344,7 @@ class Pipeline:
         self.gw.observe(row)
         self.gw.spawn(self.gw.counters.settle(call.reservation, usage.total_tokens, row["cost"]))
 
-    async def fail(self, call: Call, exc: OneplanError, served: Served | None = None, usage: Usage | None = None) -> None:
+    async def fail(self, call: Call, exc: OneplanError, served: Served | None = None) -> None:
         """A failed request costs the user nothing: release the reservation, log the failure."""
         await self.gw.counters.release(call.reservation)
         row = self._row(call, "failed", exc.status, Usage(), served)

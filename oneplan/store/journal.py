@@ -34,6 +34,11 @@ class Segment:
         os.write(self.fd, line)
         self.rows += 1
 
+    def abandon(self) -> None:
+        """Stop appending without deleting: the rows could not be flushed, so the next start
+        (or ``oneplan usage``) replays them. The lock goes with the descriptor."""
+        os.close(self.fd)
+
     def retire(self) -> None:
         """The rows are in the database: the segment is no longer needed."""
         self.path.unlink(missing_ok=True)
