@@ -14,6 +14,7 @@ from oneplan.metering.redis_counters import RedisCounters
 from oneplan.metering.windows import ROLLING_SECONDS, Periods
 from oneplan.routing.catalog import Plan
 from tests.support.gateway import ManualClock
+from tests.support.services import require_redis
 
 URL = "redis://127.0.0.1:6379/0"
 T0 = datetime(2026, 11, 18, 12, 0, 0, tzinfo=UTC).timestamp()
@@ -33,10 +34,8 @@ async def _ping() -> None:
 
 @pytest.fixture(scope="module", autouse=True)
 def redis_running() -> None:
-    try:
-        asyncio.run(_ping())
-    except Exception as exc:
-        pytest.fail(f"these tests need Redis on 127.0.0.1:6379 ({exc}); start it: redis-server --daemonize yes")
+    require_redis()
+    asyncio.run(_ping())
 
 
 def test_two_processes_worth_of_counters_admit_exactly_the_quota() -> None:

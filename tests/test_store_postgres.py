@@ -12,25 +12,11 @@ import pytest
 
 from oneplan.metering.ledger import LEDGER_DEFAULTS
 from oneplan.store.db import Database, hash_key
-
-ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-
+from tests.support.services import postgres_database
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    import psycopg
-
-    name = "oneplan_test_" + secrets.token_hex(4)
-    try:
-        admin = psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"these tests need PostgreSQL on 127.0.0.1:5432 ({exc})")
-    admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-        admin.close()
+    yield from postgres_database()
 
 
 def row(user_id: int, **over: object) -> dict[str, object]:

@@ -183,17 +183,23 @@ def providers() -> None:
 def providers_status(url: str, admin_key: str, as_json: bool) -> None:
     """Each deployment's circuit, requests in flight and errors. Circuit state lives in the
     server process, so this asks the server's admin API rather than the database."""
-    import httpx
+    import urllib.error
+    import urllib.request
 
+    request = urllib.request.Request(
+        url.rstrip("/") + "/admin/providers", headers={"authorization": f"Bearer {admin_key}"}
+    )
     try:
-        reply = httpx.get(url.rstrip("/") + "/admin/providers", headers={"authorization": f"Bearer {admin_key}"}, timeout=10)
-    except httpx.TransportError as exc:
-        _fail(f"no oneplan server answers at {url} ({type(exc).__name__}): start `oneplan serve` or pass --url")
-    if reply.status_code == 401:
-        _fail("the server refused the admin key: pass --admin-key or set ONEPLAN_ADMIN_KEY")
-    if reply.status_code != 200:
-        _fail(f"{url}/admin/providers answered {reply.status_code}: {reply.text[:200]}")
-    data = reply.json()["data"]
+        with urllib.request.urlopen(request, timeout=10) as reply:  # stdlib: works on the base install
+            body = reply.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            _fail("the server refused the admin key: pass --admin-key or set ONEPLAN_ADMIN_KEY")
+        _fail(f"{url}/admin/providers answered {exc.code}: {exc.read()[:200].decode(errors='replace')}")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        _fail(f"no oneplan server answers at {url} ({type(reason).__name__}): start `oneplan serve` or pass --url")
+    data = orjson.loads(body)["data"]
     if as_json:
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
         return

@@ -17,6 +17,7 @@ turns it into an asyncio queue) and ``Sequence.cancel()`` (any thread).
 from __future__ import annotations
 
 import collections
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -29,6 +30,17 @@ from oneplan.local import kvcache
 from oneplan.local.sampling import SamplingParams, make_generator, sample
 
 log = logging.getLogger(__name__)
+
+
+def cache_keyword(model: Any) -> str:
+    """The keyword ``model.forward`` takes its KV cache by.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns, and goes in
+    5.40); 5.23 knows only the old one. The decorated ``forward`` keeps its real signature, so the
+    name it declares is the one to use.
+    """
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 # What the worker reports: ("token", id), ("done", "stop" | "length"), ("error", exception).
 Event = tuple[str, Any]
@@ -63,6 +75,7 @@ class Scheduler:
         self.device: torch.device = model.device
         self.pad_token_id = pad_token_id
         self.max_batch_size = max(1, max_batch_size)
+        self._cache_kw = cache_keyword(model)
         # Observability (and what tests assert): how many rows each step ran with.
         self.decode_batch_sizes: collections.Counter[int] = collections.Counter()
         self.prefill_batch_sizes: collections.Counter[int] = collections.Counter()
@@ -189,9 +202,9 @@ class Scheduler:
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
+            **{self._cache_kw: cache},
         )
         self.prefill_batch_sizes[len(seqs)] += 1
         if self._cache is None or self._mask is None or not self._seqs:
@@ -212,8 +225,8 @@ class Scheduler:
             input_ids=ids,
             attention_mask=self._mask,
             position_ids=positions,
-            past_key_values=self._cache,
             use_cache=True,
+            **{self._cache_kw: self._cache},
         )
         self.decode_batch_sizes[len(self._seqs)] += 1
         self._emit(self._seqs, out.logits[:, -1, :])

@@ -1,0 +1,58 @@
+"""The shared services some tests need: PostgreSQL and Redis on 127.0.0.1.
+
+Locally, a test that needs one that is not running is skipped, and the reason says how to start
+it. Under CI (``CI`` set, as ``.ci/run`` runs) the same situation is a failure: CI starts both,
+so a skip there would hide a broken set-up.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+POSTGRES_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+
+HOW = {
+    "Redis": "start it with `redis-server --daemonize yes --port 6379`",
+    "PostgreSQL": "start it with `pg_ctlcluster <version> main start` (trust auth for user postgres)",
+}
+
+
+def missing(service: str, why: object) -> None:
+    message = f"needs {service} on 127.0.0.1 ({why}); {HOW[service]}"
+    if os.environ.get("CI"):
+        pytest.fail(message + " - CI must provide it", pytrace=False)
+    pytest.skip(message)
+
+
+def require_redis() -> str:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            if not sock.recv(64).startswith(b"+PONG"):
+                missing("Redis", "no PONG on port 6379")
+    except OSError as exc:
+        missing("Redis", exc)
+    return REDIS_URL
+
+
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty database for one test (dropped afterwards), as a SQLAlchemy URL."""
+    import psycopg
+
+    try:
+        admin = psycopg.connect(POSTGRES_DSN, autocommit=True, connect_timeout=2)
+    except psycopg.OperationalError as exc:
+        missing("PostgreSQL", str(exc).strip().splitlines()[0])
+    name = "oneplan_test_" + secrets.token_hex(4)
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.close()
