@@ -14,6 +14,7 @@ from oneplan.metering.ledger import LEDGER_DEFAULTS
 from oneplan.store.db import Database, hash_key
 from tests.support.services import postgres_database
 
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     yield from postgres_database()
