@@ -1,11 +1,37 @@
-"""Forward-only migrations, each a function, each recorded in ``oneplan_migrations`` once applied."""
+"""Forward-only, versioned migrations with frozen DDL.
+
+Each migration is a function named ``mNNN_what`` and recorded in ``oneplan_migrations`` once
+applied. A migration's DDL is written out in the migration itself, as it was on the day it was
+added, on a private ``MetaData``: it never reads ``schema.py``, so changing the live schema later
+cannot change what an old migration creates on a fresh install. ``schema.py`` is the schema the
+code queries; ``tests/test_migrations.py`` checks that applying every migration to an empty
+database gives exactly that schema.
+
+To change the schema: edit ``schema.py``, add the next ``mNNN_`` function here that makes the
+same change (a frozen ``Table``, or ``ALTER TABLE`` text), and append it to ``MIGRATIONS``.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+)
 
 from oneplan.store import schema
 
@@ -13,12 +39,69 @@ Migration = Callable[[Connection], None]
 
 
 def m001_initial(conn: Connection) -> None:
-    for table in (schema.meta, schema.users, schema.api_keys, schema.ledger):
-        table.create(conn, checkfirst=True)
+    md = MetaData()
+    Table("meta", md, Column("key", String(100), primary_key=True), Column("value", Text, nullable=False))
+    Table(
+        "users", md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("name", String(200), nullable=False, unique=True),
+        Column("plan", String(200), nullable=False),
+        Column("created_at", Float, nullable=False),
+        Column("disabled", Boolean, nullable=False, default=False),
+    )
+    Table(
+        "api_keys", md,
+        Column("id", String(40), primary_key=True),
+        Column("user_id", Integer, ForeignKey("users.id"), nullable=False, index=True),
+        Column("hash", String(64), nullable=False, unique=True),
+        Column("prefix", String(20), nullable=False),
+        Column("created_at", Float, nullable=False),
+        Column("expires_at", Float, nullable=True),
+        Column("revoked_at", Float, nullable=True),
+    )
+    Table(
+        "ledger", md,
+        Column("id", String(64), primary_key=True),
+        Column("ts", Float, nullable=False),
+        Column("user_id", Integer, nullable=False),
+        Column("key_id", String(40), nullable=False),
+        Column("protocol", String(20), nullable=False),
+        Column("model", String(200), nullable=False),
+        Column("provider", String(200), nullable=True),
+        Column("upstream_model", String(200), nullable=True),
+        Column("stream", Boolean, nullable=False),
+        Column("status", String(20), nullable=False),
+        Column("http_status", Integer, nullable=False),
+        Column("error_class", String(60), nullable=True),
+        Column("weight", Integer, nullable=False),
+        Column("input_tokens", Integer, nullable=False),
+        Column("output_tokens", Integer, nullable=False),
+        Column("cached_tokens", Integer, nullable=False),
+        Column("reasoning_tokens", Integer, nullable=False),
+        Column("cost", Float, nullable=False),
+        Column("latency_ms", Float, nullable=False),
+        Column("ttft_ms", Float, nullable=True),
+        Column("attempts", Integer, nullable=False, default=1),
+        Column("prompt", Text, nullable=True),
+        Column("completion", Text, nullable=True),
+        Index("ledger_user_ts", "user_id", "ts"),
+        Index("ledger_ts", "ts"),
+    )
+    md.create_all(conn, checkfirst=True)
 
 
 def m002_responses(conn: Connection) -> None:
-    schema.responses.create(conn, checkfirst=True)
+    md = MetaData()
+    Table(
+        "responses", md,
+        Column("id", String(64), primary_key=True),
+        Column("user_id", Integer, nullable=False, index=True),
+        Column("created_at", Float, nullable=False),
+        Column("expires_at", Float, nullable=False, index=True),
+        Column("body", LargeBinary, nullable=False),
+        Column("conversation", LargeBinary, nullable=False),
+    )
+    md.create_all(conn, checkfirst=True)
 
 
 MIGRATIONS: list[Migration] = [m001_initial, m002_responses]

@@ -1,4 +1,5 @@
-"""Tables. Changed only by adding a migration in ``migrations.py``: never edited in place."""
+"""The live schema the code queries. Change it together with a new migration in ``migrations.py``
+(whose DDL is frozen there); ``tests/test_migrations.py`` checks the two agree."""
 
 from __future__ import annotations
 
