@@ -16,6 +16,14 @@ _ALPHABET = st.sampled_from(
 _TEXT = st.lists(_ALPHABET, max_size=12).map("".join)
 
 
+def without_close(text: str) -> str:
+    """``text`` with no ``</think>`` in it. One ``replace`` is not enough: removing a tag can join
+    its neighbours into a new one ("</thin</think>k>")."""
+    while "</think>" in text:
+        text = text.replace("</think>", "")
+    return text
+
+
 def run(chunks: list[str]) -> tuple[str, str]:
     splitter = ThinkSplitter()
     reasoning, text = [], []
@@ -38,7 +46,7 @@ def cut(whole: str, cuts: list[int]) -> list[str]:
 def test_any_chunking_gives_the_one_shot_answer(
     thought: str, answer: str, has_block: bool, lead: str, cuts: list[int]
 ) -> None:
-    thought = thought.replace("</think>", "")
+    thought = without_close(thought)
     whole = f"{lead}<think>{thought}</think>\n\n{answer}" if has_block else answer
     assert run(cut(whole, cuts)) == run([whole])
 
@@ -46,7 +54,7 @@ def test_any_chunking_gives_the_one_shot_answer(
 @settings(max_examples=200, deadline=None)
 @given(_TEXT, _TEXT)
 def test_every_single_boundary_splits_correctly(thought: str, answer: str) -> None:
-    thought = thought.replace("</think>", "")
+    thought = without_close(thought)
     answer = answer.lstrip("\r\n")
     whole = f"<think>{thought}</think>\n\n{answer}"
     for i in range(len(whole) + 1):
