@@ -189,7 +189,8 @@ class Pipeline:
             entry, plan = self.resolve(chat.model, key)
             if entry.max_output_tokens is not None:
                 cap_output(chat, entry.max_output_tokens)
-            reservation = await gw.counters.admit(key.user_id, plan, entry.weight)
+            request_id = new_id(protocol)
+            reservation = await gw.counters.admit(key.user_id, plan, entry.weight, request_id)
         except QuotaExceeded as exc:
             gw.ledger.record(self._row_refused(protocol, chat, key, entry, started, t0, exc))
             return error_response(protocol, exc)
@@ -198,7 +199,7 @@ class Pipeline:
         except Exception as exc:  # a bug before admission: nothing to settle, still the caller's shape
             log.exception("internal error before admission on %s", request.url.path)
             return internal_error(protocol, exc)
-        call = Call(new_id(protocol), exchange, chat, key, entry, plan, reservation, started, t0)
+        call = Call(request_id, exchange, chat, key, entry, plan, reservation, started, t0)
         if chat.stream:
             return await self.open_stream(call)
         return await self.complete(call)

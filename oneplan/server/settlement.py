@@ -15,8 +15,8 @@ Leaving the block without ``ok``/``failed`` settles by what ended it:
 * any other ``Exception`` (a bug, a renderer error) -> ``failed`` as an internal error, logged
   once with its traceback (the reservation is released);
 * cancellation or ``GeneratorExit`` (the client went away, shutdown) -> ``cancelled``: charged
-  what the upstream reported producing, the row journaled at once and the counters settled in a
-  fresh task (a cancelled task cannot be trusted to finish an ``await``);
+  what the upstream reported producing, the row journaled and the counters settled
+  synchronously (a cancelled task cannot be trusted to finish an ``await``);
 * normal exit -> nothing if the block handed the call on (``hand_off()``, a stream that the
   relay now owns), else an internal error: the block forgot to settle.
 
@@ -101,8 +101,8 @@ class Settlement:
         if completion is not None and self.gw.catalog.server.store_prompts:
             row["completion"] = completion
         self.gw.ledger.record(row)
+        self.gw.counters.settle(self.call.reservation, usage.total_tokens, row["cost"])
         self.gw.observe(row)
-        await self.gw.counters.settle(self.call.reservation, usage.total_tokens, row["cost"])
 
     async def failed(self, error: OneplanError) -> None:
         """A failed request costs the user nothing: the reservation goes back."""
@@ -119,15 +119,15 @@ class Settlement:
 
     def cancelled(self) -> None:
         """The client went away: charge what the upstream reported producing (README, "Ledger
-        policy"). Synchronous: the row is journaled now, the counters settle in a new task."""
+        policy"). Synchronous (no awaiting in a cancelled task): journal and counters both."""
         if self.done:
             return
         self.done = True
         usage = (self.acc.usage if self.acc is not None else None) or Usage()
         row = self.row(CANCELLED, 499, usage)
         self.gw.ledger.record(row)
+        self.gw.counters.settle(self.call.reservation, usage.total_tokens, row["cost"])
         self.gw.observe(row)
-        self.gw.spawn(self.gw.counters.settle(self.call.reservation, usage.total_tokens, row["cost"]))
 
     def abandon(self) -> None:
         """The stream closed without its body ever running: settle as cancelled."""
