@@ -105,6 +105,9 @@ class ServerConfig(_Strict):
     ledger_flush_seconds: float = Field(0.2, gt=0)
     responses_retention_days: float = Field(30, ge=0)
     shutdown_grace_seconds: float = Field(30, ge=0)
+    max_header_bytes: int = Field(64 * 1024, ge=1024)  # request line + headers; over it: 431
+    header_timeout_seconds: float = Field(10.0, gt=0)  # a request head must arrive within this
+    keep_alive_seconds: float = Field(5.0, gt=0)  # idle keep-alive connections are closed after
 
 
 class RoutingConfig(_Strict):

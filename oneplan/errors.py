@@ -56,6 +56,10 @@ class RequestTooLarge(InvalidRequest):
     status = 413
     kind = "request_too_large"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"connection": "close"}  # the rest of the body was drained or is not wanted
+
 
 class AuthenticationFailed(OneplanError):
     status = 401

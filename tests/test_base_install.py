@@ -103,6 +103,8 @@ def test_every_command_runs_on_the_base_install(base: BaseVenv, tmp_path: Path) 
     base.run("keys", "revoke", keys[0]["id"], env=home)
     report = json.loads(base.run("usage", "--json", env=home).stdout)
     assert [u["user"] for u in report["users"]] == ["alice"]
+    ledger = json.loads(base.run("ledger", "status", "--json", env=home).stdout)
+    assert ledger["set_aside_rows"] == 0
 
     sock = free_socket()
     port = sock.getsockname()[1]

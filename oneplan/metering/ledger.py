@@ -127,13 +127,66 @@ def _why(exc: BaseException) -> str:
     return f"{type(orig).__name__}" + (f" (SQLSTATE {state})" if state else "")
 
 
+class LedgerWriter:
+    """Writes rows to the database, synchronously (the ledger's writer thread, or the CLI):
+    a refused value never blocks the other rows."""
+
+    def __init__(self, db: Database, dead_file: Path) -> None:
+        self.db = db
+        self.dead_file = dead_file
+        self.set_aside = 0  # rows this process could not write and set aside
+
+    def write(self, rows: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], str]]:
+        """Write ``rows``; return them grouped by the counter generation each committed under.
+        Raises only when the database is unreachable (then nothing is lost: retried)."""
+        try:
+            return [(rows, self.db.insert_ledger(rows))]
+        except _UNREACHABLE:
+            raise
+        except DBAPIError:
+            pass  # some row's value was refused: find it, write the rest
+        groups: list[tuple[list[dict[str, Any]], str]] = []
+        refused: list[tuple[dict[str, Any], str]] = []
+        for row in rows:
+            try:
+                groups.append(([row], self.db.insert_ledger([row])))
+            except _UNREACHABLE:
+                raise
+            except Exception as exc:
+                refused.append((row, _why(exc)))
+        if refused:
+            self._set_aside(refused)
+        return groups
+
+    def write_replayed(self, rows: list[dict[str, Any]]) -> None:
+        """Rows read back from a journal (an older process may not have fitted them)."""
+        self.write([fit({**LEDGER_DEFAULTS, **row}) for row in rows])
+
+    def replay(self, journal_dir: Path) -> int:
+        return recover(journal_dir, self.write_replayed)
+
+    def _set_aside(self, refused: list[tuple[dict[str, Any], str]]) -> None:
+        self.set_aside += len(refused)
+        for row, why in refused:
+            log.error("ledger row %s refused by the database (%s): set aside", row.get("id"), why)
+        try:
+            self.db.set_aside(refused)
+        except Exception as exc:
+            log.error("setting rows aside in the database failed too (%s): writing %s", _why(exc), self.dead_file)
+            with open(self.dead_file, "ab") as f:
+                for row, why in refused:
+                    f.write(orjson.dumps({"error": why, "row": row}, default=str) + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+
 class Ledger:
     def __init__(
         self, db: Database, journal_dir: Path, flush_seconds: float = 0.2, on_commit: OnCommit | None = None
     ) -> None:
         self.db = db
         self.journal_dir = journal_dir
-        self.dead_file = journal_dir.parent / "ledger-dead.jsonl"
+        self.writer = LedgerWriter(db, journal_dir.parent / "ledger-dead.jsonl")
         self.flush_seconds = flush_seconds
         self.on_commit = on_commit
         self.journal: Journal | None = None
@@ -145,13 +198,16 @@ class Ledger:
         # one malloc arena instead of spreading over the default executor's threads.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oneplan-ledger")
         self.flushed = 0
-        self.set_aside = 0  # rows this process could not write and set aside
         self._replay_due = False
         self._down = False
 
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def set_aside(self) -> int:
+        return self.writer.set_aside
 
     async def start(self) -> int:
         """Replay what an earlier process left; never blocks start-up (a database that cannot
@@ -163,7 +219,7 @@ class Ledger:
 
     async def _replay(self) -> int:
         try:
-            replayed = await self._in_writer(recover, self.journal_dir, self._write_replayed)
+            replayed = await self._in_writer(self.writer.replay, self.journal_dir)
         except Exception as exc:
             self._replay_due = True
             log.error("replaying earlier journals failed (%s); will retry", _why(exc))
@@ -212,7 +268,7 @@ class Ledger:
         rows, self._pending = self._pending, []
         old: Segment | None = self.journal.rotate()
         try:
-            groups = await self._in_writer(self._write, rows)
+            groups = await self._in_writer(self.writer.write, rows)
         except BaseException:
             self._pending[:0] = rows
             if old is not None:
@@ -224,47 +280,6 @@ class Ledger:
         if self.on_commit is not None:
             for group, generation in groups:
                 self.on_commit(group, generation)
-
-    # -- on the writer thread ---------------------------------------------------------------
-
-    def _write(self, rows: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], str]]:
-        """Write ``rows``; return them grouped by the counter generation each committed under.
-        Raises only when the database is unreachable (then nothing is lost: retried)."""
-        try:
-            return [(rows, self.db.insert_ledger(rows))]
-        except _UNREACHABLE:
-            raise
-        except DBAPIError:
-            pass  # some row's value was refused: find it, write the rest
-        groups: list[tuple[list[dict[str, Any]], str]] = []
-        refused: list[tuple[dict[str, Any], str]] = []
-        for row in rows:
-            try:
-                groups.append(([row], self.db.insert_ledger([row])))
-            except _UNREACHABLE:
-                raise
-            except Exception as exc:
-                refused.append((row, _why(exc)))
-        if refused:
-            self._set_aside(refused)
-        return groups
-
-    def _write_replayed(self, rows: list[dict[str, Any]]) -> None:
-        self._write([fit({**LEDGER_DEFAULTS, **row}) for row in rows])
-
-    def _set_aside(self, refused: list[tuple[dict[str, Any], str]]) -> None:
-        self.set_aside += len(refused)
-        for row, why in refused:
-            log.error("ledger row %s refused by the database (%s): set aside", row.get("id"), why)
-        try:
-            self.db.set_aside(refused)
-        except Exception as exc:
-            log.error("setting rows aside in the database failed too (%s): writing %s", _why(exc), self.dead_file)
-            with open(self.dead_file, "ab") as f:
-                for row, why in refused:
-                    f.write(orjson.dumps({"error": why, "row": row}, default=str) + b"\n")
-                f.flush()
-                os.fsync(f.fileno())
 
     async def _in_writer(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
@@ -308,5 +323,5 @@ def journal_rows(journal_dir: Path) -> tuple[int, int]:
     return segments, rows
 
 
-__all__ = ["LEDGER_DEFAULTS", "Ledger", "dead_file_rows", "fit", "journal_rows"]
+__all__ = ["LEDGER_DEFAULTS", "Ledger", "LedgerWriter", "dead_file_rows", "fit", "journal_rows"]
 

@@ -96,6 +96,7 @@ class Gateway:
         self.providers = build_providers(catalog)
         self.router = Router.from_catalog(catalog, self.providers)
         self.metrics = Metrics(self.router.health)
+        self.metrics.watch_ledger(self.ledger)
         self.pipeline = Pipeline(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ready = False

@@ -23,6 +23,7 @@ from oneplan.errors import (
     RequestTooLarge,
 )
 from oneplan.metering.counters import Reservation
+from oneplan.metering.windows import exact
 from oneplan.protocols.base import Protocol, StreamContext, StreamRenderer
 from oneplan.protocols.canonical import Accumulator, ChatRequest, ChatResult, Delta, Usage
 from oneplan.routing.catalog import ModelEntry, Plan
@@ -122,10 +123,11 @@ class Call:
 
 async def read_json(request: Request, limit: int) -> Any:
     length = request.headers.get("content-length")
+    receive = request.receive
     if length is not None and length.isdigit() and int(length) > limit:
+        await drain(receive)
         raise RequestTooLarge(f"The request body is larger than the {limit} byte limit.")
     # Straight from ASGI ``receive``: most bodies arrive in one message.
-    receive = request.receive
     chunks = []
     size = 0
     while True:
@@ -135,6 +137,8 @@ async def read_json(request: Request, limit: int) -> Any:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
+            if message.get("more_body", False):
+                await drain(receive)
             raise RequestTooLarge(f"The request body is larger than the {limit} byte limit.")
         chunks.append(chunk)
         if not message.get("more_body", False):
@@ -148,20 +152,38 @@ async def read_json(request: Request, limit: int) -> Any:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
 
 
+async def drain(receive: Any, max_bytes: int = 256 * 1024 * 1024, seconds: float = 10.0) -> None:
+    """Read and drop the rest of a body that will be refused, so the client reads the 413
+    instead of a connection reset (closing a socket with unread data sends RST). Bounded in
+    bytes and time; past either the connection is simply closed."""
+    seen = 0
+    try:
+        async with asyncio.timeout(seconds):
+            while seen <= max_bytes:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                seen += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        return
+
+
 def quota_headers(reservation: Reservation) -> dict[str, str]:
     headers = {}
     tightest = None
     for state in reservation.states:
         name = state.window.replace("_", "-")
-        headers[f"x-oneplan-quota-{name}-limit"] = f"{state.limit:g}"
-        headers[f"x-oneplan-quota-{name}-remaining"] = f"{state.remaining:g}"
+        headers[f"x-oneplan-quota-{name}-limit"] = exact(state.limit)
+        headers[f"x-oneplan-quota-{name}-remaining"] = exact(state.remaining)
         if state.resets_at is not None:
             headers[f"x-oneplan-quota-{name}-reset"] = str(int(state.resets_at))
         if state.window in ("5h", "week", "month") and (tightest is None or state.remaining < tightest.remaining):
             tightest = state
     if tightest is not None:
-        headers["x-ratelimit-limit-requests"] = f"{tightest.limit:g}"
-        headers["x-ratelimit-remaining-requests"] = f"{tightest.remaining:g}"
+        headers["x-ratelimit-limit-requests"] = exact(tightest.limit)
+        headers["x-ratelimit-remaining-requests"] = exact(tightest.remaining)
     return headers
 
 
