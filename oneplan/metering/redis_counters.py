@@ -87,12 +87,17 @@ class RedisCounters(Counters):
     ) -> None:
         super().__init__(clock, periods)
         import redis.asyncio as redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
 
         # A bounded pool that waits for a free connection (the default one raises "Too many
-        # connections" under load); a burst queues here instead of failing.
+        # connections" under load); a burst queues here instead of failing. Pooled connections
+        # outlive a Redis restart: a command on a dead one is retried on a fresh one.
         pool = redis.BlockingConnectionPool.from_url(
             url, decode_responses=True, max_connections=max_connections, timeout=10,
             socket_timeout=command_timeout * 5, socket_connect_timeout=command_timeout,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 2),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         )
         self.redis = redis.Redis(connection_pool=pool)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError, RespError, TimeoutError)
@@ -143,13 +148,13 @@ class RedisCounters(Counters):
                 result = await self._call_admit(
                     user_id, plan, weight, now, week_start, week_end, month_start, month_end, field
                 )
+                status = int(result[0])
+                if status == -1:
+                    await self.recover()
+                    continue
             except self._errors as exc:
                 raise self._unavailable(exc) from exc
             self._up()
-            status = int(result[0])
-            if status == -1:
-                await self.recover()
-                continue
             if status == 0:
                 limits = _limits(plan)
                 exhausted = []

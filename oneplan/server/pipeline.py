@@ -275,7 +275,14 @@ class Pipeline:
                 settlement.served = served
                 interval = call.exchange.ping_interval
                 deltas = rest if interval is None else with_pings(rest, interval)
-                body = self.relay(call, settlement, first, deltas)
+                settlement.acc = Accumulator()  # from here a cancellation charges what was streamed
+                ctx = self.context(call, served)
+                try:
+                    renderer = call.exchange.renderer(ctx)  # before the 200: its failure is a 500
+                except BaseException:
+                    spawn_close(deltas)
+                    raise
+                body = self.relay(call, settlement, ctx, renderer, first, deltas)
                 stream = EventStream(
                     body, headers=served_headers(call.reservation, served),
                     on_close=lambda: _abandon(settlement, deltas),
@@ -288,17 +295,17 @@ class Pipeline:
         return stream
 
     async def relay(
-        self, call: Call, settlement: Settlement, first: Delta | None, deltas: AsyncIterator[Delta | None]
+        self, call: Call, settlement: Settlement, ctx: StreamContext, renderer: StreamRenderer,
+        first: Delta | None, deltas: AsyncIterator[Delta | None],
     ) -> AsyncIterator[bytes]:
         """The one owner of the upstream stream: it reads it, and closes it however it ends."""
-        assert settlement.served is not None
-        ctx = self.context(call, settlement.served)
-        acc = settlement.acc = Accumulator()
+        acc = settlement.acc
+        assert acc is not None
         try:
             async with settlement:
-                renderer = call.exchange.renderer(ctx)
-                held = [renderer.start()]  # frames not yet sent: deltas that came together go together
+                held: list[bytes] = []  # frames not yet sent: deltas that came together go together
                 try:
+                    held.append(renderer.start())
                     if first is not None:
                         call.ttft = time.perf_counter() - call.t0
                         acc.add(first)
