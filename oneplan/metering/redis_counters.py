@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from oneplan.errors import BackendUnavailable
 from oneplan.metering.counters import Counters, Reservation, refusal
-from oneplan.metering.redis_scripts import ADMIT, RELEASE, SETTLE
+from oneplan.metering.redis_scripts import ADMIT, RELEASE, REPLANT, SETTLE
 from oneplan.metering.resp import LeanRedis, RespError
 from oneplan.metering.windows import ROLLING_SECONDS, Clock, Periods, WindowState
 from oneplan.routing.catalog import Plan
@@ -111,13 +111,20 @@ class RedisCounters(Counters):
         self._admit = self.redis.register_script(ADMIT)
         self._release = self.redis.register_script(RELEASE)
         self._settle = self.redis.register_script(SETTLE)
-        self._pending: dict[str, _Pending] = {}  # request id -> settled, row not yet committed
+        self._replant_script = self.redis.register_script(REPLANT)
+        self.grace_seconds = 0.3  # a rebuild waits this long for other replicas to replant
+        self._outstanding: dict[str, Reservation] = {}  # admitted, not yet fully settled or released
+        self._committed_gen: dict[str, str] = {}  # field -> generation its row committed under
+        self._replanted: dict[str, str] = {}  # field -> generation it was replanted into
+        self._gen_seen: str | None = None
+        self._pending: dict[str, _Pending] = {}  # field -> settled, row not yet committed
         self._ready: list[_Pending] = []  # rows committed: to send to Redis
         self._releases: list[Reservation] = []  # releases Redis did not take yet
         self._recovering: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._down = False
         self.rebuilds = 0  # rebuilds this replica did (observability, tests)
+        self.reconciled = 0  # requests of dead replicas this one settled or released
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -164,14 +171,20 @@ class RedisCounters(Counters):
                     exhausted.append(WindowState(window, used, limits[window], resets))
                 raise refusal(exhausted, now)
             gen, total, frees, week, month, tokens, cost = result[1:]
+            gen = str(gen)
+            if gen != self._gen_seen:
+                await self._learned(gen)
             used = {"5h": float(total), "week": float(week), "month": float(month),
                     "tokens_month": float(tokens), "cost_month": float(cost)}
             resets = {"5h": float(frees) if frees else None, "week": week_end, "month": month_end,
                       "tokens_month": month_end, "cost_month": month_end}
             states = [WindowState(w, used[w], limit, resets[w]) for w, limit in _limits(plan).items()]
-            return Reservation(
-                user_id, weight, int(now), week_start, month_start, states, gen=str(gen), field=field
+            reservation = Reservation(
+                user_id, weight, int(now), week_start, month_start, states, gen=gen, field=field
             )
+            if weight:
+                self._outstanding[field] = reservation
+            return reservation
         raise BackendUnavailable("The quota counters are being rebuilt; try again shortly.", retry_after=2)
 
     async def _call_admit(
@@ -218,10 +231,24 @@ class RedisCounters(Counters):
 
     def committed(self, rows: Iterable[dict[str, Any]], generation: str) -> None:
         for row in rows:
-            entry = self._pending.pop(f"{self.replica}:{row['id']}", None)
-            if entry is not None:
-                entry.committed = generation
-                self._ready.append(entry)
+            field = f"{self.replica}:{row['id']}"
+            entry = self._pending.pop(field, None)
+            if entry is None:
+                continue
+            self._committed_gen[field] = generation
+            replanted = self._replanted.get(field)
+            if replanted is not None and int(generation) < int(replanted):
+                # Committed before the rebuild read the ledger, so the read counted it - and it
+                # was replanted too: take the replant back.
+                self._releases.append(entry.reservation)
+                continue
+            entry.committed = generation
+            self._ready.append(entry)
+
+    def _done(self, field: str) -> None:
+        self._outstanding.pop(field, None)
+        self._committed_gen.pop(field, None)
+        self._replanted.pop(field, None)
 
     async def release(self, reservation: Reservation) -> None:
         if reservation.settled:
@@ -234,6 +261,8 @@ class RedisCounters(Counters):
         except self._errors as exc:
             self._unavailable(exc)
             self._releases.append(reservation)  # retried by the flusher
+            return
+        self._done(reservation.field)
 
     async def _release_now(self, r: Reservation) -> None:
         keys = self._keys(r.user_id, r.week_start, r.month_start)
@@ -252,6 +281,7 @@ class RedisCounters(Counters):
             except self._errors:
                 self._releases.extend(releases[i:])
                 raise
+            self._done(r.field)
         ready, self._ready = self._ready, []
         if not ready:
             return
@@ -271,15 +301,57 @@ class RedisCounters(Counters):
         except self._errors:
             self._ready[:0] = ready
             raise
-        self._ready[:0] = [e for e, reply in zip(ready, replies, strict=True) if reply == "wait"]
+        waiting = []
+        for e, reply in zip(ready, replies, strict=True):
+            if reply == "wait":
+                waiting.append(e)
+            else:
+                self._done(e.reservation.field)
+        self._ready[:0] = waiting
 
     async def _flusher(self) -> None:
         while True:
             await asyncio.sleep(self.flush_seconds)
             try:
+                await self._watch_generation()
                 await self.flush()
             except self._errors as exc:
                 self._unavailable(exc)
+
+    async def _watch_generation(self) -> None:
+        """Notice a rebuild (in progress or done) and replant what this replica has in flight."""
+        if not self._outstanding:
+            return
+        gen = await self.redis.get(self._gen_key)
+        if gen is None:
+            gen = await self.redis.get(f"{self.prefix}:rebuild")
+        if gen is not None and gen != self._gen_seen:
+            await self._learned(gen)
+
+    async def _learned(self, gen: str) -> None:
+        """A new generation: requests admitted under an older one are charged again in it,
+        unless the rebuild's read of the ledger already counted them."""
+        stale = [
+            r for f, r in self._outstanding.items()
+            if r.gen != gen and int(self._committed_gen.get(f, gen)) >= int(gen)
+        ]
+        if stale:
+            now = self.clock()
+            args: list[Any] = [gen]
+            for r in stale:
+                args += [
+                    self._base(r.user_id), r.field, r.second, r.weight, int(r.week_start), int(r.month_start),
+                    repr(now), max(60, int(r.week_start + 8 * 86400 - now)),
+                    max(60, int(r.month_start + 40 * 86400 - now)),
+                    f"{r.weight}|{int(r.week_start)}|{int(r.month_start)}",
+                ]
+            if not await self._replant_script(keys=[self._gen_key, f"{self.prefix}:rebuild"], args=args):
+                return  # not that generation any more: the next look will tell
+            for r in stale:
+                r.gen = gen
+                self._replanted[r.field] = gen
+            log.warning("replanted %d requests in flight across a loss of the quota counters", len(stale))
+        self._gen_seen = gen
 
     # -- state ------------------------------------------------------------------------------
 
@@ -338,12 +410,18 @@ class RedisCounters(Counters):
         stale = [key async for key in self.redis.scan_iter(match=f"{self.prefix}:{{*", count=1000)]
         if stale:
             await self.redis.delete(*stale)
+        marker = f"{self.prefix}:rebuild"
+        await self.redis.set(marker, generation, px=60_000)  # replicas replant into it from now on
         await self._load(rows, now)
+        await self._learned(generation)
+        await asyncio.sleep(self.grace_seconds)  # the others' flushers look every flush_seconds
         await self.redis.set(self._gen_key, generation)
+        await self.redis.delete(marker)
         self.rebuilds += 1
         log.warning(
-            "the quota counters were missing from Redis: rebuilt from the ledger (%d rows, generation %s)",
-            len(rows), generation,
+            "the quota counters were missing from Redis: rebuilt from the ledger "
+            "(%d requests in %d seconds, generation %s)",
+            sum(int(r[2] or 0) for r in rows), len(rows), generation,
         )
 
     async def _load(self, rows: Rows, now: float) -> None:
@@ -424,6 +502,7 @@ class RedisCounters(Counters):
         await self.flush()
         await self.redis.delete(users_key)
         await self.redis.srem(f"{self.prefix}:replicas", replica)
+        self.reconciled += len(found)
         if found:
             log.warning("reconciled %d requests a dead replica left in flight", len(found))
         return len(found)

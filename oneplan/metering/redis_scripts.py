@@ -158,3 +158,22 @@ for i = 1, #ARGV, n do
 end
 return out
 """).replace("@WINDOW@", str(ROLLING_SECONDS)).replace("@TTL@", str(ROLLING_SECONDS + 60))
+
+# Replant requests this replica admitted before Redis lost its state and that no rebuild read
+# can have counted (their ledger rows are not in the database yet): charged again under the new
+# generation, with their in-flight entries, while the rebuild is in progress (``P:rebuild``
+# names it) or just after. 10 ARGV per entry: prefix-user, field, second, weight, week start,
+# month start, now, week ttl, month ttl, the entry's value prefix.
+# KEYS: gen, rebuild.  ARGV[1]: the new generation.  Reply: 1 replanted | 0 not this generation
+REPLANT = (_PRUNE + """
+local target = ARGV[1]
+if redis.call('GET', KEYS[1]) ~= target and redis.call('GET', KEYS[2]) ~= target then return 0 end
+for i = 2, #ARGV, 10 do
+  local base = ARGV[i]
+  prune(base .. ':5h:z', base .. ':5h:c', base .. ':5h:t', tonumber(ARGV[i + 6]))
+  charge(base .. ':5h:z', base .. ':5h:c', base .. ':5h:t', base .. ':w:' .. ARGV[i + 4],
+         base .. ':m:' .. ARGV[i + 5], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 7], ARGV[i + 8])
+  redis.call('HSET', base .. ':if', ARGV[i + 1], ARGV[i + 9] .. '|' .. target)
+end
+return 1
+""").replace("@WINDOW@", str(ROLLING_SECONDS)).replace("@TTL@", str(ROLLING_SECONDS + 60))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import BigInteger, Engine, cast, create_engine, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from oneplan.errors import ConfigError
@@ -21,6 +21,11 @@ from oneplan.store.migrations import migrate
 
 KEY_PREFIX = "sk-op-"
 LEDGER_COLUMNS = tuple(c.name for c in schema.ledger.columns)
+
+
+def _tokens(led: Any) -> Any:
+    """Input plus output tokens, in 64 bits: two INTEGER columns can add up past 2^31."""
+    return cast(led.c.input_tokens, BigInteger) + cast(led.c.output_tokens, BigInteger)
 
 
 def hash_key(key: str) -> str:
@@ -286,9 +291,7 @@ class Database:
         out: dict[str, tuple[str, int, float]] = {}
         with self.engine.connect() as conn:
             for i in range(0, len(ids), 500):
-                query = select(
-                    led.c.id, led.c.status, led.c.input_tokens + led.c.output_tokens, led.c.cost
-                ).where(led.c.id.in_(list(ids[i : i + 500])))
+                query = select(led.c.id, led.c.status, _tokens(led), led.c.cost).where(led.c.id.in_(list(ids[i : i + 500])))
                 for r in conn.execute(query):
                     out[r[0]] = (r[1], int(r[2] or 0), float(r[3] or 0.0))
         return out
@@ -346,7 +349,7 @@ class Database:
                 led.c.user_id,
                 second,
                 func.sum(led.c.weight),
-                func.sum(led.c.input_tokens + led.c.output_tokens),
+                func.sum(_tokens(led)),
                 func.sum(led.c.cost),
             )
             .where(led.c.ts >= since, led.c.status.in_(("ok", "cancelled")))
