@@ -71,6 +71,10 @@ class Counters(ABC):
     async def states(self, user_id: int, plan: Plan) -> list[WindowState]:
         """Every window the plan limits, as it stands now."""
 
+    async def adopt(self, groups: Any) -> None:  # noqa: B027
+        """Rows replayed from a dead process's journal are in the database (shared counters
+        settle that process's requests from them)."""
+
     def load(self, rows: Iterable[tuple[int, int, int, int, float]]) -> None:  # noqa: B027
         """Rebuild from the ledger: (user_id, second, weight, tokens, cost) rows."""
 

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -135,6 +135,7 @@ class LedgerWriter:
         self.db = db
         self.dead_file = dead_file
         self.set_aside = 0  # rows this process could not write and set aside
+        self.replayed: list[tuple[list[dict[str, Any]], str]] = []  # replayed rows, by generation
 
     def write(self, rows: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], str]]:
         """Write ``rows``; return them grouped by the counter generation each committed under.
@@ -160,7 +161,7 @@ class LedgerWriter:
 
     def write_replayed(self, rows: list[dict[str, Any]]) -> None:
         """Rows read back from a journal (an older process may not have fitted them)."""
-        self.write([fit({**LEDGER_DEFAULTS, **row}) for row in rows])
+        self.replayed += self.write([fit({**LEDGER_DEFAULTS, **row}) for row in rows])
 
     def replay(self, journal_dir: Path) -> int:
         return recover(journal_dir, self.write_replayed)
@@ -189,6 +190,7 @@ class Ledger:
         self.writer = LedgerWriter(db, journal_dir.parent / "ledger-dead.jsonl")
         self.flush_seconds = flush_seconds
         self.on_commit = on_commit
+        self.on_replay: Callable[[list[tuple[list[dict[str, Any]], str]]], Awaitable[None]] | None = None
         self.journal: Journal | None = None
         self._pending: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
@@ -225,9 +227,22 @@ class Ledger:
             log.error("replaying earlier journals failed (%s); will retry", _why(exc))
             return 0
         self._replay_due = False
+        await self.adopt_replayed()
         if replayed:
             log.info("replayed %d ledger rows from an earlier process's journal", replayed)
         return replayed
+
+    async def adopt_replayed(self) -> None:
+        """Hand replayed rows to whoever settles their requests (the shared counters)."""
+        if self.on_replay is None or not self.writer.replayed:
+            return
+        groups, self.writer.replayed = self.writer.replayed, []
+        try:
+            await self.on_replay(groups)
+        except Exception as exc:
+            self.writer.replayed[:0] = groups
+            self._replay_due = True
+            log.error("settling replayed requests failed (%s); will retry", type(exc).__name__)
 
     def record(self, row: dict[str, Any]) -> None:
         """Make ``row`` durable now and queue it for the database."""

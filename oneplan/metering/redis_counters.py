@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from oneplan.errors import BackendUnavailable
 from oneplan.metering.counters import Counters, Reservation, refusal
-from oneplan.metering.redis_scripts import ADMIT, RELEASE, REPLANT, SETTLE
+from oneplan.metering.redis_scripts import ADMIT, RECHARGE, RELEASE, REPLANT, SETTLE
 from oneplan.metering.resp import LeanRedis, RespError
 from oneplan.metering.windows import ROLLING_SECONDS, Clock, Periods, WindowState
 from oneplan.routing.catalog import Plan
@@ -112,6 +112,7 @@ class RedisCounters(Counters):
         self._release = self.redis.register_script(RELEASE)
         self._settle = self.redis.register_script(SETTLE)
         self._replant_script = self.redis.register_script(REPLANT)
+        self._recharge = self.redis.register_script(RECHARGE)
         self.grace_seconds = 0.3  # a rebuild waits this long for other replicas to replant
         self._outstanding: dict[str, Reservation] = {}  # admitted, not yet fully settled or released
         self._committed_gen: dict[str, str] = {}  # field -> generation its row committed under
@@ -264,12 +265,13 @@ class RedisCounters(Counters):
             return
         self._done(reservation.field)
 
-    async def _release_now(self, r: Reservation) -> None:
+    async def _release_now(self, r: Reservation, tombstone: bool = False) -> None:
         keys = self._keys(r.user_id, r.week_start, r.month_start)
+        base = self._base(r.user_id)
         await self.lean.evalsha(
             self._release.sha, RELEASE,
-            [self._gen_key, keys[1], keys[2], keys[3], keys[4], f"{self._base(r.user_id)}:if"],
-            [r.second, r.weight, r.field, r.gen],
+            [self._gen_key, keys[1], keys[2], keys[3], keys[4], f"{base}:if", f"{base}:gone"],
+            [r.second, r.weight, r.field, r.gen, 1 if tombstone else 0],
         )
 
     async def flush(self) -> None:
@@ -498,7 +500,7 @@ class RedisCounters(Counters):
             if status in ("ok", "cancelled") and generation is not None:
                 self._ready.append(_Pending(r, tokens, cost, committed=gen))
             else:
-                await self._release_now(r)
+                await self._release_now(r, tombstone=status == "missing")
         await self.flush()
         await self.redis.delete(users_key)
         await self.redis.srem(f"{self.prefix}:replicas", replica)
@@ -506,6 +508,47 @@ class RedisCounters(Counters):
         if found:
             log.warning("reconciled %d requests a dead replica left in flight", len(found))
         return len(found)
+
+    async def adopt(self, groups: Sequence[tuple[list[dict[str, Any]], str]]) -> None:
+        """Rows this process replayed from a dead predecessor's journal are now in the
+        database: settle its requests in flight from them at once (not when its heartbeat
+        expires), and charge again any a reconciler had released without a row."""
+        by_replica: dict[str, list[tuple[dict[str, Any], str]]] = {}
+        for rows, generation in groups:
+            for row in rows:
+                field = row.get("_field")
+                if field and row.get("_res") and row.get("status") in ("ok", "cancelled") and row.get("weight"):
+                    by_replica.setdefault(field.split(":", 1)[0], []).append((row, generation))
+        for replica, items in by_replica.items():
+            if replica == self.replica:
+                continue
+            reap = f"{self.prefix}:reap:{replica}"
+            deadline = time.monotonic() + 30
+            while not await self.redis.set(reap, self.replica, nx=True, px=60_000):
+                if time.monotonic() > deadline:
+                    raise BackendUnavailable("another replica holds a reconciliation lock for too long")
+                await asyncio.sleep(0.05)  # another replica is reconciling it: wait for its verdicts
+            try:
+                await self._reap(replica)
+                await self._recharge_rows(items)
+            finally:
+                await self.redis.delete(reap)
+
+    async def _recharge_rows(self, items: list[tuple[dict[str, Any], str]]) -> None:
+        now = self.clock()
+        args: list[Any] = []
+        for row, committed in items:
+            second, weight, week_start, month_start, admitted = str(row["_res"]).split("|")
+            args += [
+                self._base(int(row["user_id"])), row["_field"], committed, admitted,
+                int(row.get("input_tokens") or 0) + int(row.get("output_tokens") or 0),
+                repr(float(row.get("cost") or 0.0)), weight, second, week_start, month_start, repr(now),
+                max(60, int(float(month_start) + 40 * 86400 - now)),
+            ]
+        replies = await self._recharge(keys=[self._gen_key], args=args)
+        charged = sum(1 for r in replies if r == "ok")
+        if charged:
+            log.warning("charged %d replayed requests a reconciler had released without their rows", charged)
 
     async def aclose(self) -> None:
         for task in self._tasks:

@@ -103,7 +103,10 @@ return {1, gen, tostring(total), f, tostring(week), tostring(month), tostring(to
 
 # A failed request gives its weight back - once (the in-flight entry is the token), and only to
 # the generation that holds it (a Redis that lost its state holds nothing to give back).
-# KEYS: gen, c, t, week, month, inflight   ARGV: second, weight, field, generation
+# A reconciler releasing a dead replica's request that has no ledger row (yet) leaves a
+# tombstone (``P:U:gone``), so that if the row turns up later - its journal replayed when the
+# replica restarts - the request is charged again, once.
+# KEYS: gen, c, t, week, month, inflight, gone   ARGV: second, weight, field, generation, tombstone
 RELEASE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[4] then return 0 end
 if redis.call('HDEL', KEYS[6], ARGV[3]) == 0 then return 0 end
@@ -111,8 +114,48 @@ redis.call('HINCRBY', KEYS[2], ARGV[1], -tonumber(ARGV[2]))
 redis.call('DECRBY', KEYS[3], ARGV[2])
 if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('DECRBY', KEYS[4], ARGV[2]) end
 if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('DECRBY', KEYS[5], ARGV[2]) end
+if ARGV[5] == '1' then
+  redis.call('HSET', KEYS[7], ARGV[3], ARGV[4])
+  redis.call('EXPIRE', KEYS[7], 8 * 86400)
+end
 return 1
 """
+
+# Rows a restarted replica replayed from a dead predecessor's journal, whose in-flight entries
+# are gone: charge them once if a reconciler released them without a row (tombstone), or if a
+# rebuild read the ledger before the row was committed. 12 ARGV per row: prefix-user, field,
+# committed generation, admitted generation, tokens, cost, weight, second, week start, month
+# start, now, month ttl.   KEYS: gen.   Reply per row: 'ok' | 'skip'
+RECHARGE = (_PRUNE + """
+local gen = redis.call('GET', KEYS[1])
+local out = {}
+for i = 1, #ARGV, 12 do
+  local base, field = ARGV[i], ARGV[i + 1]
+  local due = false
+  if gen then
+    if redis.call('HDEL', base .. ':gone', field) == 1 then due = true end
+    if gen == ARGV[i + 2] and tonumber(ARGV[i + 2]) > tonumber(ARGV[i + 3]) then due = true end
+  end
+  if due then
+    local month_start = ARGV[i + 9]
+    prune(base .. ':5h:z', base .. ':5h:c', base .. ':5h:t', tonumber(ARGV[i + 10]))
+    charge(base .. ':5h:z', base .. ':5h:c', base .. ':5h:t', base .. ':w:' .. ARGV[i + 8],
+           base .. ':m:' .. month_start, tonumber(ARGV[i + 7]), tonumber(ARGV[i + 6]), ARGV[i + 11], ARGV[i + 11])
+    if tonumber(ARGV[i + 4]) > 0 then
+      redis.call('INCRBY', base .. ':mt:' .. month_start, ARGV[i + 4])
+      redis.call('EXPIRE', base .. ':mt:' .. month_start, ARGV[i + 11])
+    end
+    if tonumber(ARGV[i + 5]) > 0 then
+      redis.call('INCRBYFLOAT', base .. ':mc:' .. month_start, ARGV[i + 5])
+      redis.call('EXPIRE', base .. ':mc:' .. month_start, ARGV[i + 11])
+    end
+    table.insert(out, 'ok')
+  else
+    table.insert(out, 'skip')
+  end
+end
+return out
+""").replace("@WINDOW@", str(ROLLING_SECONDS)).replace("@TTL@", str(ROLLING_SECONDS + 60))
 
 # Settle a batch of requests whose ledger rows are in the database. Per entry (13 ARGV each):
 # prefix-user, field, generation the row was committed under, tokens, cost, weight to charge

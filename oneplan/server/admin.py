@@ -6,11 +6,12 @@ import asyncio
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from oneplan.errors import AuthenticationFailed, InvalidRequest, NotFound, OneplanError
+from oneplan.errors import AuthenticationFailed, BackendUnavailable, InvalidRequest, NotFound, OneplanError
 from oneplan.metering.report import usage_report as build_report
 from oneplan.protocols import openai_chat
 from oneplan.server.auth import bearer
@@ -20,10 +21,16 @@ OPENAI = openai_chat.PROTOCOL
 
 
 async def usage_report(gateway: Any, user_name: str | None) -> dict[str, Any]:
-    await gateway.ledger.flush()
-    return await asyncio.to_thread(
-        build_report, gateway.db, gateway.catalog, gateway.periods, gateway.clock, user_name
-    )
+    """From the ledger. A database that cannot answer is a 503 that heals, never a 500."""
+    try:
+        await gateway.ledger.flush()
+        return await asyncio.to_thread(
+            build_report, gateway.db, gateway.catalog, gateway.periods, gateway.clock, user_name
+        )
+    except SQLAlchemyError as exc:
+        raise BackendUnavailable(
+            f"The usage database cannot answer right now ({type(exc).__name__}); try again shortly."
+        ) from None
 
 
 async def readiness(gateway: Any) -> list[str]:

@@ -100,9 +100,9 @@ def create_app(gateway: Gateway) -> FastFront:
     async def my_usage(request: Request) -> Response:
         try:
             key = await gateway.keys.authenticate(bearer(request.headers), gateway.clock())
+            return json_response(await admin.usage_report(gateway, key.user_name))
         except OneplanError as exc:
             return error_response(OPENAI, exc)
-        return json_response(await admin.usage_report(gateway, key.user_name))
 
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok"})

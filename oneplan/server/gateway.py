@@ -108,6 +108,8 @@ class Gateway:
         await self.ledger.start()  # first: an earlier process's rows reach the database
         await self.keys.start()
         await self.counters.start(self.db)  # the ledger is the truth; the counters its cache
+        self.ledger.on_replay = self.counters.adopt
+        await self.ledger.adopt_replayed()  # a killed predecessor's requests, settled from its rows
         self.ready = True
 
     async def close(self) -> None:

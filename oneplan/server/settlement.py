@@ -158,6 +158,10 @@ class Settlement:
             "latency_ms": (time.perf_counter() - call.t0) * 1000.0,
             "ttft_ms": None if call.ttft is None else call.ttft * 1000.0,
         }
+        r = call.reservation
+        if r.field:  # for a replica replaying this row after a crash (not a ledger column)
+            row["_field"] = r.field
+            row["_res"] = f"{r.second}|{r.weight}|{int(r.week_start)}|{int(r.month_start)}|{r.gen}"
         if served is not None:
             row["provider"] = served.deployment.provider
             row["upstream_model"] = served.deployment.upstream
