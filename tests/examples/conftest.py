@@ -4,7 +4,8 @@ fake and an Anthropic-dialect fake (scripted by ``FakeUpstream.respond`` with th
 
 from __future__ import annotations
 
-import json
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -13,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from examples.one_sentence_order.orders import happy_path
 from examples.one_sentence_order.script import Script, answer_for
+from oneplan.store.db import Database
 from tests.fakes import FakeUpstream
 from tests.support.process import ServeProcess
 
@@ -29,16 +32,20 @@ FAKES = {"qwen3.7-plus": "dashscope", "kimi-k2.5": "anthropic"}
 class Stack:
     server: ServeProcess
     fakes: dict[str, FakeUpstream]  # by model name
+    admin_key: str
+
+    def _admin(self, method: str, path: str, **kwargs: Any) -> Any:
+        answer = httpx.request(method, self.server.url + path, timeout=30,
+                               headers={"authorization": f"Bearer {self.admin_key}"}, **kwargs)
+        assert answer.is_success, answer.text
+        return answer.json()
 
     def user(self, name: str) -> str:
-        done = self.server.cli("users", "create", name, "--plan", "default")
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+        return str(self._admin("POST", "/admin/users", json={"name": name, "plan": "default"})["key"])
 
     def model_calls(self, user: str) -> dict[str, int]:
-        done = self.server.cli("usage", "--json", "--user", user)
-        assert done.returncode == 0, done.stderr
-        (entry,) = json.loads(done.stdout)["users"]
+        """The ledger's requests per model for ``user`` (the server flushes its ledger first)."""
+        (entry,) = self._admin("GET", "/admin/usage", params={"user": user})["users"]
         return {row["model"]: row["requests"] for row in entry["models"]}
 
     def play(self, script: Script) -> None:
@@ -75,10 +82,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         up.start()
     config = root / "oneplan.toml"
     config.write_text(catalog(checkpoints, fakes))
+    database = Database.open(root / "data")
+    admin_key = database.ensure_admin_key()
+    database.close()
+    assert admin_key
     server = ServeProcess(config, root / "data")
     try:
         server.start(timeout=120)
-        yield Stack(server, fakes)
+        yield Stack(server, fakes, admin_key)
     finally:
         server.stop()
         for up in fakes.values():
@@ -101,10 +112,29 @@ def agent(key: str, server: ServeProcess, db: Path, *args: str, stdin: str = "")
     return Run(done.returncode, done.stdout, done.stderr)
 
 
+def agent_in_process(key: str, server: ServeProcess, db: Path, *args: str, stdin: str = "") -> Run:
+    """The same command's ``main`` in this process (the SDKs' imports cost seconds per process)."""
+    from examples.one_sentence_order.__main__ import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["--base-url", server.url, "--api-key", key, "--db", str(db), *args]
+    saved = sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(argv)
+    finally:
+        sys.stdin = saved
+    return Run(code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture
 def run(stack: Stack, tmp_path: Path) -> Callable[..., Run]:
-    def go(key: str, *args: str, stdin: str = "") -> Run:
-        return agent(key, stack.server, tmp_path / "shop.db", *args, stdin=stdin)
+    """Run the example for a key: in this process, or with ``process=True`` as a command."""
+
+    def go(key: str, *args: str, stdin: str = "", process: bool = False) -> Run:
+        how = agent if process else agent_in_process
+        return how(key, stack.server, tmp_path / "shop.db", *args, stdin=stdin)
 
     return go
 
