@@ -27,6 +27,7 @@ and the engine parses it as it parses a real Qwen's. Run it offline::
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,7 @@ def build_scripted_checkpoint(directory: str | Path, script: Script, style: str 
     steps: dict[tuple[int, int], int] = {}  # (turn, token just written) -> next token
     for turn, answer in enumerate(answers):
         chain = [start, *answer, end]
-        for before, after in zip(chain, chain[1:], strict=False):
+        for before, after in itertools.pairwise(chain):
             if steps.setdefault((turn, before), after) != after:
                 raise ValueError(f"turn {turn} of the script writes the same token twice")
     known = sorted({t for _turn, t in steps} | set(cue_ids))

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from examples.one_sentence_order.orders import happy_path
 from examples.one_sentence_order.script import Script, answer_for
 from oneplan.store.db import Database
+from tests.examples.scenarios import sold_out
 from tests.fakes import FakeUpstream
 from tests.support.process import ServeProcess
 
@@ -71,12 +71,13 @@ def catalog(checkpoints: dict[str, Path], fakes: dict[str, FakeUpstream]) -> str
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     pytest.importorskip("torch")
-    from examples.one_sentence_order.scripted import build_scripted_checkpoint
+    from examples.one_sentence_order import scripted
 
     root = tmp_path_factory.mktemp("example")
-    checkpoints = {
-        model: build_scripted_checkpoint(root / model, happy_path(), style) for model, style in LOCAL.items()
-    }
+    checkpoints = {model: root / model for model in LOCAL}
+    for model, style in LOCAL.items():  # the example's own command builds the happy path
+        assert scripted.main([str(checkpoints[model]), "--format", style]) == 0
+    checkpoints["tiny-sold-out"] = scripted.build_scripted_checkpoint(root / "sold-out", sold_out(), "json")
     fakes = {model: FakeUpstream(dialect=dialect) for model, dialect in FAKES.items()}
     for up in fakes.values():
         up.start()

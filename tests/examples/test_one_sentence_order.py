@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from examples.one_sentence_order import tools
-from examples.one_sentence_order.orders import LATTES, SENTENCE, happy_path, quote_id
+from examples.one_sentence_order.orders import LATTES, REFUSED, SENTENCE, happy_path, quote_id
 from examples.one_sentence_order.shop import Shop
 from tests.examples import scenarios
 from tests.examples.conftest import Run, Stack, orders
@@ -75,9 +75,10 @@ def test_a_replayed_place_order_makes_no_second_order(tmp_path: Path) -> None:
     shop.close()
 
 
-@pytest.mark.parametrize("model", ["qwen3.7-plus", "kimi-k2.5"])
+@pytest.mark.parametrize("model", ["tiny-sold-out", "qwen3.7-plus", "kimi-k2.5"])
 def test_a_sold_out_item_is_replaced_by_an_offered_alternative(
         stack: Stack, run: Callable[..., Run], tmp_path: Path, model: str) -> None:
+    """The local checkpoint plays the same script: its answer follows the shop's."""
     shop = Shop(tmp_path / "shop.db")
     shop.set_sold_out("flat_white", "downtown")
     shop.close()
@@ -108,6 +109,11 @@ def test_no_open_store_stops_with_a_clear_message(stack: Stack, run: Callable[..
     assert result.code == 1
     assert result.out.rstrip().endswith(
         "Sorry: no store that delivers to the office is open now.\nNo order was placed.")
+    assert orders(tmp_path / "shop.db") == []
+
+    local = run(stack.user("night-local"), "--model", "tiny-order-xml", "--now", "2026-12-01T04:00", SENTENCE)
+    assert local.code == 1 and "store_closed: Downtown is closed now" in local.out
+    assert local.out.rstrip().endswith(f"{REFUSED}\nNo order was placed.")
     assert orders(tmp_path / "shop.db") == []
 
 
