@@ -10,10 +10,13 @@ import argparse
 import os
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from examples.one_sentence_order.agent import Agent, Options, receipt
 from examples.one_sentence_order.shop import Shop
+
+DEFAULT_DB = Path("~/.local/share/oneplan-example/shop.db").expanduser()
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -29,8 +32,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="the oneplan server (env ONEPLAN_URL)")
     p.add_argument("--api-key", default=os.environ.get("ONEPLAN_API_KEY"),
                    help="your oneplan key (env ONEPLAN_API_KEY)")
-    p.add_argument("--db", default=os.environ.get("ONEPLAN_SHOP_DB", "shop.db"),
-                   help="the shop's SQLite file, created and stocked on first use (env ONEPLAN_SHOP_DB)")
+    p.add_argument("--db", default=os.environ.get("ONEPLAN_SHOP_DB", str(DEFAULT_DB)),
+                   help=f"the shop's SQLite file, created and stocked on first use (env ONEPLAN_SHOP_DB; "
+                   f"default {DEFAULT_DB})")
     p.add_argument("--now", help="the shop's clock, ISO time (e.g. 2026-12-01T09:30): default the real time")
     p.add_argument("--confirm-above", type=float, default=25.0,
                    help="ask before paying a total above this (default 25.00)")
@@ -82,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"--now {args.now!r} is not an ISO time like 2026-12-01T09:30", file=sys.stderr)
         return 2
-    shop = Shop(args.db, now=(lambda: now) if now else datetime.now)
+    Path(args.db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    shop = Shop(Path(args.db).expanduser(), now=(lambda: now) if now else datetime.now)
     options = Options(model=args.model, protocol=args.protocol, confirm_above_cents=round(args.confirm_above * 100),
                       assume_yes=args.yes, answers=list(args.answer), max_turns=args.max_turns)
     if args.idempotency_key:
@@ -92,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         outcome = agent.run(args.sentence)
     except api_errors() as exc:
-        print(f"oneplan at {args.base_url} refused or failed the request: {describe(exc)}", file=sys.stderr)
+        if type(exc).__name__ in ("APIConnectionError", "APITimeoutError"):
+            print(f"cannot reach oneplan at {args.base_url} ({exc}): is `oneplan serve` running?", file=sys.stderr)
+        else:
+            print(f"oneplan at {args.base_url} refused the request: {describe(exc)}", file=sys.stderr)
         if agent.orders:
             print("\n".join(receipt(o) for o in agent.orders.values()))
         return 3

@@ -13,6 +13,7 @@ import pytest
 
 from examples.one_sentence_order import tools
 from examples.one_sentence_order.orders import LATTES, REFUSED, SENTENCE, happy_path, quote_id
+from examples.one_sentence_order.script import Script, Turn
 from examples.one_sentence_order.shop import Shop
 from tests.examples import scenarios
 from tests.examples.conftest import Run, Stack, orders
@@ -156,3 +157,16 @@ def test_a_refused_request_is_one_clear_line(stack: Stack, run: Callable[..., Ru
     assert len(unknown.err.strip().splitlines()) == 1
     bad_key = run("sk-op-not-a-key", "--model", "qwen3.7-plus", "--protocol", "anthropic", SENTENCE)
     assert bad_key.code == 3 and "401" in bad_key.err
+    nobody = run(key, "--model", "qwen3.7-plus", SENTENCE, "--base-url", "http://127.0.0.1:9")
+    assert nobody.code == 3 and "cannot reach oneplan at http://127.0.0.1:9" in nobody.err
+
+
+def test_a_second_question_is_refused(stack: Stack, run: Callable[..., Run], tmp_path: Path) -> None:
+    stack.play(Script((
+        Turn.make(None, ("ask_user", {"question": "Home or office?"})),
+        Turn.make('"user_answer"', ("ask_user", {"question": "Which milk?"})),
+        Turn.make('"no_more_questions"', text="Then I will not guess."),
+    )))
+    result = run(stack.user("curious"), "--model", "qwen3.7-plus", "--answer", "office", "--answer", "oat", "lattes")
+    assert result.code == 1 and "? Home or office?" in result.out and "? Which milk?" not in result.out
+    assert "no_more_questions" in result.out and orders(tmp_path / "shop.db") == []
