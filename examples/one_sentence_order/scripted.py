@@ -172,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("directory")
     parser.add_argument("--format", choices=("json", "xml"), default="json")
     args = parser.parse_args(argv)
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
     path = build_scripted_checkpoint(args.directory, happy_path(), args.format)
     print(f"wrote {path}: serve it with  oneplan serve --local-model {path}")
     return 0
