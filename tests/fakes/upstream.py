@@ -261,7 +261,8 @@ class FakeUpstream:
             self._cancelled += delta.get("cancelled", 0)
             self._lock.notify_all()
 
-    def _next(self, body: Any = None) -> tuple[Fault | None, Answer]:
+    def _next(self) -> tuple[Fault | None, Answer | None]:
+        """The next fault, and the next queued answer (None: answer by the responder or default)."""
         with self._lock:
             fault = None
             if self._faults:
@@ -271,13 +272,12 @@ class FakeUpstream:
                     self._faults.popleft()
             elif self._injector and self._injector.rng.random() < self._injector.rate:
                 fault = self._injector.fault
-            if self._answers:
-                answer = self._answers.popleft()
-            elif self._responder is not None and isinstance(body, dict):
-                answer = Answer.make(**self._responder(body))
-            else:
-                answer = Answer.default()
-            return fault, answer
+            return fault, self._answers.popleft() if self._answers else None
+
+    def _respond(self, body: dict[str, Any]) -> Answer:
+        with self._lock:
+            responder = self._responder
+        return Answer.make(**responder(body)) if responder is not None else Answer.default()
 
     # -- serving ---------------------------------------------------------------------------
 
@@ -308,7 +308,8 @@ class FakeUpstream:
             return self._error(401)
         if request.method != "POST" or not isinstance(body, dict):
             return self._error(400, "the body must be a JSON object")
-        fault, answer = self._next(body)
+        fault, queued = self._next()
+        answer = queued if queued is not None else self._respond(body)
         if fault is not None and fault.http_status is not None:
             extra = {"retry-after": f"{fault.retry_after:g}"} if fault.retry_after else {}
             return self._error(fault.http_status, fault.message, extra)
