@@ -52,28 +52,24 @@ def pieces(text: str) -> list[str]:
         out[at - 1 : at + 1] = [out[at - 1] + out[at]]
 
 
-def _answers(script: Script, style: str, opens_thinking: bool) -> list[list[str]]:
-    answers = []
-    for turn in script.turns:
-        parts = pieces(render(turn, style))
-        answers.append(([THINK_CLOSE] if opens_thinking else []) + parts)
-    return answers
-
-
-def build_tokenizer(script: Script, style: str) -> tuple[Any, list[list[int]], list[int], int]:
-    """(tokenizer, each turn's answer as token ids, each turn's cue id, the prompt's last id)."""
+def build_tokenizer(script: Script, style: str) -> tuple[Any, list[list[list[int]]], list[int]]:
+    """(tokenizer, each turn's answers as token ids from the prompt's last token to <|im_end|>,
+    each turn's cue id). A turn has one answer per way the prompt can end: the template's
+    default, and with thinking switched off (an empty ``<think>`` block already closed)."""
     from tokenizers import AddedToken
 
     from oneplan.local.chat import opens_thinking
     from oneplan.local.tiny import build_tokenizer as tiny_tokenizer
 
     tok = tiny_tokenizer(style)
-    probe = tok.apply_chat_template(
-        [{"role": "user", "content": "hi"}], tools=[], add_generation_prompt=True, tokenize=False
-    )
-    answers = _answers(script, style, opens_thinking(probe))
+    probes = [
+        tok.apply_chat_template([{"role": "user", "content": "hi"}], tools=[], add_generation_prompt=True,
+                                tokenize=False, **kwargs)
+        for kwargs in ({}, {"enable_thinking": False})
+    ]
+    answers = [pieces(render(turn, style)) for turn in script.turns]
     cues = [t.cue for t in script.turns[1:] if t.cue]
-    new = sorted({*cues, *(p for answer in answers for p in answer)})
+    new = sorted({*cues, THINK_CLOSE, *(p for answer in answers for p in answer)})
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in new])
 
     def one(text: str) -> int:
@@ -82,9 +78,17 @@ def build_tokenizer(script: Script, style: str) -> tuple[Any, list[list[int]], l
             raise ValueError(f"{text!r} is not one token of the scripted tokenizer")
         return int(ids[0])
 
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    chains = []
+    for answer in answers:
+        ids = [one(p) for p in answer]
+        turn_chains = []
+        for probe in probes:
+            head = [one(THINK_CLOSE)] if opens_thinking(probe) else []  # leave the open block empty
+            turn_chains.append([tok.encode(probe, add_special_tokens=False)[-1], *head, *ids, end])
+        chains.append(turn_chains)
     cue_ids = [tok.convert_tokens_to_ids("<|im_start|>")] + [one(c) for c in cues]
-    start = tok.encode(probe, add_special_tokens=False)[-1]
-    return tok, [[one(p) for p in answer] for answer in answers], cue_ids, int(start)
+    return tok, chains, cue_ids
 
 
 def build_scripted_checkpoint(directory: str | Path, script: Script, style: str = "json") -> Path:
@@ -93,17 +97,17 @@ def build_scripted_checkpoint(directory: str | Path, script: Script, style: str 
     import transformers as tf
 
     out = Path(directory)
-    tok, answers, cue_ids, start = build_tokenizer(script, style)
+    tok, chains, cue_ids = build_tokenizer(script, style)
     end = tok.convert_tokens_to_ids("<|im_end|>")
     steps: dict[tuple[int, int], int] = {}  # (turn, token just written) -> next token
-    for turn, answer in enumerate(answers):
-        chain = [start, *answer, end]
-        for before, after in itertools.pairwise(chain):
-            if steps.setdefault((turn, before), after) != after:
-                raise ValueError(f"turn {turn} of the script writes the same token twice")
+    for turn, turn_chains in enumerate(chains):
+        for chain in turn_chains:
+            for before, after in itertools.pairwise(chain):
+                if steps.setdefault((turn, before), after) != after:
+                    raise ValueError(f"turn {turn} of the script writes the same token twice")
+    turns = len(chains)
     known = sorted({t for _turn, t in steps} | set(cue_ids))
     written = sorted(set(steps.values()))
-    turns = len(answers)
     # Residual layout: constant, filler (any other token), one dim per known token, the turn,
     # the next token.
     ident = {t: 2 + i for i, t in enumerate(known)}

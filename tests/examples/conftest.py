@@ -33,6 +33,7 @@ class Stack:
     server: ServeProcess
     fakes: dict[str, FakeUpstream]  # by model name
     admin_key: str
+    checkpoints: dict[str, Path]  # the local models' directories
 
     def _admin(self, method: str, path: str, **kwargs: Any) -> Any:
         answer = httpx.request(method, self.server.url + path, timeout=30,
@@ -90,7 +91,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     server = ServeProcess(config, root / "data")
     try:
         server.start(timeout=120)
-        yield Stack(server, fakes, admin_key)
+        yield Stack(server, fakes, admin_key, checkpoints)
     finally:
         server.stop()
         for up in fakes.values():
