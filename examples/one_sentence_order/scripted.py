@@ -9,8 +9,8 @@ cues appear in the conversation) and the token just written. One decoder layer d
   per cue and per piece of the scripted answers (a line of a tool call, a sentence), so that
   within one answer no piece repeats.
 * Attention finds the turn: the query is constant, a cue's key grows with its position in the
-  script, every other key is zero, so softmax picks the latest cue present (``<|im_start|>``,
-  always present, stands for the first turn). Its value writes the turn into the residual.
+  script, every other key is zero, so softmax picks, of the cues present, the one that comes
+  last in the script (``<|im_start|>``, always present, stands for the first turn). Its value writes the turn into the residual.
   The keys use the slowest rotary pair, so positions do not matter.
 * The MLP holds one neuron per step of every answer: it fires when both its turn and its previous
   token are in the residual, and writes the next token, which the head turns into a large logit.
@@ -18,7 +18,9 @@ cues appear in the conversation) and the token just written. One decoder layer d
 
 The text it writes is each answer in the checkpoint's own tool-call format (JSON inside
 ``<tool_call>``, or ``<function=...><parameter=...>``; the template chooses, as for real models),
-and the engine parses it as it parses a real Qwen's. Run it offline::
+and the engine parses it as it parses a real Qwen's. When the template leaves a ``<think>``
+block open, the answer first closes it (empty); with thinking switched off it starts at once.
+Run it offline::
 
     python -m examples.one_sentence_order.scripted /tmp/order-model --format xml
     oneplan serve --local-model /tmp/order-model
