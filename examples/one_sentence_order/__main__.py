@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -59,10 +60,13 @@ def client_for(args: argparse.Namespace) -> Any:
 
 
 def api_errors() -> tuple[type[Exception], ...]:
-    import anthropic
-    import openai
-
-    return (openai.APIError, anthropic.APIError)
+    """The SDKs' errors (only the SDKs that are installed)."""
+    errors: list[type[Exception]] = []
+    for name in ("openai", "anthropic"):
+        module = sys.modules.get(name)
+        if module is not None:
+            errors.append(module.APIError)
+    return tuple(errors)
 
 
 def ask_stdin(prompt: str) -> str | None:
@@ -86,16 +90,31 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"--now {args.now!r} is not an ISO time like 2026-12-01T09:30", file=sys.stderr)
         return 2
-    Path(args.db).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    shop = Shop(Path(args.db).expanduser(), now=(lambda: now) if now else datetime.now)
+    db = Path(args.db).expanduser()
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        shop = Shop(db, now=(lambda: now) if now else datetime.now)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"cannot open the shop's database {db}: {exc}", file=sys.stderr)
+        return 2
     options = Options(model=args.model, protocol=args.protocol, confirm_above_cents=round(args.confirm_above * 100),
                       assume_yes=args.yes, answers=list(args.answer), max_turns=args.max_turns)
     if args.idempotency_key:
         options.idempotency_key = args.idempotency_key
     say = (lambda _text: None) if args.quiet else print
-    agent = Agent(shop, options, client_for(args), ask=ask_stdin, say=say)
+    try:
+        client = client_for(args)
+    except ImportError as exc:
+        shop.close()
+        print(f"the {exc.name} SDK is not installed: pip install {exc.name}", file=sys.stderr)
+        return 2
+    agent = Agent(shop, options, client, ask=ask_stdin, say=say)
     try:
         outcome = agent.run(args.sentence)
+    except KeyboardInterrupt:
+        print("\ninterrupted" + (": an order was placed, see get_order_status" if agent.orders else ""),
+              file=sys.stderr)
+        return 130
     except api_errors() as exc:
         if type(exc).__name__ in ("APIConnectionError", "APITimeoutError"):
             print(f"cannot reach oneplan at {args.base_url} ({exc}): is `oneplan serve` running?", file=sys.stderr)
