@@ -11,6 +11,7 @@ tests alike and takes a hundred concurrent requests without blinking. Tests scri
         up.requests[-1].json                     # what the gateway sent
         up.served_tokens                         # what the fake billed, for ledger checks
         up.wait_until(lambda: up.cancelled == 1) # the gateway abandoned a stream
+        up.respond(lambda body: {"text": "..."})  # answer each request from its body (a script)
 
 Faults (one per request, in order; ``times=N`` repeats one):
 ``"<status>"`` (e.g. "401", "429", "500", "503", "529") - that status with the dialect's error
@@ -96,6 +97,7 @@ class FakeUpstream:
         self.served_tokens = Tokens()
         self.served_answers = 0
         self._answers: deque[Answer] = deque()
+        self._responder: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self._faults: deque[Fault] = deque()
         self._injector: _Injector | None = None
         self._active = 0
@@ -195,6 +197,13 @@ class FakeUpstream:
             self._answers.extend([answer] * times)
         return self
 
+    def respond(self, responder: Callable[[dict[str, Any]], dict[str, Any]] | None) -> FakeUpstream:
+        """Answer every request the queue does not from its body: ``responder(body)`` returns
+        ``reply()``'s keyword arguments (a scripted model that reads the conversation)."""
+        with self._lock:
+            self._responder = responder
+        return self
+
     def fault(
         self,
         kind: str,
@@ -252,7 +261,8 @@ class FakeUpstream:
             self._cancelled += delta.get("cancelled", 0)
             self._lock.notify_all()
 
-    def _next(self) -> tuple[Fault | None, Answer]:
+    def _next(self) -> tuple[Fault | None, Answer | None]:
+        """The next fault, and the next queued answer (None: answer by the responder or default)."""
         with self._lock:
             fault = None
             if self._faults:
@@ -262,8 +272,12 @@ class FakeUpstream:
                     self._faults.popleft()
             elif self._injector and self._injector.rng.random() < self._injector.rate:
                 fault = self._injector.fault
-            answer = self._answers.popleft() if self._answers else Answer.default()
-            return fault, answer
+            return fault, self._answers.popleft() if self._answers else None
+
+    def _respond(self, body: dict[str, Any]) -> Answer:
+        with self._lock:
+            responder = self._responder
+        return Answer.make(**responder(body)) if responder is not None else Answer.default()
 
     # -- serving ---------------------------------------------------------------------------
 
@@ -294,7 +308,8 @@ class FakeUpstream:
             return self._error(401)
         if request.method != "POST" or not isinstance(body, dict):
             return self._error(400, "the body must be a JSON object")
-        fault, answer = self._next()
+        fault, queued = self._next()
+        answer = queued if queued is not None else self._respond(body)
         if fault is not None and fault.http_status is not None:
             extra = {"retry-after": f"{fault.retry_after:g}"} if fault.retry_after else {}
             return self._error(fault.http_status, fault.message, extra)

@@ -1,0 +1,1 @@
+"""Runnable examples of what oneplan is for (``python -m examples.<name>``)."""
