@@ -8,6 +8,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from oneplan.alerts.service import Alerts
 from oneplan.config import resolve_secret
 from oneplan.errors import ConfigError
 from oneplan.metering.counters import Counters, MemoryCounters
@@ -92,6 +93,7 @@ class Gateway:
         self.router = Router.from_catalog(catalog, self.providers)
         self.metrics = Metrics(self.router.health)
         self.pipeline = Pipeline(self)
+        self.alerts = Alerts(self)  # oneplan/alerts/: fed by observe(), never in a request's way
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ready = False
 
@@ -102,6 +104,7 @@ class Gateway:
         await self.ledger.start()
         await self.keys.start()
         await self.rebuild_counters()
+        await self.alerts.start()
         self.ready = True
 
     async def rebuild_counters(self) -> None:
@@ -115,6 +118,7 @@ class Gateway:
         self.ready = False
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.alerts.close()
         await self.keys.close()
         await self.ledger.close()
         await self.counters.aclose()
@@ -128,5 +132,6 @@ class Gateway:
         task.add_done_callback(self._tasks.discard)
 
     def observe(self, row: dict[str, Any]) -> None:
-        """A finished request, for metrics."""
+        """A finished request, for metrics and alerts."""
         self.metrics.observe(row)
+        self.alerts.observe(row)
