@@ -100,6 +100,7 @@ class ServerConfig(_Strict):
     store_prompts: bool = False  # keep prompt and completion text in the ledger
     database_url: str | None = None  # default: sqlite in the data directory
     redis_url: str | None = None  # shared quota counters for several replicas / workers
+    redis_prefix: str = "oneplan"  # key prefix: several gateways (or tests) can share one Redis
     quota_timezone: str = "UTC"  # where weeks (Monday 00:00) and months (1st, 00:00) begin
     ledger_flush_seconds: float = Field(0.2, gt=0)
     responses_retention_days: float = Field(30, ge=0)

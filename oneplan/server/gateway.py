@@ -68,7 +68,7 @@ def make_counters(catalog: Catalog, clock: Clock, periods: Periods) -> Counters:
     if url:
         from oneplan.metering.redis_counters import RedisCounters
 
-        return RedisCounters(url, clock, periods)
+        return RedisCounters(url, clock, periods, prefix=catalog.server.redis_prefix)
     return MemoryCounters(clock, periods)
 
 
