@@ -24,6 +24,7 @@ class EmailOptions(Options):
     sender: str
     to: list[str]
     verify: bool = True  # check the server's certificate
+    ca_file: str | None = None  # a private CA (or the server's own certificate) to trust
 
     @field_validator("security")
     @classmethod
@@ -47,7 +48,7 @@ def build(options: EmailOptions, message: Message) -> EmailMessage:
 
 
 def _send(options: EmailOptions, mail: EmailMessage, timeout: float) -> None:
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=options.ca_file)
     if not options.verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
