@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from sqlalchemy import and_, func, insert, or_, select, update
 
+from oneplan.alerts.detect import ROLLING
 from oneplan.store import schema
 from oneplan.store.db import Database
 
@@ -43,7 +44,10 @@ def _insert_new(conn: Any, table: Any, **values: Any) -> bool:
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return bool(conn.execute(dialect_insert(table).values(**values).on_conflict_do_nothing()).rowcount)
+    pk = next(iter(table.primary_key.columns))
+    # RETURNING, not rowcount: psycopg reports -1 rows for an INSERT ... ON CONFLICT DO NOTHING.
+    statement = dialect_insert(table).values(**values).on_conflict_do_nothing().returning(pk)
+    return conn.execute(statement).first() is not None
 
 
 def delivery_id(event_key: str, channel: str) -> str:
@@ -62,7 +66,9 @@ class Outbox:
         with self.db.engine.begin() as conn:
             changed = conn.execute(
                 update(st)
-                .where(st.c.key == key, or_(st.c.armed.is_(True), st.c.period != period))
+                # A later period re-arms (periods are equal-length epoch strings, so they sort
+                # as text); an earlier one - a replica whose clock lags at the boundary - does not.
+                .where(st.c.key == key, or_(st.c.armed.is_(True), and_(st.c.period != ROLLING, st.c.period < period)))
                 .values(armed=False, period=period, seq=st.c.seq + 1, fired_at=now)
             ).rowcount
             if changed:
