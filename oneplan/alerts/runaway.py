@@ -33,16 +33,19 @@ class Runaway:
 def hourly(db: Database, now: float) -> list[tuple[int, str, int, int, float]]:
     """(user_id, key_id, hour, requests, cost); hour ``HOURS`` is the last hour, 0 the oldest."""
     led = schema.ledger
-    origin = int(now) - (HOURS + 1) * 3600
-    # Integer division of a positive integer truncates alike on SQLite and PostgreSQL.
+    # Hour HOURS is (now - 3600, now]. Integer division of a positive integer truncates alike
+    # on SQLite and PostgreSQL (whose cast rounds: a row in the last half second is clamped).
+    origin = int(now) + 1 - (HOURS + 1) * 3600
     hour = (cast(led.c.ts, Integer) - origin) / 3600
     query = (
         select(led.c.user_id, led.c.key_id, hour, func.count(), func.sum(led.c.cost))
-        .where(led.c.ts >= origin, led.c.ts < now, led.c.status != "refused")
+        .where(led.c.ts >= origin, led.c.ts <= now, led.c.status != "refused")
         .group_by(led.c.user_id, led.c.key_id, hour)
     )
     with db.engine.connect() as conn:
-        return [(int(u), str(k), int(h), int(n), float(c or 0.0)) for u, k, h, n, c in conn.execute(query)]
+        return [
+            (int(u), str(k), min(int(h), HOURS), int(n), float(c or 0.0)) for u, k, h, n, c in conn.execute(query)
+        ]
 
 
 def runaways(
