@@ -100,11 +100,15 @@ class ServerConfig(_Strict):
     store_prompts: bool = False  # keep prompt and completion text in the ledger
     database_url: str | None = None  # default: sqlite in the data directory
     redis_url: str | None = None  # shared quota counters for several replicas / workers
-    redis_prefix: str = "oneplan"  # key prefix: several gateways (or tests) can share one Redis
+    redis_prefix: str = Field("oneplan", min_length=1, max_length=100)  # one Redis, several oneplans
+    replica_heartbeat_seconds: float = Field(10.0, gt=0)  # a replica silent this long is reconciled
     quota_timezone: str = "UTC"  # where weeks (Monday 00:00) and months (1st, 00:00) begin
     ledger_flush_seconds: float = Field(0.2, gt=0)
     responses_retention_days: float = Field(30, ge=0)
     shutdown_grace_seconds: float = Field(30, ge=0)
+    max_header_bytes: int = Field(64 * 1024, ge=1024)  # request line + headers; over it: 431
+    header_timeout_seconds: float = Field(10.0, gt=0)  # a request head must arrive within this
+    keep_alive_seconds: float = Field(5.0, gt=0)  # idle keep-alive connections are closed after
 
 
 class RoutingConfig(_Strict):

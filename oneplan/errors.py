@@ -57,6 +57,10 @@ class RequestTooLarge(InvalidRequest):
     status = 413
     kind = "request_too_large"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"connection": "close"}  # the rest of the body was drained or is not wanted
+
 
 class AuthenticationFailed(OneplanError):
     status = 401
@@ -102,10 +106,19 @@ class ConfigError(OneplanError):
 
 
 class BackendUnavailable(OneplanError):
-    """A store oneplan itself depends on (the shared quota counters) cannot be reached."""
+    """A store oneplan itself depends on (the shared quota counters, the database) cannot be
+    reached, or is being rebuilt. Carries ``Retry-After``: it heals by itself."""
 
     status = 503
     kind = "overloaded_error"
+
+    def __init__(self, message: str, *, retry_after: float | None = 2.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return retry_after_header(self.retry_after)
 
 
 class DeliveryFailed(OneplanError):

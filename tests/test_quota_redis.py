@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +15,7 @@ from oneplan.errors import QuotaExceeded
 from oneplan.metering.redis_counters import RedisCounters
 from oneplan.metering.windows import ROLLING_SECONDS, Periods
 from oneplan.routing.catalog import Plan
+from oneplan.store.db import Database
 from tests.support.gateway import ManualClock
 from tests.support.services import require_redis
 
@@ -20,8 +23,21 @@ URL = "redis://127.0.0.1:6379/0"
 T0 = datetime(2026, 11, 18, 12, 0, 0, tzinfo=UTC).timestamp()
 
 
-def make(clock: ManualClock, prefix: str) -> RedisCounters:
-    return RedisCounters(URL, clock, Periods("UTC"), prefix=prefix)
+def make(clock: ManualClock, prefix: str, **kw: object) -> RedisCounters:
+    return RedisCounters(URL, clock, Periods("UTC"), prefix=prefix, **kw)  # type: ignore[arg-type]
+
+
+async def started(clock: ManualClock, prefix: str, db: Database, **kw: object) -> RedisCounters:
+    c = make(clock, prefix, **kw)
+    await c.start(db)
+    return c
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database.open(tmp_path)
+    yield database
+    database.close()
 
 
 async def _ping() -> None:
@@ -38,13 +54,13 @@ def redis_running() -> None:
     asyncio.run(_ping())
 
 
-def test_two_processes_worth_of_counters_admit_exactly_the_quota() -> None:
+def test_two_processes_worth_of_counters_admit_exactly_the_quota(db: Database) -> None:
     prefix = "t-" + secrets.token_hex(4)
     clock = ManualClock(T0)
     plan = Plan("p", requests_per_5h=50, requests_per_week=1000)
 
     async def run() -> int:
-        workers = [make(clock, prefix), make(clock, prefix)]  # two workers, one Redis
+        workers = [await started(clock, prefix, db), await started(clock, prefix, db)]  # two workers, one Redis
 
         async def one(i: int) -> bool:
             try:
@@ -63,14 +79,14 @@ def test_two_processes_worth_of_counters_admit_exactly_the_quota() -> None:
     assert asyncio.run(run()) == 50
 
 
-def test_rolling_window_release_and_budgets_match_the_in_process_rules() -> None:
+def test_rolling_window_release_and_budgets_match_the_in_process_rules(db: Database) -> None:
     prefix = "t-" + secrets.token_hex(4)
     clock = ManualClock(T0)
     plan = Plan("p", requests_per_5h=2, tokens_per_month=100)
 
     async def run() -> None:
-        c = make(clock, prefix)
-        first = await c.admit(1, plan, 1)
+        c = await started(clock, prefix, db)
+        first = await c.admit(1, plan, 1, "r1")
         clock.advance(60)
         second = await c.admit(1, plan, 1)
         with pytest.raises(QuotaExceeded) as refused:
@@ -78,9 +94,12 @@ def test_rolling_window_release_and_budgets_match_the_in_process_rules() -> None
         assert refused.value.window == "5h"
         assert refused.value.retry_after == pytest.approx(ROLLING_SECONDS - 60)
         await c.release(second)  # failed upstream: not charged
-        third = await c.admit(1, plan, 1)
-        await c.settle(first, tokens=100, cost=0.0)
-        await c.settle(third, tokens=0, cost=0.0)
+        third = await c.admit(1, plan, 1, "r3")
+        c.settle(first, tokens=100, cost=0.0)
+        c.settle(third, tokens=0, cost=0.0)
+        # Budgets are charged once the ledger rows are in the database (the ledger says so).
+        c.committed([{"id": "r1"}, {"id": "r3"}], first.gen)
+        await c.flush()
         clock.advance(ROLLING_SECONDS)
         with pytest.raises(QuotaExceeded) as refused:
             await c.admit(1, plan, 1)
@@ -90,31 +109,13 @@ def test_rolling_window_release_and_budgets_match_the_in_process_rules() -> None
     asyncio.run(run())
 
 
-def test_rebuild_happens_once_per_redis_lifetime() -> None:
-    prefix = "t-" + secrets.token_hex(4)
-    clock = ManualClock(T0)
-    plan = Plan("p", requests_per_5h=10)
-    rows = [(3, int(T0 - 30), 4, 10, 0.0)]
-
-    async def run() -> None:
-        a, b = make(clock, prefix), make(clock, prefix)
-        assert await a.rebuild(rows) is True
-        assert await b.rebuild(rows) is False  # a second replica must not double count
-        states = {s.window: s for s in await b.states(3, plan)}
-        assert states["5h"].used == 4
-        await a.aclose()
-        await b.aclose()
-
-    asyncio.run(run())
-
-
-def test_the_refusal_names_the_window_that_binds_longest() -> None:
+def test_the_refusal_names_the_window_that_binds_longest(db: Database) -> None:
     prefix = "t-" + secrets.token_hex(4)
     clock = ManualClock(T0)
     plan = Plan("p", requests_per_5h=1, requests_per_week=1)
 
     async def run() -> None:
-        c = make(clock, prefix)
+        c = await started(clock, prefix, db)
         await c.admit(1, plan, 1)
         with pytest.raises(QuotaExceeded) as refused:
             await c.admit(1, plan, 1)

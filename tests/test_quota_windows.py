@@ -100,13 +100,13 @@ def test_monthly_token_and_cost_budgets() -> None:
     c = counters(clock)
     plan = Plan("p", tokens_per_month=1000, cost_per_month=1.0)
     r = admit(c, plan)
-    asyncio.run(c.settle(r, tokens=1000, cost=0.1))
+    c.settle(r, tokens=1000, cost=0.1)
     with pytest.raises(QuotaExceeded) as refused:
         admit(c, plan)
     assert refused.value.window == "tokens_month"
     clock.now = datetime(2026, 12, 1, tzinfo=UTC).timestamp()
     r = admit(c, plan)
-    asyncio.run(c.settle(r, tokens=10, cost=1.5))
+    c.settle(r, tokens=10, cost=1.5)
     with pytest.raises(QuotaExceeded) as refused:
         admit(c, plan)
     assert refused.value.window == "cost_month"

@@ -1,4 +1,4 @@
-"""``oneplan serve | users | keys | usage | providers | alerts | insights``.
+"""``oneplan serve | users | keys | usage | ledger | providers | alerts | insights``.
 
 Every command takes ``--config`` and ``--data-dir`` (or ``ONEPLAN_CONFIG`` / ``ONEPLAN_HOME``),
 so the CLI and a running server share one database. Errors are one line that says how to fix
@@ -169,6 +169,35 @@ def usage(ctx: Context, user_name: str | None, as_json: bool) -> None:
     from oneplan.cli.usage import show_usage
 
     show_usage(ctx, user_name, as_json)
+
+
+@cli.group()
+def ledger() -> None:
+    """The usage ledger's own health."""
+
+
+@ledger.command("status")
+@common
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def ledger_status(ctx: Context, as_json: bool) -> None:
+    """Rows waiting in journals, and rows the database refused (set aside, never lost)."""
+    from oneplan.metering.ledger import dead_file_rows, journal_rows
+
+    segments, waiting = journal_rows(ctx.data_dir / "journal")
+    count, recent = ctx.db().dead_rows()
+    in_file = dead_file_rows(ctx.data_dir)
+    status = {
+        "journal_segments": segments, "journal_rows": waiting,
+        "set_aside_rows": count, "set_aside_in_file": in_file, "recent_set_aside": recent,
+    }
+    if as_json:
+        click.echo(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo(f"journal: {waiting} rows in {segments} segments waiting for the database")
+    click.echo(f"set aside: {count} rows in ledger_dead" + (f", {in_file} in ledger-dead.jsonl" if in_file else ""))
+    for row in recent:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row["set_aside_at"]))
+        click.echo(f"  {when} UTC  {row['id']}  {row['error']}")
 
 
 @cli.group()

@@ -9,9 +9,9 @@ from typing import Any
 import click
 import orjson
 
+from oneplan.metering.ledger import LedgerWriter
 from oneplan.metering.report import usage_report
-from oneplan.metering.windows import Periods, describe
-from oneplan.store.journal import recover
+from oneplan.metering.windows import Periods, describe, exact
 
 
 def _when(ts: float | None) -> str:
@@ -25,7 +25,7 @@ def _when(ts: float | None) -> str:
 def show_usage(ctx: Any, user_name: str | None, as_json: bool) -> None:
     db = ctx.db()
     # Rows a killed server left in its journal count too.
-    recover(ctx.data_dir / "journal", db.insert_ledger)
+    LedgerWriter(db, ctx.data_dir / "ledger-dead.jsonl").replay(ctx.data_dir / "journal")
     catalog = ctx.catalog
     report = usage_report(db, catalog, Periods(catalog.server.quota_timezone), time.time, user_name)
     if as_json:
@@ -54,6 +54,6 @@ def show_usage(ctx: Any, user_name: str | None, as_json: bool) -> None:
         for column in ("quota", "used", "limit", "frees up"):
             windows.add_column(column)
         for w in user["windows"]:
-            windows.add_row(describe(w["window"]), f"{w['used']:g}", f"{w['limit']:g}", _when(w["resets_at"]))
+            windows.add_row(describe(w["window"]), exact(w["used"]), exact(w["limit"]), _when(w["resets_at"]))
         console.print(windows)
         console.print()

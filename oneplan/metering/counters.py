@@ -7,10 +7,12 @@ between, so N concurrent requests against Q remaining admit exactly min(N, Q).
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from oneplan.errors import QuotaExceeded
 from oneplan.metering.windows import ROLLING_SECONDS, Clock, Periods, WindowState, refusal_message
@@ -26,6 +28,8 @@ class Reservation:
     month_start: float
     states: list[WindowState]
     settled: bool = False
+    gen: str = ""  # the counters' generation it was admitted under (Redis)
+    field: str = ""  # its in-flight entry (Redis): "<replica>:<request id>"
 
 
 def exhausts(state: WindowState, weight: int) -> bool:
@@ -48,12 +52,16 @@ class Counters(ABC):
         self.periods = periods
 
     @abstractmethod
-    async def admit(self, user_id: int, plan: Plan, weight: int) -> Reservation:
+    async def admit(self, user_id: int, plan: Plan, weight: int, request_id: str = "") -> Reservation:
         """Reserve ``weight`` requests in every window, or raise ``QuotaExceeded``."""
 
     @abstractmethod
-    async def settle(self, reservation: Reservation, tokens: int, cost: float) -> None:
-        """The request succeeded: keep the reservation, add its tokens and cost."""
+    def settle(self, reservation: Reservation, tokens: int, cost: float) -> None:
+        """The request succeeded (or was cancelled): keep the reservation, add its tokens and
+        cost. Synchronous - it never waits on I/O, so a cancelled task can call it."""
+
+    def committed(self, rows: Iterable[dict[str, Any]], generation: str) -> None:  # noqa: B027
+        """The ledger rows ``rows`` are now in the database (under counter ``generation``)."""
 
     @abstractmethod
     async def release(self, reservation: Reservation) -> None:
@@ -66,10 +74,12 @@ class Counters(ABC):
     def load(self, rows: Iterable[tuple[int, int, int, int, float]]) -> None:  # noqa: B027
         """Rebuild from the ledger: (user_id, second, weight, tokens, cost) rows."""
 
-    async def rebuild(self, rows: Iterable[tuple[int, int, int, int, float]]) -> bool:
-        """Rebuild at start-up; False if another process already holds the truth."""
-        self.load(rows)
-        return True
+    async def start(self, view: Any) -> None:
+        """At start-up: the ledger is the truth, the counters its cache (``view`` is the
+        database: ``charged_since``)."""
+        now = self.clock()
+        since = min(now - ROLLING_SECONDS, self.periods.week(now)[0], self.periods.month(now)[0])
+        self.load(await asyncio.to_thread(view.charged_since, since))
 
     async def aclose(self) -> None:  # noqa: B027
         """Release connections."""
@@ -145,7 +155,7 @@ class MemoryCounters(Counters):
             out.append(WindowState("cost_month", user.cost, plan.cost_per_month, self.periods.month(now)[1]))
         return out
 
-    async def admit(self, user_id: int, plan: Plan, weight: int) -> Reservation:
+    async def admit(self, user_id: int, plan: Plan, weight: int, request_id: str = "") -> Reservation:
         return self.admit_now(user_id, plan, weight)
 
     def admit_now(self, user_id: int, plan: Plan, weight: int) -> Reservation:
@@ -168,7 +178,9 @@ class MemoryCounters(Counters):
             user_id, weight, second, user.week_start, user.month_start, self._states(user, plan, now)
         )
 
-    async def settle(self, reservation: Reservation, tokens: int, cost: float) -> None:
+    def settle(self, reservation: Reservation, tokens: int, cost: float) -> None:
+        if reservation.settled:
+            return
         reservation.settled = True
         user = self._user(reservation.user_id, self.clock())
         if user.month_start == reservation.month_start:

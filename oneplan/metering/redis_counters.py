@@ -1,102 +1,71 @@
-"""Quota counters in Redis, for several workers or replicas sharing one plan's windows.
+"""Quota counters in Redis, for several workers or replicas sharing one plan's windows - and
+that heal when Redis loses its state or a replica dies.
 
-Admission is one Lua script, so it is atomic across every process that shares the Redis: N
-concurrent requests against Q remaining admit exactly min(N, Q) however they are spread over
-workers. Time comes from the gateway's clock (passed in), like the in-process backend.
+Admission is one Lua script (``redis_scripts.ADMIT``), atomic across every process sharing the
+Redis: N concurrent requests against Q remaining admit exactly min(N, Q). Time comes from the
+gateway's clock, like the in-process backend.
 
-Keys, all hash-tagged by user so a cluster keeps one user's keys together:
-``{p}:{uid}:5h:z`` (seconds with requests, scored by second), ``{p}:{uid}:5h:c`` (weight per
-second), ``{p}:{uid}:5h:t`` (total), ``{p}:{uid}:w:<start>`` / ``m:<start>`` (calendar
-periods), ``mt:<start>`` / ``mc:<start>`` (monthly tokens / cost).
+What keeps the counters equal to the ledger when things go wrong:
+
+* **Redis lost its state** (restarted empty, flushed, failed over to an empty replica). The
+  ``gen`` key is missing, and every admission checks it inside its script, so no request is
+  ever admitted against empty counters. The replica that sees it first takes the rebuild lock,
+  reads the ledger under a database lock that orders it against every ledger flush, bumps the
+  database's counter generation in the same transaction, loads the counters and sets ``gen``;
+  the others wait for ``gen`` (bounded: then a 503). A request admitted before the loss is
+  either in that read (its ledger row was committed before it) or charged by its own replica
+  when its row is committed later (``late`` in ``SETTLE``): never both, never neither.
+* **Tokens and cost** settle in batches after the request's ledger row is in the database
+  (``committed``), at most ``flush_seconds`` later: the lag is bounded, and what a killed
+  replica had not sent is found again from its in-flight entries.
+* **A replica killed with SIGKILL** leaves in-flight entries (``P:U:if``) behind. Every replica
+  keeps a heartbeat; entries of a replica whose heartbeat is gone are reconciled by another
+  (under a lock): a request whose ledger row says it was answered is settled with its row's
+  tokens and cost, any other gives its weight back.
+* **Redis unreachable**: admissions fail fast with ``BackendUnavailable`` (a 503 with
+  ``Retry-After`` in the caller's protocol), logged once per outage; releases and settlements
+  are kept and retried; service resumes by itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
-from typing import Any
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from oneplan.errors import BackendUnavailable
 from oneplan.metering.counters import Counters, Reservation, refusal
+from oneplan.metering.redis_scripts import ADMIT, RELEASE, SETTLE
 from oneplan.metering.resp import LeanRedis, RespError
 from oneplan.metering.windows import ROLLING_SECONDS, Clock, Periods, WindowState
 from oneplan.routing.catalog import Plan
 
 log = logging.getLogger("oneplan.quota")
 
-# KEYS: z, c, t, week, month, tokens, cost
-# ARGV: now, weight, lim5h, limw, limm, limt, limc, week_ttl, month_ttl, unsent tokens, unsent
-#       cost (this process's settled usage not yet flushed)   (limits: -1 = none)
-_ADMIT = """
-local now = tonumber(ARGV[1])
-local weight = tonumber(ARGV[2])
-local cutoff = math.floor(now) - @WINDOW@
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)
-if #expired > 0 then
-  local gone = 0
-  for _, s in ipairs(expired) do
-    gone = gone + tonumber(redis.call('HGET', KEYS[2], s) or '0')
-    redis.call('HDEL', KEYS[2], s)
-  end
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
-  redis.call('DECRBY', KEYS[3], gone)
-end
-local total = tonumber(redis.call('GET', KEYS[3]) or '0')
-local week = tonumber(redis.call('GET', KEYS[4]) or '0')
-local month = tonumber(redis.call('GET', KEYS[5]) or '0')
-local tokens = tonumber(redis.call('GET', KEYS[6]) or '0') + tonumber(ARGV[10])
-local cost = tonumber(redis.call('GET', KEYS[7]) or '0') + tonumber(ARGV[11])
-local function frees(need, limit)
-  local excess = total + need - limit
-  local seconds = redis.call('ZRANGE', KEYS[1], 0, -1)
-  for _, s in ipairs(seconds) do
-    excess = excess - tonumber(redis.call('HGET', KEYS[2], s) or '0')
-    if excess <= 0 then return tonumber(s) + @WINDOW@ end
-  end
-  if #seconds > 0 then return tonumber(seconds[#seconds]) + @WINDOW@ end
-  return now
-end
-local lim5h, limw, limm = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local limt, limc = tonumber(ARGV[6]), tonumber(ARGV[7])
-local out = {}
-if lim5h >= 0 and total + weight > lim5h then
-  table.insert(out, '5h'); table.insert(out, tostring(total)); table.insert(out, tostring(frees(math.max(weight, 1), lim5h)))
-end
-if limw >= 0 and week + weight > limw then table.insert(out, 'week'); table.insert(out, tostring(week)); table.insert(out, '') end
-if limm >= 0 and month + weight > limm then table.insert(out, 'month'); table.insert(out, tostring(month)); table.insert(out, '') end
-if limt >= 0 and tokens >= limt then table.insert(out, 'tokens_month'); table.insert(out, tostring(tokens)); table.insert(out, '') end
-if limc >= 0 and cost >= limc then table.insert(out, 'cost_month'); table.insert(out, tostring(cost)); table.insert(out, '') end
-if #out > 0 then
-  table.insert(out, 1, 0)
-  return out
-end
-local second = math.floor(now)
-if weight > 0 then
-  redis.call('ZADD', KEYS[1], second, second)
-  redis.call('HINCRBY', KEYS[2], second, weight)
-  total = redis.call('INCRBY', KEYS[3], weight)
-  week = redis.call('INCRBY', KEYS[4], weight)
-  redis.call('EXPIRE', KEYS[4], ARGV[8])
-  month = redis.call('INCRBY', KEYS[5], weight)
-  redis.call('EXPIRE', KEYS[5], ARGV[9])
-  redis.call('EXPIRE', KEYS[1], @TTL@)
-  redis.call('EXPIRE', KEYS[2], @TTL@)
-  redis.call('EXPIRE', KEYS[3], @TTL@)
-end
-local f = ''
-if total > 0 and lim5h >= 0 then f = tostring(frees(1, lim5h)) end
-return {1, tostring(total), f, tostring(week), tostring(month), tostring(tokens), tostring(cost)}
-""".replace("@WINDOW@", str(ROLLING_SECONDS)).replace("@TTL@", str(ROLLING_SECONDS + 60))
+Rows = Sequence[tuple[int, int, int, int, float]]  # (user_id, second, weight, tokens, cost)
 
-# KEYS: c, t, week, month   ARGV: second, weight
-_RELEASE = """
-local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(ARGV[2]))
-redis.call('DECRBY', KEYS[2], ARGV[2])
-if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('DECRBY', KEYS[3], ARGV[2]) end
-if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('DECRBY', KEYS[4], ARGV[2]) end
-return left
-"""
+
+class LedgerView(Protocol):
+    """What the counters read from the ledger (``store.db.Database`` implements it)."""
+
+    def snapshot_for_counters(self, since: float) -> tuple[Rows, str]:
+        """Charged rows since ``since`` and a new counter generation, in one transaction that
+        no ledger flush can interleave with."""
+
+    def outcomes(self, ids: Sequence[str]) -> dict[str, tuple[str, int, float]]:
+        """Ledger rows by request id: (status, tokens, cost)."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    reservation: Reservation
+    tokens: int
+    cost: float
+    committed: str | None = None  # the generation its ledger row was committed under
 
 
 def _limit(value: float | None) -> str:
@@ -105,129 +74,214 @@ def _limit(value: float | None) -> str:
 
 class RedisCounters(Counters):
     def __init__(
-        self, url: str, clock: Clock, periods: Periods, prefix: str = "oneplan", max_connections: int = 64
+        self,
+        url: str,
+        clock: Clock,
+        periods: Periods,
+        prefix: str = "oneplan",
+        max_connections: int = 64,
+        *,
+        heartbeat_seconds: float = 10.0,
+        rebuild_wait_seconds: float = 15.0,
+        command_timeout: float = 2.0,
     ) -> None:
         super().__init__(clock, periods)
         import redis.asyncio as redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
 
         # A bounded pool that waits for a free connection (the default one raises "Too many
-        # connections" under load); a burst queues here instead of failing.
+        # connections" under load); a burst queues here instead of failing. Pooled connections
+        # outlive a Redis restart: a command on a dead one is retried on a fresh one.
         pool = redis.BlockingConnectionPool.from_url(
-            url, decode_responses=True, max_connections=max_connections, timeout=10
+            url, decode_responses=True, max_connections=max_connections, timeout=10,
+            socket_timeout=command_timeout * 5, socket_connect_timeout=command_timeout,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 2),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         )
         self.redis = redis.Redis(connection_pool=pool)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError, RespError, TimeoutError)
-        self.lean = LeanRedis(url)  # admissions: the one round trip every request makes
+        self.lean = LeanRedis(url, command_timeout=command_timeout)  # the per-request round trip
         self.prefix = prefix
-        self._admit = self.redis.register_script(_ADMIT)
-        self._release = self.redis.register_script(_RELEASE)
-        self.flush_seconds = 0.05
-        self._unsent: dict[tuple[int, float, float], list[Any]] = {}
-        self._flusher: asyncio.Task[None] | None = None
+        self.replica = secrets.token_hex(6)
+        self.heartbeat_seconds = heartbeat_seconds
+        self.rebuild_wait_seconds = rebuild_wait_seconds
+        self.flush_seconds = 0.1
+        self.view: LedgerView | None = None
+        self._admit = self.redis.register_script(ADMIT)
+        self._release = self.redis.register_script(RELEASE)
+        self._settle = self.redis.register_script(SETTLE)
+        self._pending: dict[str, _Pending] = {}  # request id -> settled, row not yet committed
+        self._ready: list[_Pending] = []  # rows committed: to send to Redis
+        self._releases: list[Reservation] = []  # releases Redis did not take yet
+        self._recovering: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._down = False
+        self.rebuilds = 0  # rebuilds this replica did (observability, tests)
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def _base(self, user_id: int) -> str:
+        return f"{self.prefix}:{{{user_id}}}"
 
     def _keys(self, user_id: int, week_start: float, month_start: float) -> list[str]:
-        base = f"{self.prefix}:{{{user_id}}}"
+        base = self._base(user_id)
         return [
-            f"{base}:5h:z",
-            f"{base}:5h:c",
-            f"{base}:5h:t",
-            f"{base}:w:{int(week_start)}",
-            f"{base}:m:{int(month_start)}",
-            f"{base}:mt:{int(month_start)}",
-            f"{base}:mc:{int(month_start)}",
+            f"{base}:5h:z", f"{base}:5h:c", f"{base}:5h:t",
+            f"{base}:w:{int(week_start)}", f"{base}:m:{int(month_start)}",
+            f"{base}:mt:{int(month_start)}", f"{base}:mc:{int(month_start)}",
         ]
 
-    async def admit(self, user_id: int, plan: Plan, weight: int) -> Reservation:
-        now = self.clock()
-        week_start, week_end = self.periods.week(now)
-        month_start, month_end = self.periods.month(now)
-        try:
-            result = await self._call_admit(user_id, plan, weight, now, week_start, week_end, month_start, month_end)
-        except self._errors as exc:
-            raise BackendUnavailable(
-                f"The quota store is unreachable ({type(exc).__name__}); try again shortly."
-            ) from exc
-        if int(result[0]) == 0:
-            limits = _limits(plan)
-            exhausted = []
-            for i in range(1, len(result), 3):
-                window, used, frees = result[i], float(result[i + 1]), result[i + 2]
-                resets = float(frees) if frees else (week_end if window == "week" else month_end)
-                exhausted.append(WindowState(window, used, limits[window], resets))
-            raise refusal(exhausted, now)
-        total, frees, week, month, tokens, cost = result[1:]
-        used = {"5h": float(total), "week": float(week), "month": float(month),
-                "tokens_month": float(tokens), "cost_month": float(cost)}
-        resets = {"5h": float(frees) if frees else None, "week": week_end, "month": month_end,
-                  "tokens_month": month_end, "cost_month": month_end}
-        states = [WindowState(w, used[w], limit, resets[w]) for w, limit in _limits(plan).items()]
-        return Reservation(user_id, weight, int(now), week_start, month_start, states)
+    @property
+    def _gen_key(self) -> str:
+        return f"{self.prefix}:gen"
+
+    # -- admission --------------------------------------------------------------------------
+
+    async def admit(self, user_id: int, plan: Plan, weight: int, request_id: str = "") -> Reservation:
+        for _ in range(3):
+            now = self.clock()
+            week_start, week_end = self.periods.week(now)
+            month_start, month_end = self.periods.month(now)
+            field = f"{self.replica}:{request_id or secrets.token_hex(8)}"
+            try:
+                result = await self._call_admit(
+                    user_id, plan, weight, now, week_start, week_end, month_start, month_end, field
+                )
+                status = int(result[0])
+                if status == -1:
+                    await self.recover()
+                    continue
+            except self._errors as exc:
+                raise self._unavailable(exc) from exc
+            self._up()
+            if status == 0:
+                limits = _limits(plan)
+                exhausted = []
+                for i in range(1, len(result), 3):
+                    window, used, frees = result[i], float(result[i + 1]), result[i + 2]
+                    resets = float(frees) if frees else (week_end if window == "week" else month_end)
+                    exhausted.append(WindowState(window, used, limits[window], resets))
+                raise refusal(exhausted, now)
+            gen, total, frees, week, month, tokens, cost = result[1:]
+            used = {"5h": float(total), "week": float(week), "month": float(month),
+                    "tokens_month": float(tokens), "cost_month": float(cost)}
+            resets = {"5h": float(frees) if frees else None, "week": week_end, "month": month_end,
+                      "tokens_month": month_end, "cost_month": month_end}
+            states = [WindowState(w, used[w], limit, resets[w]) for w, limit in _limits(plan).items()]
+            return Reservation(
+                user_id, weight, int(now), week_start, month_start, states, gen=str(gen), field=field
+            )
+        raise BackendUnavailable("The quota counters are being rebuilt; try again shortly.", retry_after=2)
 
     async def _call_admit(
         self, user_id: int, plan: Plan, weight: int, now: float,
-        week_start: float, week_end: float, month_start: float, month_end: float,
+        week_start: float, week_end: float, month_start: float, month_end: float, field: str,
     ) -> Any:
+        base = self._base(user_id)
         return await self.lean.evalsha(
-            self._admit.sha, _ADMIT,
-            self._keys(user_id, week_start, month_start),
+            self._admit.sha, ADMIT,
+            [self._gen_key, *self._keys(user_id, week_start, month_start), f"{base}:if",
+             f"{self.prefix}:r:{self.replica}:u"],
             [
                 repr(now), weight,
                 _limit(plan.requests_per_5h), _limit(plan.requests_per_week), _limit(plan.requests_per_month),
                 _limit(plan.tokens_per_month), _limit(plan.cost_per_month),
                 int(week_end - now) + 3600, int(month_end - now) + 3600,
-                *self._unsent.get((user_id, week_start, month_start), (0, 0.0)),
+                field, f"{weight}|{int(week_start)}|{int(month_start)}", user_id,
             ],
         )
 
-    async def settle(self, reservation: Reservation, tokens: int, cost: float) -> None:
-        """Add the tokens and cost to the monthly budgets - in batches: a round trip per
-        request would cost more than the request. Budgets admit while not used up, so they may
-        trail by one flush (``flush_seconds``); the ledger stays the exact record."""
+    def _unavailable(self, exc: BaseException) -> BackendUnavailable:
+        if not self._down:
+            self._down = True
+            log.error("Redis is unreachable (%s): requests get 503 until it answers again", type(exc).__name__)
+        return BackendUnavailable(
+            f"The quota store is unreachable ({type(exc).__name__}); try again shortly.", retry_after=2
+        )
+
+    def _up(self) -> None:
+        if self._down:
+            self._down = False
+            log.warning("Redis answers again: admitting requests")
+
+    # -- settling ---------------------------------------------------------------------------
+
+    def settle(self, reservation: Reservation, tokens: int, cost: float) -> None:
+        """Keep the reservation; its tokens and cost go to Redis once its ledger row is in the
+        database (``committed``), batched - a round trip per request would cost more than the
+        request."""
+        if reservation.settled:
+            return
         reservation.settled = True
-        if not (tokens or cost):
-            return
-        key = (reservation.user_id, reservation.week_start, reservation.month_start)
-        slot = self._unsent.get(key)
-        if slot is None:
-            self._unsent[key] = [tokens, cost]
-        else:
-            slot[0] += tokens
-            slot[1] += cost
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+        self._pending[reservation.field] = _Pending(reservation, tokens, cost)
 
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(self.flush_seconds)
-        try:
-            await self.flush()
-        except self._errors:
-            log.exception("flushing token and cost budgets to Redis failed; the ledger keeps them")
-
-    async def flush(self) -> None:
-        unsent, self._unsent = self._unsent, {}
-        if not unsent:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for (user_id, week_start, month_start), (tokens, cost) in unsent.items():
-            keys = self._keys(user_id, week_start, month_start)
-            if tokens:
-                pipe.incrby(keys[5], tokens)
-                pipe.expire(keys[5], 40 * 86400)
-            if cost:
-                pipe.incrbyfloat(keys[6], cost)
-                pipe.expire(keys[6], 40 * 86400)
-        await pipe.execute()
+    def committed(self, rows: Iterable[dict[str, Any]], generation: str) -> None:
+        for row in rows:
+            entry = self._pending.pop(f"{self.replica}:{row['id']}", None)
+            if entry is not None:
+                entry.committed = generation
+                self._ready.append(entry)
 
     async def release(self, reservation: Reservation) -> None:
-        if reservation.settled or not reservation.weight:
+        if reservation.settled:
             return
         reservation.settled = True
-        keys = self._keys(reservation.user_id, reservation.week_start, reservation.month_start)
+        if not reservation.weight:
+            return
         try:
-            await self._release(keys=[keys[1], keys[2], keys[3], keys[4]], args=[reservation.second, reservation.weight])
+            await self._release_now(reservation)
+        except self._errors as exc:
+            self._unavailable(exc)
+            self._releases.append(reservation)  # retried by the flusher
+
+    async def _release_now(self, r: Reservation) -> None:
+        keys = self._keys(r.user_id, r.week_start, r.month_start)
+        await self.lean.evalsha(
+            self._release.sha, RELEASE,
+            [self._gen_key, keys[1], keys[2], keys[3], keys[4], f"{self._base(r.user_id)}:if"],
+            [r.second, r.weight, r.field, r.gen],
+        )
+
+    async def flush(self) -> None:
+        """Send committed settlements and retry releases (the flusher does this on a timer)."""
+        releases, self._releases = self._releases, []
+        for i, r in enumerate(releases):
+            try:
+                await self._release_now(r)
+            except self._errors:
+                self._releases.extend(releases[i:])
+                raise
+        ready, self._ready = self._ready, []
+        if not ready:
+            return
+        now = self.clock()
+        args: list[Any] = []
+        for e in ready:
+            r = e.reservation
+            late = r.weight if e.committed != r.gen else 0
+            args += [
+                self._base(r.user_id), r.field, e.committed, e.tokens, repr(float(e.cost)), late, r.second,
+                int(r.week_start), int(r.month_start), repr(now),
+                max(60, int(r.week_start + 8 * 86400 - now)), max(60, int(r.month_start + 40 * 86400 - now)),
+                0 if late else 1,
+            ]
+        try:
+            replies = await self._settle(keys=[self._gen_key], args=args)
         except self._errors:
-            # The failed request stays counted until its window passes; the ledger says failed.
-            log.exception("giving a failed request's quota back failed (Redis unreachable)")
+            self._ready[:0] = ready
+            raise
+        self._ready[:0] = [e for e, reply in zip(ready, replies, strict=True) if reply == "wait"]
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_seconds)
+            try:
+                await self.flush()
+            except self._errors as exc:
+                self._unavailable(exc)
+
+    # -- state ------------------------------------------------------------------------------
 
     async def states(self, user_id: int, plan: Plan) -> list[WindowState]:
         await self.flush()
@@ -235,13 +289,64 @@ class RedisCounters(Counters):
         reservation = await self.admit(user_id, plan, 0)
         return reservation.states
 
-    async def rebuild(self, rows: Iterable[tuple[int, int, int, int, float]]) -> bool:
-        """Load ledger rows once per Redis lifetime: the first gateway to start after Redis lost
-        its data rebuilds; the others find the marker and skip (or they would double count)."""
-        marker = f"{self.prefix}:loaded"
-        if not await self.redis.set(marker, "1", nx=True):
-            return False
+    async def start(self, view: LedgerView) -> None:
+        """Join: heartbeat, rebuild if Redis has no state, reconcile dead replicas' requests."""
+        self.view = view
+        try:
+            await self._heartbeat()
+            await self.redis.sadd(f"{self.prefix}:replicas", self.replica)
+            if await self.redis.get(self._gen_key) is None:
+                await self.recover()
+            await self.reconcile()
+        except self._errors as exc:
+            self._unavailable(exc)  # not fatal: the first request that reaches Redis recovers
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._flusher(), name="quota-settle"),
+            loop.create_task(self._watch(), name="quota-replicas"),
+        ]
+
+    async def recover(self) -> None:
+        """Rebuild from the ledger once across replicas, or wait for whoever is doing it."""
+        if self._recovering is None or self._recovering.done():
+            self._recovering = asyncio.get_running_loop().create_task(self._recover())
+        await asyncio.shield(self._recovering)
+
+    async def _recover(self) -> None:
+        lock = f"{self.prefix}:lock"
+        deadline = time.monotonic() + self.rebuild_wait_seconds
+        while True:
+            if await self.redis.set(lock, self.replica, nx=True, px=30_000):
+                try:
+                    if await self.redis.get(self._gen_key) is None:
+                        await self._rebuild()
+                finally:
+                    if await self.redis.get(lock) == self.replica:
+                        await self.redis.delete(lock)
+                return
+            if await self.redis.get(self._gen_key) is not None:
+                return
+            if time.monotonic() > deadline:
+                raise BackendUnavailable("The quota counters are being rebuilt; try again shortly.", retry_after=2)
+            await asyncio.sleep(0.05)  # another replica holds the lock: poll for its result
+
+    async def _rebuild(self) -> None:
+        assert self.view is not None, "RedisCounters.start() was not awaited"
         now = self.clock()
+        since = min(now - ROLLING_SECONDS, self.periods.week(now)[0], self.periods.month(now)[0])
+        rows, generation = await asyncio.to_thread(self.view.snapshot_for_counters, since)
+        stale = [key async for key in self.redis.scan_iter(match=f"{self.prefix}:{{*", count=1000)]
+        if stale:
+            await self.redis.delete(*stale)
+        await self._load(rows, now)
+        await self.redis.set(self._gen_key, generation)
+        self.rebuilds += 1
+        log.warning(
+            "the quota counters were missing from Redis: rebuilt from the ledger (%d rows, generation %s)",
+            len(rows), generation,
+        )
+
+    async def _load(self, rows: Rows, now: float) -> None:
         week_start, _ = self.periods.week(now)
         month_start, _ = self.periods.month(now)
         cutoff = int(now) - ROLLING_SECONDS
@@ -265,12 +370,79 @@ class RedisCounters(Counters):
             for key in keys:
                 pipe.expire(key, 40 * 86400)
         await pipe.execute()
-        return True
+
+    # -- replicas ---------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        await self.redis.set(f"{self.prefix}:hb:{self.replica}", "1", px=int(self.heartbeat_seconds * 1000))
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds / 3)
+            try:
+                await self._heartbeat()
+                await self.reconcile()
+            except self._errors as exc:
+                self._unavailable(exc)
+            except Exception:
+                log.exception("reconciling dead replicas' requests failed; will retry")
+
+    async def reconcile(self) -> int:
+        """Settle or release what replicas that died (no heartbeat) left in flight."""
+        done = 0
+        for replica in await self.redis.smembers(f"{self.prefix}:replicas"):
+            if replica == self.replica or await self.redis.exists(f"{self.prefix}:hb:{replica}"):
+                continue
+            reap = f"{self.prefix}:reap:{replica}"
+            if not await self.redis.set(reap, self.replica, nx=True, px=60_000):
+                continue
+            try:
+                done += await self._reap(replica)
+            finally:
+                await self.redis.delete(reap)
+        return done
+
+    async def _reap(self, replica: str) -> int:
+        assert self.view is not None
+        users_key = f"{self.prefix}:r:{replica}:u"
+        found: list[tuple[int, str, str]] = []
+        for uid in await self.redis.smembers(users_key):
+            entries = await self.redis.hgetall(f"{self._base(int(uid))}:if")
+            found += [(int(uid), f, v) for f, v in entries.items() if f.startswith(replica + ":")]
+        ids = [f.split(":", 1)[1] for _, f, _ in found]
+        outcomes = await asyncio.to_thread(self.view.outcomes, ids) if ids else {}
+        generation = await self.redis.get(self._gen_key)
+        for uid, f, value in found:
+            second, weight, week_start, month_start, gen = value.split("|")
+            r = Reservation(int(uid), int(weight), int(second), float(week_start), float(month_start), [],
+                            gen=gen, field=f)
+            status, tokens, cost = outcomes.get(f.split(":", 1)[1], ("missing", 0, 0.0))
+            if status in ("ok", "cancelled") and generation is not None:
+                self._ready.append(_Pending(r, tokens, cost, committed=gen))
+            else:
+                await self._release_now(r)
+        await self.flush()
+        await self.redis.delete(users_key)
+        await self.redis.srem(f"{self.prefix}:replicas", replica)
+        if found:
+            log.warning("reconciled %d requests a dead replica left in flight", len(found))
+        return len(found)
 
     async def aclose(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-        await self.flush()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        try:
+            await self.flush()
+            await self.redis.delete(f"{self.prefix}:hb:{self.replica}")
+            if not self._pending:
+                await self.redis.srem(f"{self.prefix}:replicas", self.replica)
+        except self._errors:
+            log.warning("closing the quota counters: Redis unreachable; another replica will reconcile")
         await self.lean.aclose()
         await self.redis.aclose()
 

@@ -5,11 +5,18 @@ Why not redis-py here: by measurement an ``EVALSHA`` through redis-py's asyncio 
 parsed by hiredis (redis-py's own C parser) it costs ~15 µs. Commands are written as they come
 and replies matched in order, which is how Redis pipelining works. Everything that is not on
 the hot path (batched budget flushes, rebuilds) stays on redis-py.
+
+Every command has a deadline (``command_timeout``) without a timer per command: one watchdog
+per connection looks at the oldest unanswered command a few times a second and, if it is late,
+drops the connection, failing every command on it (the next one reconnects). ``rediss://`` URLs
+connect over TLS (certificates verified unless ``ssl_cert_reqs=none``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
+import time
 from collections import deque
 from typing import Any
 
@@ -21,9 +28,12 @@ class RespError(Exception):
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, command_timeout: float) -> None:
         self.reader = hiredis.Reader(encoding="utf-8")
         self.waiters: deque[asyncio.Future[Any]] = deque()
+        self.sent: deque[float] = deque()  # when each waiter's command was sent (monotonic)
+        self.command_timeout = command_timeout
+        self._watchdog: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.outgoing: list[bytes] = []  # commands of this loop iteration, written together
@@ -40,20 +50,45 @@ class _Protocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._arm()
+
+    def _arm(self) -> None:
+        self._watchdog = asyncio.get_running_loop().call_later(self.command_timeout / 4, self._check)
+
+    def _check(self) -> None:
+        if self.closed:
+            return
+        if self.sent and time.monotonic() - self.sent[0] > self.command_timeout:
+            self.fail(TimeoutError(f"Redis did not answer within {self.command_timeout:g}s"))
+            return
+        self._arm()
+
+    def fail(self, exc: BaseException) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+        self._fail_waiters(exc)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
             waiter = self.waiters.popleft()
+            self.sent.popleft()
             if not waiter.done():
                 waiter.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._fail_waiters(ConnectionError("the connection to Redis was lost"))
+
+    def _fail_waiters(self, exc: BaseException) -> None:
         while self.waiters:
             waiter = self.waiters.popleft()
+            self.sent.popleft()
             if not waiter.done():
-                waiter.set_exception(ConnectionError("the connection to Redis was lost"))
+                waiter.set_exception(exc)
 
 
 def _encode(args: tuple[Any, ...]) -> bytes:
@@ -65,10 +100,17 @@ def _encode(args: tuple[Any, ...]) -> bytes:
 
 
 class LeanRedis:
-    def __init__(self, url: str, connect_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, connect_timeout: float = 5.0, command_timeout: float = 2.0) -> None:
         from redis.connection import parse_url
 
         options = parse_url(url)
+        self.ssl: ssl.SSLContext | None = None
+        if url.startswith("rediss://"):
+            self.ssl = ssl.create_default_context()
+            if str(options.get("ssl_cert_reqs", "required")).lower() in ("none", "cert_none"):
+                self.ssl.check_hostname = False
+                self.ssl.verify_mode = ssl.CERT_NONE
+        self.command_timeout = command_timeout
         self.host = options.get("host", "127.0.0.1")
         self.port = int(options.get("port", 6379))
         self.db = int(options.get("db", 0) or 0)
@@ -86,7 +128,9 @@ class LeanRedis:
             if self._protocol is None or self._protocol.closed:
                 loop = asyncio.get_running_loop()
                 async with asyncio.timeout(self.connect_timeout):
-                    _, protocol = await loop.create_connection(_Protocol, self.host, self.port)
+                    _, protocol = await loop.create_connection(
+                        lambda: _Protocol(self.command_timeout), self.host, self.port, ssl=self.ssl
+                    )
                 self._protocol = protocol
                 if self.password:
                     auth = (self.username, self.password) if self.username else (self.password,)
@@ -96,8 +140,11 @@ class LeanRedis:
             return self._protocol
 
     async def _send(self, protocol: _Protocol, args: tuple[Any, ...]) -> Any:
+        if protocol.closed:
+            raise ConnectionError("the connection to Redis was lost")
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         protocol.waiters.append(waiter)
+        protocol.sent.append(time.monotonic())
         protocol.send(_encode(args))
         reply = await waiter
         if isinstance(reply, hiredis.ReplyError):

@@ -85,12 +85,20 @@ def describe(window: str) -> str:
     }[window]
 
 
+def exact(value: float) -> str:
+    """A quota figure as people and headers want it: exact integers (``2000000``, never
+    ``2e+06``), else a plain decimal."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
 def refusal_message(state: WindowState, now: float) -> str:
     wait = max(0.0, (state.resets_at or now) - now)
     hours, rest = divmod(int(wait + 0.999), 3600)
     minutes, seconds = divmod(rest, 60)
     when = datetime.fromtimestamp(state.resets_at or now, ZoneInfo("UTC")).strftime("%Y-%m-%d %H:%M:%S UTC")
-    used = f"{state.used:g}/{state.limit:g}"
+    used = f"{exact(state.used)}/{exact(state.limit)}"
     return (
         f"Your plan's {describe(state.window)} is used up ({used}). "
         f"It frees up at {when} (in {hours}h {minutes}m {seconds}s)."

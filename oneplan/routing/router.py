@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from oneplan.errors import CircuitOpen, UpstreamError
+from oneplan.errors import CircuitOpen, OneplanError, UpstreamError
 from oneplan.protocols.canonical import ChatRequest, ChatResult, Delta
 from oneplan.providers.base import Provider, Target
 from oneplan.routing.catalog import Catalog, Deployment, ModelEntry, Plan
@@ -28,6 +28,15 @@ from oneplan.routing.retry import RetryPolicy
 
 T = TypeVar("T")
 STRATEGIES = ("weighted", "least-busy")
+
+
+def unreadable(provider: str, exc: BaseException) -> UpstreamError:
+    """The boundary's mapping for anything a provider raised outside the error tree: an answer
+    oneplan could not read (a 200 whose ``choices[0]`` is not an object, a broken event...) is
+    the provider's failure - a 502 that fails over - never a 500."""
+    return UpstreamError(
+        f"The provider '{provider}' sent an answer oneplan could not read ({type(exc).__name__})."
+    )
 
 
 @dataclass(slots=True)
@@ -158,13 +167,20 @@ class Router:
             return first, stream
 
         (first, stream), served, chosen = await self._route(entry, plan, attempt)
-        return served, first, self._watched(stream, chosen.health)
+        return served, first, self._watched(stream, chosen.health, chosen.deployment.provider)
 
-    async def _watched(self, stream: AsyncIterator[Delta], health: DeploymentHealth) -> AsyncIterator[Delta]:
+    async def _watched(
+        self, stream: AsyncIterator[Delta], health: DeploymentHealth, provider: str
+    ) -> AsyncIterator[Delta]:
         """The rest of a stream, telling the deployment's health how it ended."""
         try:
-            async for delta in stream:
-                yield delta
+            try:
+                async for delta in stream:
+                    yield delta
+            except (OneplanError, asyncio.CancelledError, GeneratorExit):
+                raise
+            except Exception as exc:
+                raise unreadable(provider, exc) from exc
         except UpstreamError as exc:
             if exc.retryable:
                 health.failed(exc, self.health.now())
@@ -196,7 +212,12 @@ class Router:
             attempts += 1
             c.health.begin(now, retry=attempts > 1)
             try:
-                result = await attempt(c)
+                try:
+                    result = await attempt(c)
+                except (OneplanError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:
+                    raise unreadable(c.deployment.provider, exc) from exc
             except UpstreamError as exc:
                 now = health.now()
                 if not exc.retryable:

@@ -13,7 +13,7 @@ from oneplan.config import resolve_secret
 from oneplan.errors import ConfigError
 from oneplan.metering.counters import Counters, MemoryCounters
 from oneplan.metering.ledger import Ledger
-from oneplan.metering.windows import ROLLING_SECONDS, Clock, Periods, system_clock
+from oneplan.metering.windows import Clock, Periods, system_clock
 from oneplan.providers.base import Provider, ProviderSettings, Timeouts, provider_class
 from oneplan.routing.catalog import Catalog
 from oneplan.routing.router import Router
@@ -68,7 +68,10 @@ def make_counters(catalog: Catalog, clock: Clock, periods: Periods) -> Counters:
     if url:
         from oneplan.metering.redis_counters import RedisCounters
 
-        return RedisCounters(url, clock, periods, prefix=catalog.server.redis_prefix)
+        return RedisCounters(
+            url, clock, periods, prefix=catalog.server.redis_prefix,
+            heartbeat_seconds=catalog.server.replica_heartbeat_seconds,
+        )
     return MemoryCounters(clock, periods)
 
 
@@ -87,11 +90,14 @@ class Gateway:
         self.periods = Periods(catalog.server.quota_timezone)
         self.db = Database.open(data_dir, catalog.server.database_url)
         self.counters = counters or make_counters(catalog, clock, self.periods)
-        self.ledger = Ledger(self.db, data_dir / "journal", catalog.server.ledger_flush_seconds)
+        self.ledger = Ledger(
+            self.db, data_dir / "journal", catalog.server.ledger_flush_seconds, on_commit=self.counters.committed
+        )
         self.keys = KeyCache(self.db)
         self.providers = build_providers(catalog)
         self.router = Router.from_catalog(catalog, self.providers)
         self.metrics = Metrics(self.router.health)
+        self.metrics.watch_ledger(self.ledger)
         self.pipeline = Pipeline(self)
         self.alerts = Alerts(self)  # oneplan/alerts/: fed by observe(), never in a request's way
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -101,18 +107,11 @@ class Gateway:
         for entry in self.catalog.models.values():
             for deployment in entry.deployments:
                 await self.providers[deployment.provider].preload(self.router.target(entry, deployment))
-        await self.ledger.start()
+        await self.ledger.start()  # first: an earlier process's rows reach the database
         await self.keys.start()
-        await self.rebuild_counters()
+        await self.counters.start(self.db)  # the ledger is the truth; the counters its cache
         await self.alerts.start()
         self.ready = True
-
-    async def rebuild_counters(self) -> None:
-        """The ledger is the truth; the counters are its cache."""
-        now = self.clock()
-        since = min(now - ROLLING_SECONDS, self.periods.week(now)[0], self.periods.month(now)[0])
-        rows = await asyncio.to_thread(self.db.charged_since, since)
-        await self.counters.rebuild(rows)
 
     async def close(self) -> None:
         self.ready = False

@@ -73,6 +73,27 @@ class HealthCollector(Collector):
         yield from (errors, retries, state, in_flight, opened)
 
 
+class LedgerCollector(Collector):
+    """The ledger's own health, read at scrape time."""
+
+    def __init__(self, ledger: Any, extra: dict[str, str] | None = None) -> None:
+        self.ledger = ledger
+        self.extra = extra or {}
+
+    def collect(self) -> Iterator[Metric]:
+        names, values = list(self.extra), list(self.extra.values())
+        pending = GaugeMetricFamily(
+            "oneplan_ledger_pending_rows", "Ledger rows journaled, not yet in the database.", labels=names
+        )
+        pending.add_metric(values, self.ledger.pending)
+        aside = CounterMetricFamily(
+            "oneplan_ledger_set_aside_rows", "Ledger rows the database refused, set aside (ledger_dead).",
+            labels=names,
+        )
+        aside.add_metric(values, self.ledger.set_aside)
+        yield from (pending, aside)
+
+
 class Metrics:
     def __init__(self, health: Health) -> None:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
@@ -105,6 +126,10 @@ class Metrics:
         else:
             self.registry.register(HealthCollector(health))
         self._bound: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+
+    def watch_ledger(self, ledger: Any) -> None:
+        extra = {"pid": str(os.getpid())} if self.multiprocess else None
+        self.registry.register(LedgerCollector(ledger, extra))
 
     def observe(self, row: dict[str, Any]) -> None:
         """One finished request (its ledger row). Cheap: cached children, no allocation beyond

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -22,17 +23,21 @@ from oneplan.errors import (
     RequestTooLarge,
 )
 from oneplan.metering.counters import Reservation
+from oneplan.metering.windows import exact
 from oneplan.protocols.base import Protocol, StreamContext, StreamRenderer
 from oneplan.protocols.canonical import Accumulator, ChatRequest, ChatResult, Delta, Usage
 from oneplan.routing.catalog import ModelEntry, Plan
 from oneplan.routing.router import Served
 from oneplan.server.auth import bearer
 from oneplan.server.errors import error_response
+from oneplan.server.settlement import InternalError, Settlement, spawn_close
 from oneplan.server.sse import EventStream
 from oneplan.store.db import KeyRecord
 
 if TYPE_CHECKING:
     from oneplan.server.gateway import Gateway
+
+log = logging.getLogger("oneplan")
 
 ID_PREFIX = {"openai_chat": "chatcmpl-", "anthropic": "msg_", "responses": "resp_"}
 
@@ -118,10 +123,11 @@ class Call:
 
 async def read_json(request: Request, limit: int) -> Any:
     length = request.headers.get("content-length")
+    receive = request.receive
     if length is not None and length.isdigit() and int(length) > limit:
+        await drain(receive)
         raise RequestTooLarge(f"The request body is larger than the {limit} byte limit.")
     # Straight from ASGI ``receive``: most bodies arrive in one message.
-    receive = request.receive
     chunks = []
     size = 0
     while True:
@@ -131,6 +137,8 @@ async def read_json(request: Request, limit: int) -> Any:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
+            if message.get("more_body", False):
+                await drain(receive)
             raise RequestTooLarge(f"The request body is larger than the {limit} byte limit.")
         chunks.append(chunk)
         if not message.get("more_body", False):
@@ -144,20 +152,38 @@ async def read_json(request: Request, limit: int) -> Any:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
 
 
+async def drain(receive: Any, max_bytes: int = 256 * 1024 * 1024, seconds: float = 10.0) -> None:
+    """Read and drop the rest of a body that will be refused, so the client reads the 413
+    instead of a connection reset (closing a socket with unread data sends RST). Bounded in
+    bytes and time; past either the connection is simply closed."""
+    seen = 0
+    try:
+        async with asyncio.timeout(seconds):
+            while seen <= max_bytes:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                seen += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        return
+
+
 def quota_headers(reservation: Reservation) -> dict[str, str]:
     headers = {}
     tightest = None
     for state in reservation.states:
         name = state.window.replace("_", "-")
-        headers[f"x-oneplan-quota-{name}-limit"] = f"{state.limit:g}"
-        headers[f"x-oneplan-quota-{name}-remaining"] = f"{state.remaining:g}"
+        headers[f"x-oneplan-quota-{name}-limit"] = exact(state.limit)
+        headers[f"x-oneplan-quota-{name}-remaining"] = exact(state.remaining)
         if state.resets_at is not None:
             headers[f"x-oneplan-quota-{name}-reset"] = str(int(state.resets_at))
         if state.window in ("5h", "week", "month") and (tightest is None or state.remaining < tightest.remaining):
             tightest = state
     if tightest is not None:
-        headers["x-ratelimit-limit-requests"] = f"{tightest.limit:g}"
-        headers["x-ratelimit-remaining-requests"] = f"{tightest.remaining:g}"
+        headers["x-ratelimit-limit-requests"] = exact(tightest.limit)
+        headers["x-ratelimit-remaining-requests"] = exact(tightest.remaining)
     return headers
 
 
@@ -185,17 +211,17 @@ class Pipeline:
             entry, plan = self.resolve(chat.model, key)
             if entry.max_output_tokens is not None:
                 cap_output(chat, entry.max_output_tokens)
-        except OneplanError as exc:
-            return error_response(protocol, exc)
-        try:
-            reservation = await gw.counters.admit(key.user_id, plan, entry.weight)
+            request_id = new_id(protocol)
+            reservation = await gw.counters.admit(key.user_id, plan, entry.weight, request_id)
         except QuotaExceeded as exc:
             gw.ledger.record(self._row_refused(protocol, chat, key, entry, started, t0, exc))
             return error_response(protocol, exc)
-        call = Call(
-            new_id(protocol),
-            exchange, chat, key, entry, plan, reservation, started, t0,
-        )
+        except OneplanError as exc:
+            return error_response(protocol, exc)
+        except Exception as exc:  # a bug before admission: nothing to settle, still the caller's shape
+            log.exception("internal error before admission on %s", request.url.path)
+            return internal_error(protocol, exc)
+        call = Call(request_id, exchange, chat, key, entry, plan, reservation, started, t0)
         if chat.stream:
             return await self.open_stream(call)
         return await self.complete(call)
@@ -213,82 +239,110 @@ class Pipeline:
     # -- non-streamed ----------------------------------------------------------------------
 
     async def complete(self, call: Call) -> Response:
+        settlement = Settlement(self.gw, call)
         try:
-            result, served = await self.gw.router.complete(call.request, call.entry, call.plan)
+            async with settlement:
+                result, served = await self.gw.router.complete(call.request, call.entry, call.plan)
+                settlement.served = served
+                call.ttft = time.perf_counter() - call.t0
+                ctx = self.context(call, served)
+                body = orjson.dumps(call.exchange.render(result, ctx))
+                await settlement.ok(result.usage, completion=result.text)
         except OneplanError as exc:
-            await self.fail(call, exc)
             return error_response(call.protocol, exc)
-        call.ttft = time.perf_counter() - call.t0
-        ctx = self.context(call, served)
-        body = orjson.dumps(call.exchange.render(result, ctx))
-        await self.settle(call, served, "ok", result.usage, completion=result.text)
-        await call.exchange.completed(call, result, ctx)
+        except Exception as exc:
+            return internal_error(call.protocol, exc)  # settled (failed) and logged on the way out
+        await self.completed(call, result, ctx)
         return Response(body, media_type="application/json", headers=served_headers(call.reservation, served))
+
+    async def completed(self, call: Call, result: ChatResult, ctx: StreamContext) -> None:
+        """The exchange's after-answer work (storing a response). The answer is settled and
+        goes out whatever happens here; a failure is logged."""
+        try:
+            await call.exchange.completed(call, result, ctx)
+        except Exception:
+            log.exception("storing the answer to %s failed; it was delivered and charged", call.id)
 
     # -- streamed --------------------------------------------------------------------------
 
     async def open_stream(self, call: Call) -> Response | EventStream:
         """Reach an upstream that answers before sending the client anything, so that a failure
         up to here is a proper HTTP error the client's SDK understands."""
+        settlement = Settlement(self.gw, call)
         try:
-            served, first, rest = await self.gw.router.open_stream(call.request, call.entry, call.plan)
+            async with settlement:
+                served, first, rest = await self.gw.router.open_stream(call.request, call.entry, call.plan)
+                settlement.served = served
+                interval = call.exchange.ping_interval
+                deltas = rest if interval is None else with_pings(rest, interval)
+                settlement.acc = Accumulator()  # from here a cancellation charges what was streamed
+                ctx = self.context(call, served)
+                try:
+                    renderer = call.exchange.renderer(ctx)  # before the 200: its failure is a 500
+                except BaseException:
+                    spawn_close(deltas)
+                    raise
+                body = self.relay(call, settlement, ctx, renderer, first, deltas)
+                stream = EventStream(
+                    body, headers=served_headers(call.reservation, served),
+                    on_close=lambda: _abandon(settlement, deltas),
+                )
+                settlement.hand_off()
         except OneplanError as exc:
-            await self.fail(call, exc)
             return error_response(call.protocol, exc)
-        return EventStream(self.relay(call, served, first, rest), headers=served_headers(call.reservation, served))
+        except Exception as exc:
+            return internal_error(call.protocol, exc)
+        return stream
 
     async def relay(
-        self, call: Call, served: Served, first: Delta | None, rest: AsyncIterator[Delta]
+        self, call: Call, settlement: Settlement, ctx: StreamContext, renderer: StreamRenderer,
+        first: Delta | None, deltas: AsyncIterator[Delta | None],
     ) -> AsyncIterator[bytes]:
-        ctx = self.context(call, served)
-        renderer = call.exchange.renderer(ctx)
-        acc = Accumulator()
-        settled = False
-        held = [renderer.start()]  # frames not yet sent: deltas that came together go together
+        """The one owner of the upstream stream: it reads it, and closes it however it ends."""
+        acc = settlement.acc
+        assert acc is not None
         try:
-            if first is not None:
-                call.ttft = time.perf_counter() - call.t0
-                acc.add(first)
-                held.append(renderer.feed(first))
-                if not first.more:
-                    yield b"".join(held)
-                    held = []
-            interval = call.exchange.ping_interval
-            deltas = rest if interval is None else with_pings(rest, interval)
-            async for delta in deltas:
-                if delta is None:
-                    held.append(renderer.ping())
-                else:
-                    acc.add(delta)
-                    held.append(renderer.feed(delta))
-                    if delta.more:
-                        continue
-                yield b"".join(held)
-                held = []
-        except OneplanError as exc:
-            settled = True
-            await self.fail(call, exc, served=served)
-            yield b"".join(held) + renderer.fail(exc)
-            return
-        except BaseException:
-            # The client went away (cancellation) or we are shutting down: charge what the
-            # upstream reported producing, if it reported it (README, "Ledger policy").
-            if not settled:
-                settled = True
-                self.settle_later(call, served, "cancelled", acc.usage or Usage(), acc.text)
-            raise
+            async with settlement:
+                held: list[bytes] = []  # frames not yet sent: deltas that came together go together
+                try:
+                    held.append(renderer.start())
+                    if first is not None:
+                        call.ttft = time.perf_counter() - call.t0
+                        acc.add(first)
+                        held.append(renderer.feed(first))
+                        if not first.more:
+                            yield b"".join(held)
+                            held = []
+                    async for delta in deltas:
+                        if delta is None:
+                            held.append(renderer.ping())
+                        else:
+                            acc.add(delta)
+                            held.append(renderer.feed(delta))
+                            if delta.more:
+                                continue
+                        yield b"".join(held)
+                        held = []
+                except Exception as exc:
+                    error = exc if isinstance(exc, OneplanError) else InternalError(exc)
+                    if error is not exc:
+                        log.error("internal error relaying %s", call.id, exc_info=exc)
+                    await settlement.failed(error)
+                    # The stream already said 200: end it with the protocol's own error event.
+                    yield b"".join(held) + renderer.fail(error)
+                    return
+                await settlement.ok(acc.usage or Usage(), completion=acc.text)
+                if call.exchange.wants_result:
+                    result = acc.result(id=call.id, model=ctx.model, created=ctx.created)
+                    await self.completed(call, result, ctx)
+                # Only now, with the ledger row written, do the closing frames go out.
+                yield b"".join(held) + renderer.finish()
         finally:
-            aclose = getattr(rest, "aclose", None)
+            aclose = getattr(deltas, "aclose", None)
             if aclose is not None:
                 await aclose()
-        settled = True
-        await self.settle(call, served, "ok", acc.usage or Usage(), completion=acc.text)
-        if call.exchange.wants_result:
-            await call.exchange.completed(call, acc.result(id=call.id, model=ctx.model, created=ctx.created), ctx)
-        # Only now, with the ledger row written, do the closing frames go out.
-        yield b"".join(held) + renderer.finish()
 
-    # -- settling --------------------------------------------------------------------------
+    # -- rows ------------------------------------------------------------------------------
 
     def context(self, call: Call, served: Served) -> StreamContext:
         return StreamContext(
@@ -298,60 +352,6 @@ class Pipeline:
             include_usage=call.request.include_usage,
             request=call.request,
         )
-
-    def _row(self, call: Call, status: str, http_status: int, usage: Usage, served: Served | None) -> dict[str, Any]:
-        model = served.model if served else call.entry
-        cost = model.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens)
-        row: dict[str, Any] = {
-            "id": call.id,
-            "ts": call.started,
-            "user_id": call.key.user_id,
-            "key_id": call.key.key_id,
-            "protocol": call.protocol.name,
-            "model": model.name,
-            "stream": call.request.stream,
-            "status": status,
-            "http_status": http_status,
-            "weight": call.reservation.weight if status in ("ok", "cancelled") else 0,
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cached_tokens": usage.cached_tokens,
-            "reasoning_tokens": usage.reasoning_tokens,
-            "cost": cost,
-            "latency_ms": (time.perf_counter() - call.t0) * 1000.0,
-            "ttft_ms": None if call.ttft is None else call.ttft * 1000.0,
-        }
-        if served is not None:
-            row["provider"] = served.deployment.provider
-            row["upstream_model"] = served.deployment.upstream
-            row["attempts"] = served.attempts
-        if self.gw.catalog.server.store_prompts:
-            row["prompt"] = orjson.dumps(call.request.messages).decode()
-        return row
-
-    async def settle(self, call: Call, served: Served, status: str, usage: Usage, completion: str | None) -> None:
-        row = self._row(call, status, 200, usage, served)
-        if completion is not None and self.gw.catalog.server.store_prompts:
-            row["completion"] = completion
-        await self.gw.counters.settle(call.reservation, usage.total_tokens, row["cost"])
-        self.gw.ledger.record(row)
-        self.gw.observe(row)
-
-    def settle_later(self, call: Call, served: Served, status: str, usage: Usage, completion: str | None) -> None:
-        """Settle from a cancelled task: the ledger row now, the counters in a fresh task."""
-        row = self._row(call, status, 499, usage, served)
-        self.gw.ledger.record(row)
-        self.gw.observe(row)
-        self.gw.spawn(self.gw.counters.settle(call.reservation, usage.total_tokens, row["cost"]))
-
-    async def fail(self, call: Call, exc: OneplanError, served: Served | None = None) -> None:
-        """A failed request costs the user nothing: release the reservation, log the failure."""
-        await self.gw.counters.release(call.reservation)
-        row = self._row(call, "failed", exc.status, Usage(), served)
-        row["error_class"] = type(exc).__name__
-        row["attempts"] = getattr(exc, "attempts", row.get("attempts", 1))
-        self.gw.ledger.record(row)
-        self.gw.observe(row)
 
     def _row_refused(
         self, protocol: Protocol, chat: ChatRequest, key: KeyRecord, entry: ModelEntry,
@@ -375,8 +375,23 @@ class Pipeline:
         return row
 
 
+def internal_error(protocol: Protocol, exc: BaseException) -> Response:
+    return error_response(protocol, InternalError(exc))
+
+
+def _abandon(settlement: Settlement, deltas: AsyncIterator[Delta | None]) -> None:
+    """The event stream closed: if its body never ran, settle and close the upstream here."""
+    if not settlement.done:
+        settlement.abandon()
+        spawn_close(deltas)
+
+
 async def with_pings(deltas: AsyncIterator[Delta], interval: float) -> AsyncIterator[Delta | None]:
-    """The deltas, with a ``None`` every ``interval`` seconds of upstream silence."""
+    """The deltas, with a ``None`` every ``interval`` seconds of upstream silence.
+
+    It reads the upstream from a task of its own (so silence can be timed), and so it owns the
+    upstream: closing this generator cancels that read, waits for it to unwind, and only then
+    closes the upstream - never while the read is still running inside it."""
     iterator = aiter(deltas)
     pending: asyncio.Future[Delta] | None = None
     try:
@@ -394,5 +409,20 @@ async def with_pings(deltas: AsyncIterator[Delta], interval: float) -> AsyncIter
                 return
             yield delta
     finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
+        if pending is not None:
+            if not pending.done():
+                pending.cancel()
+            try:
+                await asyncio.shield(_settle_future(pending))
+            except BaseException:  # the read's own outcome no longer matters
+                pass
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _settle_future(future: asyncio.Future[Any]) -> None:
+    try:
+        await future
+    except BaseException:  # cancelled or failed: either way it has stopped
+        pass

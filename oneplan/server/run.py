@@ -54,10 +54,12 @@ def check_providers(catalog: Catalog) -> None:
 
 
 def build_app(data_dir: Path, config: Path | None, local_models: list[Path]) -> FastFront:
+    from oneplan.server import front
     from oneplan.server.app import create_app
     from oneplan.server.gateway import Gateway
 
     catalog = load(config, local_models)
+    front.configure(catalog.server.max_header_bytes, catalog.server.header_timeout_seconds)
     return create_app(Gateway(catalog, data_dir))
 
 
@@ -71,6 +73,7 @@ def worker_app() -> FastFront:
 def serve(ctx: Any, *, host: str | None, port: int | None, workers: int, local_models: list[Path], log_level: str) -> None:
     import uvicorn
 
+    from oneplan.server import front
     from oneplan.store.db import Database
 
     catalog = load(ctx.config_path, local_models)
@@ -98,10 +101,10 @@ def serve(ctx: Any, *, host: str | None, port: int | None, workers: int, local_m
         "log_level": log_level,
         "access_log": False,
         "loop": "uvloop",
-        "http": "httptools",
         "timeout_graceful_shutdown": int(catalog.server.shutdown_grace_seconds) or None,
         "server_header": False,
         "proxy_headers": False,  # oneplan logs no client addresses; skip the rewrite per request
+        **front.uvicorn_options(catalog.server),  # head size and time limits, keep-alive
     }
     from oneplan.server import shutdown
 

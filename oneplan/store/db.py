@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -71,7 +72,8 @@ class Database:
         if url is None:
             url = f"sqlite:///{data_dir / 'oneplan.db'}"
         try:
-            engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+            # hide_parameters: an error names the statement, never its values (prompts, keys).
+            engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"), hide_parameters=True)
         except Exception as exc:
             raise ConfigError(f"server.database_url: cannot use {url.split('@')[-1]!r}: {exc}") from None
         if engine.dialect.name == "sqlite":
@@ -239,19 +241,79 @@ class Database:
 
     # -- ledger ----------------------------------------------------------------------------
 
-    def insert_ledger(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Idempotent by request id: replaying a journal twice inserts each row once.
+    def insert_ledger(self, rows: Sequence[dict[str, Any]]) -> str:
+        """Insert ``rows`` in one transaction; return the counter generation it committed under.
 
-        Straight to the driver (one prepared statement, ``executemany`` of tuples): it runs
-        beside the event loop on every flush, and SQLAlchemy's statement compilation doubled
-        its cost and its time holding the GIL.
+        Idempotent by request id: replaying a journal twice inserts each row once. Straight to
+        the driver (one prepared statement, ``executemany`` of tuples): it runs beside the event
+        loop on every flush, and SQLAlchemy's statement compilation doubled its cost. The
+        transaction takes the write lock first (SQLite) or is ordered by the rebuild's table
+        lock (PostgreSQL), so it is wholly before or wholly after a counter rebuild's read.
         """
-        if not rows:
-            return
         columns = LEDGER_COLUMNS
         params = [tuple(row.get(c) for c in columns) for row in rows]
         with self.engine.begin() as conn:
-            conn.exec_driver_sql(self._ledger_insert, params)
+            if self.is_sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if params:
+                conn.exec_driver_sql(self._ledger_insert, params)
+            return self._counters_gen(conn)
+
+    def _counters_gen(self, conn: Any) -> str:
+        value = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == "counters_gen")).scalar()
+        return str(value or "0")
+
+    def snapshot_for_counters(self, since: float) -> tuple[list[tuple[Any, ...]], str]:
+        """What the quota counters are rebuilt from, and their new generation, in one
+        transaction that no ledger flush interleaves with (see ``insert_ledger``)."""
+        with self.engine.begin() as conn:
+            if self.is_sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql("LOCK TABLE ledger IN SHARE MODE")
+            rows = [tuple(r) for r in conn.execute(self._charged_query(since, None))]
+            generation = str(int(self._counters_gen(conn)) + 1)
+            done = conn.execute(
+                update(schema.meta).where(schema.meta.c.key == "counters_gen").values(value=generation)
+            ).rowcount
+            if not done:
+                conn.execute(insert(schema.meta).values(key="counters_gen", value=generation))
+        return rows, generation
+
+    def outcomes(self, ids: Sequence[str]) -> dict[str, tuple[str, int, float]]:
+        """Ledger rows by request id: (status, tokens, cost)."""
+        led = schema.ledger
+        out: dict[str, tuple[str, int, float]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                query = select(
+                    led.c.id, led.c.status, led.c.input_tokens + led.c.output_tokens, led.c.cost
+                ).where(led.c.id.in_(list(ids[i : i + 500])))
+                for r in conn.execute(query):
+                    out[r[0]] = (r[1], int(r[2] or 0), float(r[3] or 0.0))
+        return out
+
+    def set_aside(self, rows: Sequence[tuple[dict[str, Any], str]]) -> None:
+        """Keep rows the database refused, with why (class and SQLSTATE only)."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(schema.ledger_dead),
+                [
+                    {"request_id": str(row.get("id"))[:64], "set_aside_at": now, "error": error[:200],
+                     "row": orjson.dumps(row, default=str).decode()}
+                    for row, error in rows
+                ],
+            )
+
+    def dead_rows(self, limit: int = 20) -> tuple[int, list[dict[str, Any]]]:
+        t = schema.ledger_dead
+        with self.engine.connect() as conn:
+            count = conn.execute(select(func.count()).select_from(t)).scalar() or 0
+            rows = conn.execute(
+                select(t.c.request_id, t.c.set_aside_at, t.c.error).order_by(t.c.seq.desc()).limit(limit)
+            ).all()
+        return int(count), [{"id": r[0], "set_aside_at": r[1], "error": r[2]} for r in rows]
 
     @property
     def _ledger_insert(self) -> str:
@@ -273,6 +335,10 @@ class Database:
     def charged_since(self, since: float, user_ids: Iterable[int] | None = None) -> list[tuple[Any, ...]]:
         """(user_id, second, weight, tokens, cost) per second with charged requests, for
         rebuilding quota counters."""
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(self._charged_query(since, user_ids))]
+
+    def _charged_query(self, since: float, user_ids: Iterable[int] | None) -> Any:
         led = schema.ledger
         second = func.cast(led.c.ts, schema.Integer)
         query = (
@@ -288,8 +354,7 @@ class Database:
         )
         if user_ids is not None:
             query = query.where(led.c.user_id.in_(list(user_ids)))
-        with self.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(query)]
+        return query
 
     def usage_totals(self, user_id: int | None = None, since: float | None = None) -> list[dict[str, Any]]:
         """Per user and model: requests, tokens, cost."""

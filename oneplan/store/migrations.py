@@ -104,6 +104,20 @@ def m002_responses(conn: Connection) -> None:
     md.create_all(conn, checkfirst=True)
 
 
+def m003_ledger_dead(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE ledger ADD COLUMN anomalies VARCHAR(200)")
+    md = MetaData()
+    Table(
+        "ledger_dead", md,
+        Column("seq", Integer, primary_key=True, autoincrement=True),
+        Column("request_id", String(64), nullable=False),
+        Column("set_aside_at", Float, nullable=False),
+        Column("error", String(200), nullable=False),
+        Column("row", Text, nullable=False),
+    )
+    md.create_all(conn, checkfirst=True)
+
+
 def m005_alerts(conn: Connection) -> None:
     md = MetaData()
     Table(
@@ -152,7 +166,7 @@ def m005_alerts(conn: Connection) -> None:
     md.create_all(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_responses, m005_alerts]
+MIGRATIONS: list[Migration] = [m001_initial, m002_responses, m003_ledger_dead, m005_alerts]
 
 
 def migrate(conn: Connection) -> list[str]:

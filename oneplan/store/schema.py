@@ -81,6 +81,7 @@ ledger = Table(
     Column("attempts", Integer, nullable=False, default=1),
     Column("prompt", Text, nullable=True),  # only with server.store_prompts = true
     Column("completion", Text, nullable=True),
+    Column("anomalies", String(200), nullable=True),  # values changed to fit (see metering/ledger.py)
     Index("ledger_user_ts", "user_id", "ts"),
     Index("ledger_ts", "ts"),
 )
@@ -94,6 +95,18 @@ responses = Table(
     Column("expires_at", Float, nullable=False, index=True),
     Column("body", LargeBinary, nullable=False),  # the rendered Response object (JSON)
     Column("conversation", LargeBinary, nullable=False),  # every turn's items, for continuation
+)
+
+# Ledger rows the database refused even after they were made to fit: set aside, never blocking
+# the rows after them (``oneplan ledger status`` shows them).
+ledger_dead = Table(
+    "ledger_dead",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False),
+    Column("set_aside_at", Float, nullable=False),
+    Column("error", String(200), nullable=False),  # the error's class and SQLSTATE, never values
+    Column("row", Text, nullable=False),  # the row as JSON (NUL escaped)
 )
 
 # -- alerts (oneplan/alerts/) ----------------------------------------------------------------

@@ -81,13 +81,18 @@ channels = ["hook"]
 
             engine = create_engine(pg_url)
             dl = schema.alert_deliveries
-            with engine.connect() as conn:
-                owners = dict(conn.execute(select(dl.c.id, dl.c.lease_owner)).all())
-            assert len(owners) == 2 and all(owners.values())
-            victim_pid = int(next(iter(owners.values())).split(":")[1])
+
+            def leased() -> dict[str, str | None] | None:
+                with engine.connect() as conn:
+                    rows = dict(conn.execute(select(dl.c.id, dl.c.lease_owner)).all())
+                return rows if len(rows) == 2 and any(rows.values()) else None
+
+            # Both deliveries exist; at least one is claimed (held at the receiver) right now.
+            owners = wait_for(leased, what="a claimed delivery")
+            victim_pid = int(next(o for o in owners.values() if o).split(":")[1])
             victim = next(r for r in replicas if r.proc is not None and r.proc.pid == victim_pid)
             victim.kill()  # SIGKILL, with a delivery claimed and not delivered
-            killed_ids = {d for d, owner in owners.items() if int(owner.split(":")[1]) == victim_pid}
+            killed_ids = {d for d, owner in owners.items() if owner and int(owner.split(":")[1]) == victim_pid}
             hook.hold.clear()
             survivor = next(r for r in replicas if r is not victim)
 

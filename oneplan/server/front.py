@@ -1,0 +1,121 @@
+"""The HTTP front's limits: what uvicorn's httptools protocol does not bound by itself.
+
+* **Request head size**: a request line plus headers larger than ``server.max_header_bytes``
+  (default 64 KiB) is answered ``431`` and the connection closed (unbounded, a hundred 1 MB header
+  lines held ~100 MB).
+* **Request head time**: a connection must deliver a whole request head within
+  ``server.header_timeout_seconds`` (default 10 s) of opening or of its previous answer -
+  slowloris clients and idle sockets that never send a request are closed with ``408``.
+* **Idle keep-alive**: uvicorn's own ``timeout_keep_alive`` (``server.keep_alive_seconds``,
+  default 5 s) closes connections idle between requests.
+
+``configure()`` sets the limits for this process before uvicorn starts serving (workers call it
+from their app factory), so the protocol class stays importable for uvicorn's worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+@dataclass(slots=True)
+class Limits:
+    max_header_bytes: int = 64 * 1024
+    header_timeout: float = 10.0
+
+
+LIMITS = Limits()
+
+
+def configure(max_header_bytes: int, header_timeout: float) -> None:
+    LIMITS.max_header_bytes = max_header_bytes
+    LIMITS.header_timeout = header_timeout
+
+
+class HeadTooLarge(Exception):
+    """Raised from a parser callback to stop parsing a head that is too large."""
+
+
+class GuardedHttpTools(HttpToolsProtocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._head_bytes = 0
+        self._too_large = False
+        self._head_timer: asyncio.TimerHandle | None = None
+        super().connection_made(transport)
+        self._arm_head()
+
+    # -- the head's deadline ----------------------------------------------------------------
+
+    def _arm_head(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(LIMITS.header_timeout, self._head_expired)
+
+    def _disarm_head(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+            self._plain(408, "Request Timeout", "The request head did not arrive in time.")
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # The next request's head must come within the limit too (the keep-alive timer, shorter,
+        # usually closes an idle connection first).
+        if not self.transport.is_closing():
+            self._arm_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head()
+        super().connection_lost(exc)
+
+    # -- the head's size --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._head_bytes = 0
+        self._arm_head()
+        super().on_message_begin()
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > LIMITS.max_header_bytes:
+            self._too_large = True
+            raise HeadTooLarge
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._disarm_head()
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._too_large:
+            limit = LIMITS.max_header_bytes
+            self._plain(431, "Request Header Fields Too Large", f"The request head is over the {limit} byte limit.")
+            return
+        super().send_400_response(msg)
+
+    def _plain(self, status: int, reason: str, message: str) -> None:
+        body = message.encode()
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status, reason.encode(), len(body), body)
+        )
+        self.transport.close()
+
+
+def uvicorn_options(server: Any) -> dict[str, Any]:
+    """The uvicorn settings that go with these limits."""
+    return {"http": GuardedHttpTools, "timeout_keep_alive": server.keep_alive_seconds}

@@ -1,0 +1,177 @@
+"""Settlement that cannot be skipped: exactly one ledger row and exactly one of settle or
+release for every admitted request, whatever is raised where.
+
+``Settlement`` is an async context manager around everything that happens after admission::
+
+    async with Settlement(pipeline, call) as s:
+        result, served = await router.complete(...)
+        s.served = served
+        ...
+        await s.ok(usage, completion)
+
+Leaving the block without ``ok``/``failed`` settles by what ended it:
+
+* a ``OneplanError`` -> ``failed`` with that error (the reservation is released);
+* any other ``Exception`` (a bug, a renderer error) -> ``failed`` as an internal error, logged
+  once with its traceback (the reservation is released);
+* cancellation or ``GeneratorExit`` (the client went away, shutdown) -> ``cancelled``: charged
+  what the upstream reported producing, the row journaled and the counters settled
+  synchronously (a cancelled task cannot be trusted to finish an ``await``);
+* normal exit -> nothing if the block handed the call on (``hand_off()``, a stream that the
+  relay now owns), else an internal error: the block forgot to settle.
+
+A stream body that is never iterated (the client hung up before the first byte) is settled by
+``abandon()``, which the event stream calls when it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from oneplan.errors import OneplanError
+from oneplan.protocols.canonical import Accumulator, Usage
+from oneplan.routing.router import Served
+
+if TYPE_CHECKING:
+    from oneplan.server.gateway import Gateway
+    from oneplan.server.pipeline import Call
+
+log = logging.getLogger("oneplan")
+
+OK, FAILED, CANCELLED, REFUSED = "ok", "failed", "cancelled", "refused"
+
+
+class InternalError(OneplanError):
+    """Something in oneplan itself failed while serving a request (logged with its traceback)."""
+
+    def __init__(self, cause: BaseException | None = None) -> None:
+        super().__init__("Internal error in oneplan; the operator's log has the details.")
+        self.cause = cause
+
+
+class Settlement:
+    __slots__ = ("_handed_off", "acc", "call", "done", "gw", "served")
+
+    def __init__(self, gateway: Gateway, call: Call) -> None:
+        self.gw = gateway
+        self.call = call
+        self.served: Served | None = None
+        self.acc: Accumulator | None = None  # a stream's deltas so far, for a cancellation
+        self.done = False
+        self._handed_off = False
+
+    async def __aenter__(self) -> Settlement:
+        self._handed_off = False
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.done:
+            return
+        if exc is None:
+            if not self._handed_off:
+                await self.failed(InternalError())
+                log.error("request %s left its settlement block without settling", self.call.id)
+        elif isinstance(exc, OneplanError):
+            await self.failed(exc)
+        elif isinstance(exc, Exception):
+            log.error("internal error serving %s", self.call.id, exc_info=(exc_type, exc, tb))  # type: ignore[arg-type]
+            await self.failed(InternalError(exc))
+        else:  # CancelledError, GeneratorExit, KeyboardInterrupt: no awaiting from here
+            self.cancelled()
+
+    def hand_off(self) -> None:
+        """The block ends well but the call goes on (a stream the relay now settles)."""
+        self._handed_off = True
+
+    # -- the three ways a call ends ---------------------------------------------------------
+
+    async def ok(self, usage: Usage, completion: str | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        row = self.row(OK, 200, usage)
+        if completion is not None and self.gw.catalog.server.store_prompts:
+            row["completion"] = completion
+        self.gw.ledger.record(row)
+        self.gw.counters.settle(self.call.reservation, usage.total_tokens, row["cost"])
+        self.gw.observe(row)
+
+    async def failed(self, error: OneplanError) -> None:
+        """A failed request costs the user nothing: the reservation goes back."""
+        if self.done:
+            return
+        self.done = True
+        row = self.row(FAILED, error.status, Usage())
+        cause = getattr(error, "cause", None)
+        row["error_class"] = type(error).__name__ + (f":{type(cause).__name__}" if cause is not None else "")
+        row["attempts"] = getattr(error, "attempts", row.get("attempts", 1))
+        self.gw.ledger.record(row)
+        self.gw.observe(row)
+        await self.gw.counters.release(self.call.reservation)
+
+    def cancelled(self) -> None:
+        """The client went away: charge what the upstream reported producing (README, "Ledger
+        policy"). Synchronous (no awaiting in a cancelled task): journal and counters both."""
+        if self.done:
+            return
+        self.done = True
+        usage = (self.acc.usage if self.acc is not None else None) or Usage()
+        row = self.row(CANCELLED, 499, usage)
+        self.gw.ledger.record(row)
+        self.gw.counters.settle(self.call.reservation, usage.total_tokens, row["cost"])
+        self.gw.observe(row)
+
+    def abandon(self) -> None:
+        """The stream closed without its body ever running: settle as cancelled."""
+        self.cancelled()
+
+    # -- the row ----------------------------------------------------------------------------
+
+    def row(self, status: str, http_status: int, usage: Usage) -> dict[str, Any]:
+        call, served = self.call, self.served
+        model = served.model if served else call.entry
+        cost = model.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens)
+        row: dict[str, Any] = {
+            "id": call.id,
+            "ts": call.started,
+            "user_id": call.key.user_id,
+            "key_id": call.key.key_id,
+            "protocol": call.protocol.name,
+            "model": model.name,
+            "stream": call.request.stream,
+            "status": status,
+            "http_status": http_status,
+            "weight": call.reservation.weight if status in (OK, CANCELLED) else 0,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cached_tokens": usage.cached_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "cost": cost if status in (OK, CANCELLED) else 0.0,
+            "latency_ms": (time.perf_counter() - call.t0) * 1000.0,
+            "ttft_ms": None if call.ttft is None else call.ttft * 1000.0,
+        }
+        if served is not None:
+            row["provider"] = served.deployment.provider
+            row["upstream_model"] = served.deployment.upstream
+            row["attempts"] = served.attempts
+        if self.gw.catalog.server.store_prompts:
+            try:
+                row["prompt"] = orjson.dumps(call.request.messages).decode()
+            except (TypeError, orjson.JSONEncodeError):
+                row["prompt"] = None  # not encodable (it never reached a provider either)
+        return row
+
+
+def spawn_close(stream: Any) -> None:
+    """Close an async iterator from synchronous code (it owns an upstream connection)."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        asyncio.get_running_loop().create_task(aclose())

@@ -1,0 +1,224 @@
+"""Redis counters that heal: a Redis that lost its state is rebuilt from the ledger exactly once
+across replicas, with no admission in between and no double count; requests in flight across
+the loss are counted once; a dead replica's requests in flight are reconciled; an unreachable or
+silent Redis is a fast ``BackendUnavailable``. Real Redis (127.0.0.1:6379, a key prefix per
+test), real SQLite ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import socket
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oneplan.errors import BackendUnavailable, QuotaExceeded
+from oneplan.metering.counters import Reservation
+from oneplan.metering.ledger import LEDGER_DEFAULTS, fit
+from oneplan.metering.redis_counters import RedisCounters
+from oneplan.metering.windows import Periods
+from oneplan.routing.catalog import Plan
+from oneplan.store.db import Database
+from tests.support.gateway import ManualClock
+from tests.support.services import require_redis
+
+T0 = datetime(2026, 11, 18, 12, 0, 0, tzinfo=UTC).timestamp()
+PLAN = Plan("p", requests_per_5h=1000, tokens_per_month=10**9)
+
+
+@pytest.fixture(autouse=True)
+def redis_running() -> None:
+    require_redis()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database.open(tmp_path)
+    yield database
+    database.close()
+
+
+def row(request_id: str, user_id: int, ts: float, *, status: str = "ok", tokens: int = 0) -> dict[str, Any]:
+    return fit({
+        **LEDGER_DEFAULTS, "id": request_id, "ts": ts, "user_id": user_id, "key_id": "k", "protocol": "openai_chat",
+        "model": "m1", "stream": False, "status": status, "http_status": 200, "weight": 1 if status == "ok" else 0,
+        "latency_ms": 1.0, "input_tokens": tokens, "output_tokens": 0,
+    })
+
+
+async def counters(prefix: str, db: Database, clock: ManualClock, **kw: Any) -> RedisCounters:
+    c = RedisCounters("redis://127.0.0.1:6379/0", clock, Periods("UTC"), prefix=prefix, **kw)
+    await c.start(db)
+    return c
+
+
+async def wipe(c: RedisCounters) -> None:
+    """What a Redis restarted without persistence looks like to this prefix: nothing."""
+    keys = [k async for k in c.redis.scan_iter(match=f"{c.prefix}:*", count=1000)]
+    if keys:
+        await c.redis.delete(*keys)
+
+
+async def used(c: RedisCounters, user_id: int, plan: Plan = PLAN) -> dict[str, float]:
+    return {s.window: s.used for s in await c.states(user_id, plan)}
+
+
+def test_rebuild_once_across_replicas_and_again_after_redis_loses_its_state(db: Database) -> None:
+    prefix = "heal-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+    db.insert_ledger([row(f"old{i}", 7, T0 - 60 - i) for i in range(5)])
+
+    async def run() -> None:
+        a = await counters(prefix, db, clock)
+        b = await counters(prefix, db, clock)
+        assert a.rebuilds + b.rebuilds == 1  # the second replica found the counters in place
+        assert (await used(b, 7))["5h"] == 5
+        await wipe(a)
+        # Both replicas admit at once against the empty Redis: one rebuild, nobody bypasses it.
+        results = await asyncio.gather(*(x.admit(7, PLAN, 1, f"n{i}") for i, x in enumerate([a, b] * 10)))
+        assert all(r.gen == results[0].gen for r in results)
+        assert a.rebuilds + b.rebuilds == 2
+        assert (await used(a, 7))["5h"] == 5 + 20
+        await a.aclose()
+        await b.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_request_in_flight_across_the_loss_is_counted_exactly_once(db: Database) -> None:
+    prefix = "heal-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+
+    async def run() -> None:
+        a = await counters(prefix, db, clock)
+        b = await counters(prefix, db, clock)
+        # r1: admitted before the loss, its row committed after the rebuild read the ledger.
+        r1 = await a.admit(3, PLAN, 1, "r1")
+        # r2: admitted before the loss, its row committed before the rebuild read the ledger.
+        r2 = await a.admit(3, PLAN, 1, "r2")
+        a.settle(r2, tokens=40, cost=0.0)
+        gen_r2 = db.insert_ledger([row("r2", 3, T0, tokens=40)])
+        await wipe(a)
+        await b.admit(3, PLAN, 1, "b1")  # detects the loss, rebuilds: r2 is in the ledger, r1 is not
+        a.settle(r1, tokens=10, cost=0.0)
+        gen_r1 = db.insert_ledger([row("r1", 3, T0, tokens=10)])
+        a.committed([row("r2", 3, T0)], gen_r2)  # the rebuild counted it: skipped
+        a.committed([row("r1", 3, T0)], gen_r1)  # nobody counted it: charged late, once
+        await a.flush()
+        windows = await used(b, 3)
+        assert windows["5h"] == 3  # r1 + r2 + b1
+        assert windows["tokens_month"] == 50
+        assert r1.gen != gen_r1
+        await a.aclose()
+        await b.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_dead_replicas_requests_in_flight_are_reconciled_with_the_ledger(db: Database) -> None:
+    prefix = "heal-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+
+    async def run() -> None:
+        dead = await counters(prefix, db, clock, heartbeat_seconds=0.3)
+        answered = await dead.admit(9, PLAN, 1, "answered")
+        await dead.admit(9, PLAN, 1, "failed")
+        await dead.admit(9, PLAN, 1, "lost")  # killed mid-flight: no ledger row at all
+        dead.settle(answered, tokens=50, cost=0.0)
+        db.insert_ledger([row("answered", 9, T0, tokens=50), row("failed", 9, T0, status="failed")])
+        # SIGKILL: no goodbye, no settlement sent, the heartbeat simply stops.
+        for task in dead._tasks:
+            task.cancel()
+        await dead.lean.aclose()
+        await dead.redis.aclose()
+        alive = await counters(prefix, db, clock)
+        deadline = time.monotonic() + 10
+        while await alive.redis.exists(f"{prefix}:hb:{dead.replica}"):
+            assert time.monotonic() < deadline, "the dead replica's heartbeat never expired"
+            await asyncio.sleep(0.05)
+        assert await alive.reconcile() == 3
+        windows = await used(alive, 9)
+        assert windows["5h"] == 1 and windows["tokens_month"] == 50  # exactly the ledger
+        assert await alive.reconcile() == 0  # once
+        await alive.aclose()
+
+    asyncio.run(run())
+
+
+def test_released_once_even_if_a_reconciler_got_there_first(db: Database) -> None:
+    prefix = "heal-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+
+    async def run() -> None:
+        c = await counters(prefix, db, clock)
+        r = await c.admit(4, PLAN, 1, "x")
+        copy = Reservation(r.user_id, r.weight, r.second, r.week_start, r.month_start, [], gen=r.gen, field=r.field)
+        await c.release(r)
+        await c.release(copy)  # a second release of the same request gives nothing back twice
+        assert (await used(c, 4))["5h"] == 0
+        await c.admit(4, PLAN, 1, "y")
+        assert (await used(c, 4))["5h"] == 1
+        await c.aclose()
+
+    asyncio.run(run())
+
+
+def test_unreachable_redis_is_a_503_logged_once_per_outage(db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+
+    async def run() -> None:
+        c = RedisCounters(f"redis://127.0.0.1:{port}/0", ManualClock(T0), Periods("UTC"), prefix="x")
+        for _ in range(5):
+            with pytest.raises(BackendUnavailable) as refused:
+                await c.admit(1, PLAN, 1)
+            assert refused.value.status == 503 and refused.value.headers["retry-after"] == "2"
+        await c.lean.aclose()
+        await c.redis.aclose()
+
+    with caplog.at_level(logging.ERROR, logger="oneplan.quota"):
+        asyncio.run(run())
+    assert sum("unreachable" in r.message for r in caplog.records) == 1
+
+
+def test_a_redis_that_never_answers_fails_within_the_command_timeout(db: Database) -> None:
+    async def run() -> None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1 << 20)  # take the command, never answer
+            await asyncio.sleep(30)
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        c = RedisCounters(f"redis://127.0.0.1:{port}/0", ManualClock(T0), Periods("UTC"), prefix="x", command_timeout=0.4)
+        t0 = time.monotonic()
+        with pytest.raises(BackendUnavailable):
+            await c.admit(1, PLAN, 1)
+        assert time.monotonic() - t0 < 2.0
+        await c.lean.aclose()
+        await c.redis.aclose()
+        server.close()
+
+    asyncio.run(run())
+
+
+def test_quota_still_refuses_after_a_rebuild(db: Database) -> None:
+    prefix = "heal-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+    plan = Plan("p", requests_per_5h=3)
+    db.insert_ledger([row(f"u{i}", 5, T0 - 10) for i in range(3)])
+
+    async def run() -> None:
+        c = await counters(prefix, db, clock)
+        await wipe(c)
+        with pytest.raises(QuotaExceeded):
+            await c.admit(5, plan, 1, "z")  # a used-up plan stays used up: no bypass window
+        await c.aclose()
+
+    asyncio.run(run())
