@@ -173,9 +173,12 @@ class Outbox:
             ],
         }
 
-    def events(self, since: float = 0.0) -> list[dict[str, Any]]:
+    def events(self, since: float = 0.0, user_id: int | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        query = select(ev).where(ev.c.created_at >= since)
+        if user_id is not None:
+            query = query.where(ev.c.user_id == user_id)
         with self.db.engine.connect() as conn:
-            rows = conn.execute(select(ev).where(ev.c.created_at >= since).order_by(ev.c.created_at)).all()
+            rows = conn.execute(query.order_by(ev.c.created_at.desc()).limit(limit)).all()[::-1]
         return [{"key": r.key, "kind": r.kind, "user_id": r.user_id, **orjson.loads(r.payload)} for r in rows]
 
     # -- the leader's lease ----------------------------------------------------------------

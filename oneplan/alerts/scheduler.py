@@ -36,6 +36,9 @@ class Scheduler:
         """One round; whether this process leads."""
         a = self.alerts
         now = a.clock()
+        # What every replica fired and re-armed: a replica that died holding a rolling
+        # window's "fired" can no longer re-arm it, so the others learn it here.
+        a._fired = await a.db(a.outbox.fired)
         await self.providers(now)
         self.leader = await a.db(a.outbox.lead, LEASE, a.owner, now, 3 * a.config.tick_seconds)
         if self.leader:

@@ -43,15 +43,15 @@ def routes(gateway: Any) -> list[Route]:
                 await asyncio.to_thread(subscriptions.save, gateway.db, key.user_id, settings)
                 alerts.forget(key.user_id)
             stored = await asyncio.to_thread(subscriptions.load, gateway.db, key.user_id)
-            events = await asyncio.to_thread(alerts.outbox.events, gateway.clock() - 30 * 86400)
+            events = await asyncio.to_thread(alerts.outbox.events, gateway.clock() - 30 * 86400, key.user_id, 100)
         except OneplanError as exc:
             return error_response(OPENAI, exc)
         own = [
             {k: e.get(k) for k in ("key", "kind", "event", "title", "text", "window", "used", "limit", "at")}
-            for e in events if e.get("user_id") == key.user_id
+            for e in events
         ]
         settings = stored.get(key.user_id) or subscriptions.UserSettings().model_dump()
-        return _json({"settings": subscriptions.redact(settings), "events": own[-100:]})
+        return _json({"settings": subscriptions.redact(settings), "events": own})
 
     async def insights(request: Request) -> Response:
         try:
