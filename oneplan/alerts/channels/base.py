@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -15,9 +15,40 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from oneplan.config import resolve_secret
 from oneplan.errors import ConfigError, DeliveryFailed
 
-# Channel I/O runs on threads of its own: a receiver that never answers holds one of these
-# until its timeout, never a thread the gateway's requests or database calls need.
-_IO = ThreadPoolExecutor(max_workers=4, thread_name_prefix="oneplan-alerts-io")
+# Channel I/O runs on daemon threads of its own, at most _MAX_IO at a time: a receiver that
+# never answers holds one until its timeout - never a thread the gateway's requests or database
+# calls need, and never the process's exit.
+_MAX_IO = 8
+_io_slots: dict[int, asyncio.Semaphore] = {}
+
+
+def _finish(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+async def in_thread(fn: Any, *args: Any) -> Any:
+    loop = asyncio.get_running_loop()
+    slots = _io_slots.setdefault(id(loop), asyncio.Semaphore(_MAX_IO))
+    async with slots:
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def run() -> None:
+            try:
+                result, error = fn(*args), None
+            except BaseException as exc:
+                result, error = None, exc
+            try:
+                loop.call_soon_threadsafe(_finish, future, result, error)
+            except RuntimeError:
+                pass  # the loop is gone (shutting down): nobody waits for this any more
+
+        threading.Thread(target=run, name="oneplan-alerts-io", daemon=True).start()
+        return await future
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +114,10 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tup
 
 async def post(url: str, body: bytes, headers: dict[str, str], seconds: float) -> bytes:
     """POST off the event loop; any status but 2xx, or no answer in time, is ``DeliveryFailed``."""
-    loop = asyncio.get_running_loop()
     try:
-        status, reply = await loop.run_in_executor(_IO, _post, url, body, headers, seconds)
+        status, reply = await in_thread(_post, url, body, headers, seconds)
     except (OSError, ValueError) as exc:  # refused, reset, timed out, bad URL
         raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
     if not 200 <= status < 300:
         raise DeliveryFailed(f"HTTP {status}: {reply[:200].decode(errors='replace')}")
     return reply
-
-
-async def in_thread(fn: Any, *args: Any) -> Any:
-    return await asyncio.get_running_loop().run_in_executor(_IO, fn, *args)
