@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from oneplan.alerts.config import AlertsConfig
 from oneplan.errors import ConfigError
 
 
@@ -136,6 +137,7 @@ class CatalogFile(_Strict):
     models: dict[str, ModelConfig] = {}
     plans: dict[str, PlanConfig] = {}
     aliases: dict[str, str] = {}  # glob pattern -> model, e.g. "claude-sonnet-*" = "qwen3.5-plus"
+    alerts: AlertsConfig = AlertsConfig()  # oneplan/alerts/config.py
 
 
 def _error_line(path: str, exc: ValidationError) -> str:

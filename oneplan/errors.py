@@ -14,6 +14,7 @@ renders it as an OpenAI, Anthropic or Responses error body. Nothing else decides
     ├── QuotaExceeded                 429 rate_limit_error (+ Retry-After)
     ├── ConfigError                   (start-up only: one line naming file, key and fix)
     ├── BackendUnavailable            503 overloaded_error (oneplan's own Redis / database)
+    ├── DeliveryFailed                (alerts: a channel could not deliver; retried, never to a client)
     └── UpstreamError                 502 upstream_error
         ├── UpstreamTimeout           504 timeout_error
         ├── UpstreamUnavailable       503 overloaded_error
@@ -118,6 +119,11 @@ class BackendUnavailable(OneplanError):
     @property
     def headers(self) -> dict[str, str]:
         return retry_after_header(self.retry_after)
+
+
+class DeliveryFailed(OneplanError):
+    """An alert channel could not deliver (``oneplan/alerts/``): retried with back-off, shown in
+    ``oneplan alerts status``; never reaches a model request."""
 
 
 class UpstreamError(OneplanError):

@@ -105,6 +105,9 @@ def test_every_command_runs_on_the_base_install(base: BaseVenv, tmp_path: Path) 
     assert [u["user"] for u in report["users"]] == ["alice"]
     ledger = json.loads(base.run("ledger", "status", "--json", env=home).stdout)
     assert ledger["set_aside_rows"] == 0
+    assert base.run("alerts", "status", env=home).stdout.startswith("deliveries: 0 pending, 0 failed")
+    digest = base.run("insights", "preview", "--user", "alice", env=home).stdout
+    assert digest.startswith("oneplan weekly insights for alice") and "Requests: 0" in digest
 
     sock = free_socket()
     port = sock.getsockname()[1]

@@ -1,4 +1,4 @@
-"""``oneplan serve | users | keys | usage | ledger | providers``.
+"""``oneplan serve | users | keys | usage | ledger | providers | alerts | insights``.
 
 Every command takes ``--config`` and ``--data-dir`` (or ``ONEPLAN_CONFIG`` / ``ONEPLAN_HOME``),
 so the CLI and a running server share one database. Errors are one line that says how to fix
@@ -245,6 +245,39 @@ def providers_status(url: str, admin_key: str, as_json: bool) -> None:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     for line in lines:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)) + "  " + line[-1])
+
+
+@cli.group()
+def alerts() -> None:
+    """Quota alerts and their deliveries."""
+
+
+@alerts.command("status")
+@common
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def alerts_status(ctx: Context, as_json: bool) -> None:
+    """Pending and failed alert deliveries (from the database)."""
+    from oneplan.cli.alerts import show_status
+
+    show_status(ctx, as_json)
+
+
+@cli.group()
+def insights() -> None:
+    """Weekly usage insights."""
+
+
+@insights.command("preview")
+@common
+@click.option("--user", "user_name", default=None, help="One user's digest (default: the operator's, everyone).")
+@click.option("--week-of", default=None, help="A date in the week to digest (default: the last complete week).")
+@click.option("--json", "as_json", is_flag=True, help="The digest's figures and renderings as JSON.")
+@click.option("--html", is_flag=True, help="The email's HTML part.")
+def insights_preview(ctx: Context, user_name: str | None, week_of: str | None, as_json: bool, html: bool) -> None:
+    """Print the weekly digest as it would be sent."""
+    from oneplan.cli.alerts import show_preview
+
+    show_preview(ctx, user_name, week_of, as_json, html)
 
 
 def _fail(message: str) -> NoReturn:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from oneplan.alerts.config import AlertsConfig
 from oneplan.config import CatalogFile, PlanConfig, ProviderConfig, RoutingConfig, ServerConfig
 from oneplan.errors import ConfigError, ModelNotFound
 from oneplan.providers.base import kinds
@@ -74,6 +75,7 @@ class Catalog:
     plans: dict[str, Plan]
     aliases: list[tuple[str, str]]  # (pattern, model), first match wins
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     _resolved: dict[str, ModelEntry] = field(default_factory=dict)
 
     def resolve(self, name: str) -> ModelEntry:
@@ -157,7 +159,8 @@ def build(file: CatalogFile, source: str) -> Catalog:
     plans = {name: _plan(name, plan) for name, plan in file.plans.items()} or {
         "default": _plan("default", DEFAULT_PLAN)
     }
-    catalog = Catalog(source, file.server, dict(file.providers), models, plans, aliases, file.routing)
+    file.alerts.check(source, set(plans))
+    catalog = Catalog(source, file.server, dict(file.providers), models, plans, aliases, file.routing, file.alerts)
     _add_claude_defaults(catalog)
     return catalog
 

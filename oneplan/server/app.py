@@ -17,6 +17,7 @@ from starlette.routing import Route
 from oneplan.errors import AuthenticationFailed, NotFound, OneplanError
 from oneplan.protocols import openai_chat
 from oneplan.server import admin
+from oneplan.server.alerts_api import routes as alerts_routes
 from oneplan.server.anthropic import routes as anthropic_routes
 from oneplan.server.auth import bearer
 from oneplan.server.errors import error_response
@@ -127,6 +128,7 @@ def create_app(gateway: Gateway) -> FastFront:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *admin.routes(gateway),
+        *alerts_routes(gateway),
     ]
 
     @contextlib.asynccontextmanager

@@ -8,6 +8,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from oneplan.alerts.service import Alerts
 from oneplan.config import resolve_secret
 from oneplan.errors import ConfigError
 from oneplan.metering.counters import Counters, MemoryCounters
@@ -98,6 +99,7 @@ class Gateway:
         self.metrics = Metrics(self.router.health)
         self.metrics.watch_ledger(self.ledger)
         self.pipeline = Pipeline(self)
+        self.alerts = Alerts(self)  # oneplan/alerts/: fed by observe(), never in a request's way
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ready = False
 
@@ -110,12 +112,14 @@ class Gateway:
         await self.counters.start(self.db)  # the ledger is the truth; the counters its cache
         self.ledger.on_replay = self.counters.adopt
         await self.ledger.adopt_replayed()  # a killed predecessor's requests, settled from its rows
+        await self.alerts.start()
         self.ready = True
 
     async def close(self) -> None:
         self.ready = False
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.alerts.close()
         await self.keys.close()
         await self.ledger.close()
         await self.counters.aclose()
@@ -129,5 +133,6 @@ class Gateway:
         task.add_done_callback(self._tasks.discard)
 
     def observe(self, row: dict[str, Any]) -> None:
-        """A finished request, for metrics."""
+        """A finished request, for metrics and alerts."""
         self.metrics.observe(row)
+        self.alerts.observe(row)

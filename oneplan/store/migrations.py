@@ -118,7 +118,55 @@ def m003_ledger_dead(conn: Connection) -> None:
     md.create_all(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_responses, m003_ledger_dead]
+def m005_alerts(conn: Connection) -> None:
+    md = MetaData()
+    Table(
+        "alert_settings", md,
+        Column("user_id", Integer, primary_key=True),
+        Column("config", Text, nullable=False),
+        Column("updated_at", Float, nullable=False),
+    )
+    Table(
+        "alert_state", md,
+        Column("key", String(300), primary_key=True),
+        Column("period", String(40), nullable=False),
+        Column("armed", Boolean, nullable=False),
+        Column("seq", Integer, nullable=False),
+        Column("fired_at", Float, nullable=False),
+    )
+    Table(
+        "alert_events", md,
+        Column("key", String(400), primary_key=True),
+        Column("kind", String(40), nullable=False),
+        Column("user_id", Integer, nullable=True),
+        Column("created_at", Float, nullable=False, index=True),
+        Column("payload", Text, nullable=False),
+    )
+    Table(
+        "alert_deliveries", md,
+        Column("id", String(64), primary_key=True),
+        Column("event_key", String(400), nullable=False, index=True),
+        Column("channel", String(200), nullable=False),
+        Column("state", String(20), nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("next_at", Float, nullable=False),
+        Column("lease_owner", String(100), nullable=True),
+        Column("lease_until", Float, nullable=True),
+        Column("last_error", Text, nullable=True),
+        Column("created_at", Float, nullable=False),
+        Column("sent_at", Float, nullable=True),
+        Index("alert_deliveries_due", "state", "next_at"),
+    )
+    Table(
+        "alert_leases", md,
+        Column("name", String(100), primary_key=True),
+        Column("owner", String(100), nullable=False),
+        Column("until", Float, nullable=False),
+    )
+    md.create_all(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_responses, m003_ledger_dead, m005_alerts]
 
 
 def migrate(conn: Connection) -> list[str]:

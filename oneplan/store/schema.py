@@ -108,3 +108,58 @@ ledger_dead = Table(
     Column("error", String(200), nullable=False),  # the error's class and SQLSTATE, never values
     Column("row", Text, nullable=False),  # the row as JSON (NUL escaped)
 )
+
+# -- alerts (oneplan/alerts/) ----------------------------------------------------------------
+
+alert_settings = Table(
+    "alert_settings",
+    metadata,
+    Column("user_id", Integer, primary_key=True),  # the developer's own rules, set by API
+    Column("config", Text, nullable=False),  # JSON (see oneplan/alerts/subscriptions.py)
+    Column("updated_at", Float, nullable=False),
+)
+
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("key", String(300), primary_key=True),  # rule|user|window|threshold
+    Column("period", String(40), nullable=False),  # the calendar period it fired in, or "rolling"
+    Column("armed", Boolean, nullable=False),
+    Column("seq", Integer, nullable=False),  # how many times it fired: part of the event key
+    Column("fired_at", Float, nullable=False),
+)
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("key", String(400), primary_key=True),  # state key|period|seq: one event per crossing
+    Column("kind", String(40), nullable=False),
+    Column("user_id", Integer, nullable=True),
+    Column("created_at", Float, nullable=False, index=True),
+    Column("payload", Text, nullable=False),  # JSON: what every channel renders
+)
+
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the idempotency key receivers see
+    Column("event_key", String(400), nullable=False, index=True),
+    Column("channel", String(200), nullable=False),
+    Column("state", String(20), nullable=False),  # pending | sent | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", Float, nullable=False),
+    Column("lease_owner", String(100), nullable=True),
+    Column("lease_until", Float, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("sent_at", Float, nullable=True),
+    Index("alert_deliveries_due", "state", "next_at"),
+)
+
+alert_leases = Table(
+    "alert_leases",
+    metadata,
+    Column("name", String(100), primary_key=True),  # "scheduler": who runs the leader's work
+    Column("owner", String(100), nullable=False),
+    Column("until", Float, nullable=False),
+)

@@ -1,0 +1,82 @@
+"""Alert endpoints: a developer's own settings (``GET``/``PUT /v1/alerts``, with their key),
+their weekly insights (``GET /v1/insights``), and the outbox for the operator
+(``GET /admin/alerts``, admin key)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from oneplan.alerts import messages, subscriptions
+from oneplan.alerts.digest import last_week_start, weekly
+from oneplan.errors import AuthenticationFailed, InvalidRequest, OneplanError
+from oneplan.protocols import openai_chat
+from oneplan.server.auth import bearer
+from oneplan.server.errors import error_response
+
+OPENAI = openai_chat.PROTOCOL
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def routes(gateway: Any) -> list[Route]:
+    alerts = gateway.alerts
+
+    async def mine(request: Request) -> Response:
+        try:
+            key = await gateway.keys.authenticate(bearer(request.headers), gateway.clock())
+            if request.method == "PUT":
+                try:
+                    data = orjson.loads(await request.body())
+                    settings = subscriptions.validate(alerts.config, data)
+                except orjson.JSONDecodeError:
+                    raise InvalidRequest("The request body is not valid JSON.") from None
+                except ValueError as exc:
+                    raise InvalidRequest(str(exc)) from None
+                await asyncio.to_thread(subscriptions.save, gateway.db, key.user_id, settings)
+                alerts.forget(key.user_id)
+            stored = await asyncio.to_thread(subscriptions.load, gateway.db, key.user_id)
+            events = await asyncio.to_thread(alerts.outbox.events, gateway.clock() - 30 * 86400, key.user_id, 100)
+        except OneplanError as exc:
+            return error_response(OPENAI, exc)
+        own = [
+            {k: e.get(k) for k in ("key", "kind", "event", "title", "text", "window", "used", "limit", "at")}
+            for e in events
+        ]
+        settings = stored.get(key.user_id) or subscriptions.UserSettings().model_dump()
+        return _json({"settings": subscriptions.redact(settings), "events": own})
+
+    async def insights(request: Request) -> Response:
+        try:
+            key = await gateway.keys.authenticate(bearer(request.headers), gateway.clock())
+        except OneplanError as exc:
+            return error_response(OPENAI, exc)
+        await gateway.ledger.flush()
+        plan = gateway.catalog.plans.get(key.plan)
+        start = last_week_start(gateway.periods, gateway.clock())
+        payload = await asyncio.to_thread(
+            lambda: weekly(
+                gateway.db, start, tz=gateway.catalog.server.quota_timezone, user_id=key.user_id,
+                who=key.user_name, plan_models=list(plan.models) if plan else None,
+                link=messages.link(alerts.config.console_url, "usage"),
+            )
+        )
+        return _json(payload)
+
+    async def outbox(request: Request) -> Response:
+        if not gateway.keys.is_admin(bearer(request.headers)):
+            return error_response(OPENAI, AuthenticationFailed("This endpoint needs the admin key."))
+        return _json(await asyncio.to_thread(alerts.outbox.status))
+
+    return [
+        Route("/v1/alerts", mine, methods=["GET", "PUT"]),
+        Route("/v1/insights", insights, methods=["GET"]),
+        Route("/admin/alerts", outbox, methods=["GET"]),
+    ]
