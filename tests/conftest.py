@@ -64,3 +64,37 @@ def upstream() -> Iterator[FakeUpstream]:
 def gateway(tmp_path: Path, upstream: FakeUpstream) -> Iterator[Gateway]:
     with Gateway(tmp_path, catalog_for(upstream)) as gw:
         yield gw
+
+
+def _loopback_only() -> None:
+    """No test may reach past this machine: a connect to anything but loopback fails loudly
+    (a real provider, a telemetry endpoint, a mistyped URL)."""
+    import ipaddress
+    import socket
+
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def check(sock: socket.socket, address: object) -> None:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(address, tuple):
+            return
+        host = str(address[0])
+        try:
+            allowed = ipaddress.ip_address(host.split("%")[0]).is_loopback
+        except ValueError:
+            allowed = host == "localhost"
+        if not allowed:
+            raise AssertionError(f"a test tried to connect to {host}: tests talk to 127.0.0.1 only")
+
+    def connect(self: socket.socket, address: object) -> None:
+        check(self, address)
+        real_connect(self, address)  # type: ignore[arg-type]
+
+    def connect_ex(self: socket.socket, address: object) -> int:
+        check(self, address)
+        return real_connect_ex(self, address)  # type: ignore[arg-type]
+
+    socket.socket.connect = connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+
+
+_loopback_only()
