@@ -8,7 +8,7 @@ import pytest
 
 
 def test_a_connect_past_loopback_fails_the_test() -> None:
-    with socket.socket() as sock, pytest.raises(AssertionError, match="127.0.0.1 only"):
+    with socket.socket() as sock, pytest.raises(AssertionError, match=r"127\.0\.0\.1 only"):
         sock.connect(("192.0.2.1", 443))  # TEST-NET-1: never routed anywhere
 
 
