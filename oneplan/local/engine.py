@@ -39,7 +39,7 @@ class EngineOptions:
     context_length: int | None = None
     prefill_chunk: int = 256
     admission_window_ms: float = 5.0
-    prefix_cache_mb: int = 512
+    prefix_cache_mb: float = 512
     share_prefix: str = "none"  # or "system"
 
 
@@ -50,6 +50,7 @@ class Prepared:
     params: SamplingParams
     opens_thinking: bool
     public: int = 0  # leading tokens that may be shared across tenants
+    history: int = 0  # leading tokens before the generation prompt (a next turn starts with them)
 
 
 class LocalEngine:
@@ -68,7 +69,7 @@ class LocalEngine:
                 max_batch_size=options.max_batch_size,
                 prefill_chunk=options.prefill_chunk,
                 admission_window=options.admission_window_ms / 1000,
-                prefix_cache_bytes=options.prefix_cache_mb * 2**20,
+                prefix_cache_bytes=int(options.prefix_cache_mb * 2**20),
             ),
         )
         self.defaults = self._generation_defaults()
@@ -133,17 +134,20 @@ class LocalEngine:
                     "tokens can be generated",
                     param="max_tokens",
                 )
-        public = self._system_tokens(prompt, ids) if self.share_system else 0
-        return Prepared(prompt, ids, self._sampling(request, room), chat.opens_thinking(prompt), public)
+        public = 0
+        if self.share_system and prompt.startswith("<|im_start|>system"):
+            public = self._tokens_before(prompt, ids, prompt.find("<|im_end|>") + len("<|im_end|>"))
+        history = self._tokens_before(prompt, ids, prompt.rfind("<|im_start|>assistant"))
+        return Prepared(
+            prompt, ids, self._sampling(request, room), chat.opens_thinking(prompt), public, history
+        )
 
-    def _system_tokens(self, prompt: str, ids: list[int]) -> int:
-        """How many leading tokens are the system message (and tools): what may be shared."""
-        head = "<|im_start|>system"
-        end = prompt.find("<|im_end|>")
-        if not prompt.startswith(head) or end < 0:
+    def _tokens_before(self, prompt: str, ids: list[int], end: int) -> int:
+        """How many of ``ids`` spell ``prompt[:end]`` (0 unless they tokenize as a prefix)."""
+        if end <= 0:
             return 0
-        system = list(self.tokenizer.encode(prompt[: end + len("<|im_end|>")], add_special_tokens=False))
-        return len(system) if ids[: len(system)] == system else 0
+        head = list(self.tokenizer.encode(prompt[:end], add_special_tokens=False))
+        return len(head) if ids[: len(head)] == head else 0
 
     def _sampling(self, request: ChatRequest, room: int) -> SamplingParams:
         temperature = request.temperature
@@ -179,7 +183,12 @@ class LocalEngine:
                 seq.cancel()
 
         seq = Sequence(
-            prepared.ids, prepared.params, sink, tenant=request.tenant or "", public=prepared.public
+            prepared.ids,
+            prepared.params,
+            sink,
+            tenant=request.tenant or "",
+            public=prepared.public,
+            history=prepared.history,
         )
         detok = Detokenizer(self.tokenizer)
         stops = StopMatcher(request.stop)

@@ -74,7 +74,7 @@ def engine_options(model: str, options: dict[str, Any]) -> EngineOptions:
         context_length=number("context_length"),
         prefill_chunk=number("prefill_chunk") or 256,
         admission_window_ms=float(non_negative("admission_window_ms", 5.0)),
-        prefix_cache_mb=int(non_negative("prefix_cache_mb", 512)),
+        prefix_cache_mb=float(non_negative("prefix_cache_mb", 512)),
         share_prefix=share,
     )
 

@@ -61,8 +61,8 @@ class Sequence:
     """One request inside the scheduler."""
 
     __slots__ = (
-        "_cancelled", "arrived", "cached", "finish_reason", "generated", "generator", "length",
-        "params", "prompt", "prompt_state", "public", "sink", "slot", "start", "tenant",
+        "_cancelled", "arrived", "cached", "finish_reason", "generated", "generator", "history",
+        "length", "params", "prompt", "public", "saved", "sink", "slot", "start", "tenant",
     )
 
     def __init__(
@@ -73,12 +73,14 @@ class Sequence:
         *,
         tenant: str = "",
         public: int = 0,
+        history: int = 0,
     ):
         self.prompt = prompt
         self.params = params
         self.sink = sink
         self.tenant = tenant  # whose prefixes this request may reuse, and leaves its own under
         self.public = public  # leading prompt tokens that may be shared with everyone (0: none)
+        self.history = history  # where the conversation so far ends (the generation prompt starts)
         self.generated: list[int] = []
         self.finish_reason: str | None = None
         self._cancelled = threading.Event()
@@ -88,7 +90,7 @@ class Sequence:
         self.slot = -1
         self.length = 0  # tokens whose KV is in the slot
         self.start = 0  # this row's first grid position in its prefill group
-        self.prompt_state: list[Any] | None = None  # hybrid: linear state at the prompt's end
+        self.saved: dict[int, list[Any]] = {}  # hybrid: linear states taken at these positions
 
     def cancel(self) -> None:
         """Stop generating for this request at the next step (the client went away)."""
@@ -109,8 +111,8 @@ class Group:
 
     seqs: list[Sequence]
     cuts: list[int]  # grid positions where chunks end; the last is the grid's length
+    marks: dict[int, list[tuple[Sequence, int]]]  # grid position -> (row, prompt position) to snapshot
     done: int = 0  # grid positions prefilled so far
-    marks: dict[int, Sequence] | None = None  # grid position -> row to snapshot there (public)
 
 
 class Scheduler:
@@ -260,8 +262,8 @@ class Scheduler:
 
     def _start_group(self, newcomers: list[Sequence]) -> None:
         hits = {id(s): self._lookup(s) for s in newcomers}
-        if self.slots.hybrid:  # rows that carry a state in (or must save one midway) go alone
-            alone = [s for s in newcomers if hits[id(s)] is not None or s.public]
+        if self.slots.hybrid:  # rows that carry a state in go alone (padding would disturb it)
+            alone = [s for s in newcomers if hits[id(s)] is not None]
             if alone:
                 chosen = alone[0]
                 with self._cond:  # the others go back to the head of the queue, in order
@@ -286,13 +288,17 @@ class Scheduler:
             seq.start = grid - (len(seq.prompt) - seq.cached)
         chunk = max(16, self.options.prefill_chunk // len(seqs))
         cuts = {grid - k * chunk for k in range(grid // chunk + 1)} - {0}
-        marks: dict[int, Sequence] = {}
+        marks: dict[int, list[tuple[Sequence, int]]] = {}
         if self.slots.hybrid:
-            for seq in seqs:  # a public system prompt's end gets a chunk boundary and a snapshot
-                if seq.cached < seq.public < len(seq.prompt):
-                    marks[seq.start + seq.public - seq.cached] = seq
+            # A recurrent state exists only where a chunk ends: end one where the history ends
+            # (the next turn of a conversation resumes there), where a public prefix ends, and
+            # one token before the prompt's end (the same prompt again: a retry, a regeneration).
+            for seq in seqs:
+                for position in {seq.history, seq.public, len(seq.prompt) - 1}:
+                    if seq.cached < position < len(seq.prompt):
+                        marks.setdefault(seq.start + position - seq.cached, []).append((seq, position))
         cuts |= set(marks)
-        self._group = Group(seqs, sorted(cuts | {grid}), marks=marks or None)
+        self._group = Group(seqs, sorted(cuts | {grid}), marks=marks)
         self.prefill_batch_sizes[len(seqs)] += 1
 
     def _prefill_step(self) -> None:
@@ -319,8 +325,10 @@ class Scheduler:
             seq.length = seq.cached + hi - seq.start
         group.done = hi
         self.steps.append(("prefill", len(rows), len(rows) * q))
-        if group.marks and hi in group.marks:
-            self._share_public(group.marks[hi])
+        for seq, position in group.marks.get(hi, []):
+            seq.saved[position] = self.slots.snapshot_state(seq.slot)
+            if position == seq.public:
+                self._share_public(seq)
         if hi < group.cuts[-1]:
             return
         # The whole group is prefilled: its rows join the running batch, each with its first token.
@@ -330,7 +338,7 @@ class Scheduler:
         keep = [r for r, s in enumerate(rows) if not s.cancelled]
         for seq in joining:
             if self.slots.hybrid:
-                seq.prompt_state = self.slots.snapshot_state(seq.slot)
+                seq.saved[len(seq.prompt)] = self.slots.snapshot_state(seq.slot)
             if seq.public and not self.slots.hybrid and seq.cached < seq.public < len(seq.prompt):
                 self._share_public(seq)
             dst = len(self._seqs)
@@ -345,7 +353,7 @@ class Scheduler:
         n = seq.public
         if self.prefix.budget <= 0 or seq.length < n:
             return
-        states = {n: self.slots.snapshot_state(seq.slot)} if self.slots.hybrid else {}
+        states = {n: seq.saved[n]} if self.slots.hybrid else {}
         self.prefix.insert(PUBLIC, seq.prompt[:n], self.slots.snapshot_kv(seq.slot, n), states)
 
     # -- decode ---------------------------------------------------------------------------------
@@ -427,8 +435,7 @@ class Scheduler:
         if self.prefix.budget <= 0 or seq.length <= 0:
             return
         states = {}
-        if self.slots.hybrid:  # resumable where the answer ends, and where the prompt did
+        if self.slots.hybrid:  # resumable where the answer ends, and where prefill saved states
+            states = {p: s for p, s in seq.saved.items() if p <= seq.length}
             states[seq.length] = self.slots.snapshot_state(seq.slot)
-            if seq.prompt_state is not None:
-                states[len(seq.prompt)] = seq.prompt_state
         self.prefix.insert(seq.tenant, seq.tokens(), self.slots.snapshot_kv(seq.slot, seq.length), states)
