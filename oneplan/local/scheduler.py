@@ -275,6 +275,7 @@ class Scheduler:
             seq.length = seq.cached
             seq.generator = make_generator(seq.params.seed, self.device)
         seqs = sorted(newcomers, key=lambda s: len(s.prompt) - s.cached)
+        self.slots.ensure_columns(max(len(s.prompt) for s in seqs) + 1)  # grow once, not per chunk
         top = self.max_batch_size - len(seqs)
         for i, seq in enumerate(seqs):
             seq.slot = top + i
