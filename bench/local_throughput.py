@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import itertools
 import os
 import tempfile
 import threading
@@ -236,8 +237,7 @@ def generate_ttft(engine: LocalEngine, ids: list[int]) -> float:
 def agent_session(engine: LocalEngine, system_tokens: int, turn_tokens: int, answer_tokens: int) -> list[dict[str, Any]]:
     answer = text_of(engine, answer_tokens)
     forced = Forced(
-        list(engine.tokenizer.encode(answer, add_special_tokens=False))
-        + [engine.tokenizer.convert_tokens_to_ids("<|im_end|>")]
+        [*list(engine.tokenizer.encode(answer, add_special_tokens=False)), engine.tokenizer.convert_tokens_to_ids("<|im_end|>")]
     )
     messages = [{"role": "system", "content": "You are a coding agent. " + text_of(engine, system_tokens)}]
     rows = []
@@ -296,7 +296,7 @@ def long_prompt(engine: LocalEngine, long_tokens: int, chunk: int) -> dict[str, 
     first_long.wait(600)
     until = stamps[7][0]
     for _ in range(2):  # and two more tokens each after it
-        scheduler.wait_until(lambda s: all(stamps[i][-1] > until for i in range(7)), 60)
+        scheduler.wait_until(lambda s, after=until: all(stamps[i][-1] > after for i in range(7)), 60)
         until = max(stamps[i][-1] for i in range(7))
     for seq in streams:
         seq.cancel()
@@ -304,7 +304,7 @@ def long_prompt(engine: LocalEngine, long_tokens: int, chunk: int) -> dict[str, 
     gaps = []
     for i in range(7):
         times = [t for t in stamps[i] if t >= arrived - 1.0]
-        gaps += [b - a for a, b in zip(times, times[1:], strict=False) if b > arrived]
+        gaps += [b - a for a, b in itertools.pairwise(times) if b > arrived]
     return {"ttft": stamps[7][0] - arrived, "gap": max(gaps), "prompt": len(ids)}
 
 
@@ -386,7 +386,7 @@ def main() -> None:
         "|---|---|---|",
         f"| transformers `generate`, sequential | {seq:.1f} | {seq / padded:.2f}x |",
         f"| transformers `generate`, padded batch of 8 | {padded:.1f} | 1.00x |",
-        f"| transformers continuous batching (`generate_batch`) | "
+        "| transformers continuous batching (`generate_batch`) | "
         + (f"{cb:.1f} | {cb / padded:.2f}x |" if cb else f"did not run ({cb_note}) | |"),
         f"| oneplan engine, 1 stream | {one:.1f} | {one / padded:.2f}x |",
         f"| oneplan engine, 8 streams | {eight:.1f} | **{eight / padded:.2f}x** (target >= 1.20x) |",

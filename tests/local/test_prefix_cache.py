@@ -22,10 +22,10 @@ def test_the_longest_prefix_of_the_same_tenant_only() -> None:
     cache = PrefixCache(10**6, hybrid=False)
     tokens = list(range(3 * BLOCK))
     cache.insert("alice", tokens, kv(len(tokens)), {})
-    hit = cache.lookup(["alice"], tokens[: 2 * BLOCK + 5] + [999, 998])
+    hit = cache.lookup(["alice"], [*tokens[:2 * BLOCK + 5], 999, 998])
     assert hit is not None and hit.length == 2 * BLOCK + 5
-    assert cache.lookup(["bob"], tokens + [7]) is None
-    assert cache.lookup(["bob", PUBLIC], tokens + [7]) is None
+    assert cache.lookup(["bob"], [*tokens, 7]) is None
+    assert cache.lookup(["bob", PUBLIC], [*tokens, 7]) is None
     full = cache.lookup(["alice"], tokens)
     assert full is not None and full.length == len(tokens) - 1  # one token is always left to run
 
@@ -34,7 +34,7 @@ def test_hybrid_prefixes_stop_only_where_a_state_was_saved() -> None:
     cache = PrefixCache(10**6, hybrid=True)
     tokens = list(range(4 * BLOCK))
     cache.insert("alice", tokens, kv(len(tokens)), {BLOCK + 3: state(), len(tokens): state()})
-    hit = cache.lookup(["alice"], tokens[: 3 * BLOCK] + [999])
+    hit = cache.lookup(["alice"], [*tokens[:3 * BLOCK], 999])
     assert hit is not None and hit.length == BLOCK + 3 and hit.state is not None
     hit = cache.lookup(["alice"], [*tokens, 5])
     assert hit is not None and hit.length == len(tokens)
