@@ -55,3 +55,16 @@ def test_a_session_is_one_entry_and_the_oldest_goes_first() -> None:
     assert cache.evictions == 1 and cache.bytes <= cache.budget
     assert cache.lookup(["alice"], [*turn2, 5]) is None  # the least recently used went
     assert cache.lookup(["bob"], [*other, 5]) is not None
+
+
+def test_the_catalog_options_are_checked() -> None:
+    from oneplan.errors import ConfigError
+    from oneplan.local.provider import engine_options
+
+    options = engine_options("m", {"path": "/m", "prefix_cache_mb": 64, "prefill_chunk": 128, "share_prefix": "system"})
+    assert (options.prefix_cache_mb, options.prefill_chunk, options.share_prefix) == (64, 128, "system")
+    assert engine_options("m", {"path": "/m"}).share_prefix == "none"
+    with pytest.raises(ConfigError, match='share_prefix must be "none" or "system"'):
+        engine_options("m", {"path": "/m", "share_prefix": "all"})
+    with pytest.raises(ConfigError, match="prefix_cache_mb must be a number >= 0"):
+        engine_options("m", {"path": "/m", "prefix_cache_mb": -1})
