@@ -10,7 +10,7 @@ which is a view: the scheduler keeps the decoding sequences at the bottom (``0 .
 sequences being prefilled at the top, so neither step copies the other's rows.
 
 Costs: joining the running batch moves one row (only its own columns); leaving moves the last
-running row into the hole; columns grow by doubling, the only whole-cache copy, and a rare one.
+running row into the hole; columns grow by doubling (copying only what live rows hold), rarely.
 
 transformers sees an ordinary ``DynamicCache`` whose attention layers are ``SlotLayer`` (writes go
 to per-row columns, reads are a view of the window) and whose linear-attention layers are
@@ -123,8 +123,7 @@ class SlotCache:
 
     def open(self, window: Window) -> Any:
         """Point every layer at ``window``; returns the cache to pass to the model."""
-        needed = int(window.cols.max()) + 1 if window.cols.numel() else 0
-        self.ensure_columns(max(needed, window.width))
+        assert window.width <= self.columns and int(window.cols.max()) < self.columns, "grow first"
         window.cols = torch.where(window.cols < 0, self.columns, window.cols)
         self.window = window
         for index, (conv, rec) in self.states.items():
@@ -147,15 +146,18 @@ class SlotCache:
         vview[rows, :, window.cols] = values.transpose(1, 2)
         return kview[:, :, : window.width], vview[:, :, : window.width]
 
-    def ensure_columns(self, needed: int) -> None:
+    def ensure_columns(self, needed: int, live: list[tuple[int, int]]) -> None:
+        """Room for ``needed`` columns; ``live`` (slot, length) rows keep their tokens. Grows by
+        doubling, copying only what live rows hold (the rest of a row is never read)."""
         if needed <= self.columns:
             return
         columns = max(needed, 2 * self.columns)
         for index, (kbuf, vbuf) in self.kv.items():
             shape = (self.slots, kbuf.shape[1], columns + 1, kbuf.shape[3])
             knew, vnew = kbuf.new_zeros(shape), vbuf.new_zeros(shape)
-            knew[:, :, : self.columns] = kbuf[:, :, : self.columns]
-            vnew[:, :, : self.columns] = vbuf[:, :, : self.columns]
+            for slot, length in live:
+                knew[slot, :, :length] = kbuf[slot, :, :length]
+                vnew[slot, :, :length] = vbuf[slot, :, :length]
             self.kv[index] = (knew, vnew)
         self.columns = columns
 
@@ -191,8 +193,7 @@ class SlotCache:
         length: int,
         state: list[tuple[torch.Tensor, torch.Tensor]] | None,
     ) -> None:
-        """Load a saved prefix of ``length`` tokens into ``slot``."""
-        self.ensure_columns(length + 1)
+        """Load a saved prefix of ``length`` tokens into ``slot`` (which has the columns)."""
         for (kbuf, vbuf), (k, v) in zip(self.kv.values(), kv, strict=True):
             kbuf[slot, :, :length] = k[:, :length]
             vbuf[slot, :, :length] = v[:, :length]

@@ -275,7 +275,7 @@ class Scheduler:
             seq.length = seq.cached
             seq.generator = make_generator(seq.params.seed, self.device)
         seqs = sorted(newcomers, key=lambda s: len(s.prompt) - s.cached)
-        self.slots.ensure_columns(max(len(s.prompt) for s in seqs) + 1)  # grow once, not per chunk
+        self._grow(max(len(s.prompt) for s in seqs) + 1)  # once for the group, not per chunk
         top = self.max_batch_size - len(seqs)
         for i, seq in enumerate(seqs):
             seq.slot = top + i
@@ -365,12 +365,17 @@ class Scheduler:
         lengths = torch.tensor([[s.length] for s in seqs], dtype=torch.long)
         real = torch.ones((len(seqs), 1), dtype=torch.bool)
         width = int(lengths.max()) + 1
+        self._grow(width)
         logits = self._forward(0, len(seqs), ids, lengths, lengths, real, width)
         for seq in seqs:
             seq.length += 1
         self.decode_batch_sizes[len(seqs)] += 1
         self.steps.append(("decode", len(seqs), len(seqs)))
         self._emit(seqs, logits)
+
+    def _grow(self, columns: int) -> None:
+        rows = self._seqs + (self._group.seqs if self._group else [])
+        self.slots.ensure_columns(columns, [(s.slot, s.length) for s in rows])
 
     def _forward(
         self,
