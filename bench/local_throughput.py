@@ -333,6 +333,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=48, help="tokens generated per request (scenario 1)")
     parser.add_argument("--long", type=int, default=3000, help="tokens of the long prompt (scenario 3)")
     parser.add_argument("--chunk", type=int, default=256, help="prefill chunk")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the 8-stream comparison (best kept)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
@@ -348,9 +349,14 @@ def main() -> None:
             asyncio.run(engine_rate(engine, 4, 8))  # warm up
             print("1. eight streams", flush=True)
             seq = generate_rate(engine, args.tokens, 1)
-            padded = generate_rate(engine, args.tokens, 8)
             one, _ = asyncio.run(engine_rate(engine, args.tokens, 1))
-            eight, firsts = asyncio.run(engine_rate(engine, args.tokens, 8))
+            # Best of --repeat, alternating, so that load from others hits both alike.
+            padded, eight, firsts = 0.0, 0.0, [0.0]
+            for _ in range(args.repeat):
+                padded = max(padded, generate_rate(engine, args.tokens, 8))
+                rate, times = asyncio.run(engine_rate(engine, args.tokens, 8))
+                if rate > eight:
+                    eight, firsts = rate, times
             cb, cb_note = continuous_batching_rate(path, engine, args.tokens)
             engine.stop_token_ids = frozenset(
                 [engine.tokenizer.convert_tokens_to_ids("<|im_end|>"), engine.tokenizer.convert_tokens_to_ids("<|endoftext|>")]
@@ -380,7 +386,8 @@ def main() -> None:
         "",
         "## 1. Eight streams",
         "",
-        f"{args.tokens} tokens per request, EOS ignored.",
+        f"{args.tokens} tokens per request, EOS ignored; padded `generate` and the engine at 8 streams: "
+        f"best of {args.repeat} alternating runs.",
         "",
         "| | tokens/s | vs padded generate |",
         "|---|---|---|",
