@@ -1,27 +1,46 @@
-"""Throughput of the local engine: 1 and 8 concurrent streams against sequential ``generate``.
+"""The local engine against transformers on the same checkpoint: throughput, agent sessions, and a
+long prompt arriving while others stream.
 
-Not a test. Builds a small random checkpoint (or uses ``--checkpoint DIR``), then measures
-generated tokens per second for: a plain sequential ``model.generate`` loop over 8 prompts (the
-baseline), the engine serving those prompts one at a time, and the engine serving all 8 at once.
-End-of-sequence is ignored everywhere so every run generates exactly ``--tokens`` per request.
+Not a test. Builds a random Qwen3 checkpoint of the shapes given (or uses ``--checkpoint DIR``) and
+runs three scenarios, writing a Markdown table to ``bench/results/local-<stamp>.md``:
 
-    python bench/local_throughput.py                      # small random qwen3, CPU
-    python bench/local_throughput.py --arch qwen3_5_text --hidden 512 --layers 8
-    python bench/local_throughput.py --checkpoint /models/Qwen3-4B --tokens 64
+1. **8 streams**: tokens/s of the engine (1 and 8 concurrent streams) beside transformers'
+   sequential ``generate``, a padded ``generate`` batch of 8, and transformers' continuous batching
+   (``generate_batch``, where it runs). End-of-sequence is ignored: every request makes
+   ``--tokens`` tokens.
+2. **Agent session**: 6 turns, each resending the whole history plus a new user message; time to
+   first token per turn with the prefix cache, without it, with ``generate`` (which re-prefills
+   everything), and the time a bare forward pass takes to prefill only the new tokens (the floor).
+3. **Long prompt while seven stream**: seven requests are decoding when a ``--long``-token prompt
+   arrives; the longest gap between two tokens of a running stream while it prefills, with chunked
+   prefill and with chunking off, beside the time of one chunk's forward pass.
+
+    python bench/local_throughput.py                      # the default (small) random qwen3
+    python bench/local_throughput.py --hidden 1024 --layers 28 --heads 16 --kv-heads 8 \\
+        --head-dim 128 --intermediate 3072                # Qwen3-0.6B's shapes (slow on CPU)
+    python bench/local_throughput.py --checkpoint /models/Qwen3-0.6B
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import itertools
+import os
 import tempfile
+import threading
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from oneplan.local.engine import EngineOptions, LocalEngine
-from oneplan.local.tiny import build_checkpoint
+from oneplan.local.sampling import SamplingParams
+from oneplan.local.scheduler import Sequence
 from oneplan.protocols.canonical import ChatRequest, Thinking
 
 PROMPTS = [
@@ -34,92 +53,392 @@ PROMPTS = [
     "Why is the sky blue?",
     "Translate 'good morning' into German.",
 ]
+FILLER = "def handler(request): return json.dumps({'status': 'ok', 'items': items[:10]}) # "
 
 
-def request(prompt: str, tokens: int) -> ChatRequest:
+def build(directory: Path, args: argparse.Namespace) -> Path:
+    """A random Qwen3 of the requested shapes, with the tiny test tokenizer and chat template."""
+    import transformers as tf
+
+    from oneplan.local.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer("json")
+    eos = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
+    config = tf.Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=args.hidden,
+        intermediate_size=args.intermediate,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        num_key_value_heads=args.kv_heads,
+        head_dim=args.head_dim,
+        max_position_embeddings=8192,
+        eos_token_id=eos,
+        pad_token_id=eos[-1],
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = tf.AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    tf.GenerationConfig(eos_token_id=eos, pad_token_id=eos[-1], do_sample=False).save_pretrained(directory)  # type: ignore[no-untyped-call]
+    return directory
+
+
+def chat(messages: list[dict[str, str]], tokens: int, tenant: str = "") -> ChatRequest:
     return ChatRequest(
-        model="bench",
-        messages=[{"role": "user", "content": prompt}],
-        max_tokens=tokens,
-        temperature=0,
-        thinking=Thinking(enabled=False),
+        model="bench", messages=messages, max_tokens=tokens, temperature=0,
+        thinking=Thinking(enabled=False), tenant=tenant,
     )
 
 
-def baseline(engine: LocalEngine, tokens: int) -> float:
-    """Tokens/s of a sequential ``model.generate`` loop (greedy, KV cache, EOS ignored)."""
+def ask(prompt: str, tokens: int, tenant: str = "") -> ChatRequest:
+    return chat([{"role": "user", "content": prompt}], tokens, tenant)
+
+
+def text_of(engine: LocalEngine, tokens: int) -> str:
+    """Filler text of about ``tokens`` tokens."""
+    per = len(engine.tokenizer.encode(FILLER, add_special_tokens=False))
+    return FILLER * max(1, tokens // per)
+
+
+# -- 1. eight streams ---------------------------------------------------------------------------
+
+
+def generate_rate(engine: LocalEngine, tokens: int, batch: int) -> float:
+    """Tokens/s of ``model.generate`` (greedy, EOS ignored) over PROMPTS, ``batch`` at a time."""
     model, total = engine.model, 0
-    inputs = [engine.prepare(request(p, tokens)).ids for p in PROMPTS]
+    inputs = [engine.prepare(ask(p, tokens)).ids for p in PROMPTS]
+    pad = engine.scheduler.pad_token_id
     start = time.perf_counter()
     with torch.inference_mode():
-        for ids in inputs:
-            tensor = torch.tensor([ids], device=model.device)
+        for at in range(0, len(inputs), batch):
+            group = inputs[at : at + batch]
+            width = max(map(len, group))
+            ids = torch.tensor([[pad] * (width - len(g)) + g for g in group], device=model.device)
+            mask = torch.tensor([[0] * (width - len(g)) + [1] * len(g) for g in group], device=model.device)
             out = model.generate(
-                tensor,
-                attention_mask=torch.ones_like(tensor),
-                max_new_tokens=tokens,
-                min_new_tokens=tokens,
-                do_sample=False,
-                pad_token_id=engine.scheduler.pad_token_id,
+                ids, attention_mask=mask, max_new_tokens=tokens, min_new_tokens=tokens,
+                do_sample=False, pad_token_id=pad,
             )
-            total += out.shape[1] - tensor.shape[1]
+            total += (out.shape[1] - width) * len(group)
     return total / (time.perf_counter() - start)
 
 
-async def engine_rate(engine: LocalEngine, tokens: int, concurrent: int) -> float:
-    async def one(prompt: str) -> int:
-        produced = 0
-        async for delta in engine.stream(request(prompt, tokens)):
+def continuous_batching_rate(path: Path, engine: LocalEngine, tokens: int) -> tuple[float | None, str]:
+    """transformers' own continuous batching (``generate_batch``) on a fresh copy of the model."""
+    try:
+        from transformers import AutoModelForCausalLM, GenerationConfig
+
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+        model.eval()
+        inputs = [engine.prepare(ask(p, tokens)).ids for p in PROMPTS]
+        config = GenerationConfig(
+            max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, eos_token_id=-1,
+            pad_token_id=engine.scheduler.pad_token_id,
+        )
+        with torch.inference_mode():
+            model.generate_batch(inputs[:2], generation_config=config)  # warm up
+            start = time.perf_counter()
+            out = model.generate_batch(inputs, generation_config=config)
+            elapsed = time.perf_counter() - start
+        made = sum(len(r.generated_tokens) for r in out.values())
+        return made / elapsed, ""
+    except Exception as exc:  # it does not run everywhere: say why
+        return None, f"{type(exc).__name__}: {str(exc)[:120]}"
+
+
+async def engine_rate(engine: LocalEngine, tokens: int, concurrent: int) -> tuple[float, list[float]]:
+    """Tokens/s of the engine, and each request's time to first token."""
+    firsts: list[float] = []
+
+    async def one(prompt: str, start: float) -> int:
+        produced, first = 0, None
+        async for delta in engine.stream(ask(prompt, tokens, tenant=f"{start}-{prompt}")):  # no reuse
+            if first is None:
+                first = time.perf_counter() - start
             if delta.usage is not None:
                 produced = delta.usage.output_tokens
+        firsts.append(first or 0.0)
         return produced
 
     start = time.perf_counter()
     total = 0
     for at in range(0, len(PROMPTS), concurrent):
-        total += sum(await asyncio.gather(*(one(p) for p in PROMPTS[at : at + concurrent])))
-    return total / (time.perf_counter() - start)
+        t0 = time.perf_counter()
+        total += sum(await asyncio.gather(*(one(p, t0) for p in PROMPTS[at : at + concurrent])))
+    return total / (time.perf_counter() - start), firsts
+
+
+# -- 2. agent session -----------------------------------------------------------------------------
+
+
+class Forced:
+    """A logits processor that makes the model answer ``tokens`` then stop (a fixed answer, so
+    the history the client resends tokenizes back to exactly what was generated)."""
+
+    def __init__(self, tokens: list[int]) -> None:
+        self.tokens = tokens
+
+    def __call__(self, history: list[int], logits: torch.Tensor) -> torch.Tensor:
+        if len(history) >= len(self.tokens):
+            return logits
+        forced = torch.full_like(logits, float("-inf"))
+        forced[self.tokens[len(history)]] = 0.0
+        return forced
+
+
+def ttft(engine: LocalEngine, request: ChatRequest) -> tuple[float, int, int, str]:
+    """(time to first token, prompt tokens, cached tokens, answer text) through ``stream``."""
+
+    async def run() -> tuple[float, int, int, str]:
+        start, first, text = time.perf_counter(), None, []
+        usage = None
+        async for delta in engine.stream(request):
+            if first is None:
+                first = time.perf_counter() - start
+            text.append(delta.text or "")
+            usage = delta.usage or usage
+        assert usage is not None
+        return first or 0.0, usage.input_tokens, usage.cached_tokens, "".join(text)
+
+    return asyncio.run(run())
+
+
+def prefill_new_only(engine: LocalEngine, ids: list[int], cached: int) -> float:
+    """Seconds a bare forward pass takes to prefill ``ids[cached:]`` onto a cache of the rest."""
+    from transformers import DynamicCache
+
+    from oneplan.local.kvcache import cache_keyword
+
+    model, kw = engine.model, cache_keyword(engine.model)
+    with torch.inference_mode():
+        cache = DynamicCache(config=model.config)
+        if cached:
+            model(input_ids=torch.tensor([ids[:cached]]), use_cache=True, logits_to_keep=1, **{kw: cache})
+        start = time.perf_counter()
+        new = torch.tensor([ids[cached:]])
+        positions = torch.arange(cached, len(ids))[None]
+        model(input_ids=new, position_ids=positions, use_cache=True, logits_to_keep=1, **{kw: cache})
+        return time.perf_counter() - start
+
+
+def generate_ttft(engine: LocalEngine, ids: list[int]) -> float:
+    prompt = torch.tensor([ids])
+    start = time.perf_counter()
+    with torch.inference_mode():
+        engine.model.generate(
+            prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=1, do_sample=False,
+            pad_token_id=engine.scheduler.pad_token_id,
+        )
+    return time.perf_counter() - start
+
+
+def agent_session(engine: LocalEngine, system_tokens: int, turn_tokens: int, answer_tokens: int) -> list[dict[str, Any]]:
+    answer = text_of(engine, answer_tokens)
+    forced = Forced(
+        [*list(engine.tokenizer.encode(answer, add_special_tokens=False)), engine.tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    )
+    messages = [{"role": "system", "content": "You are a coding agent. " + text_of(engine, system_tokens)}]
+    rows = []
+    for turn in range(1, 7):
+        messages.append({"role": "user", "content": f"Turn {turn}: fix this. " + text_of(engine, turn_tokens)})
+        engine.processors = lambda request: [forced]
+        try:
+            hot, prompt_tokens, cached, text = ttft(engine, chat(messages, 4 * answer_tokens, tenant="agent"))
+            cold, _, cold_cached, _ = ttft(engine, chat(messages, 1, tenant=f"cold-{turn}"))
+        finally:
+            engine.processors = None
+        assert cold_cached == 0
+        ids = engine.prepare(chat(messages, 1)).ids
+        rows.append({
+            "turn": turn, "prompt": prompt_tokens, "cached": cached, "hot": hot, "cold": cold,
+            "generate": generate_ttft(engine, ids), "floor": prefill_new_only(engine, ids, cached),
+        })
+        print(f"  turn {turn}: {rows[-1]}", flush=True)
+        messages.append({"role": "assistant", "content": text})
+    return rows
+
+
+# -- 3. a long prompt while seven stream --------------------------------------------------------
+
+
+def long_prompt(engine: LocalEngine, long_tokens: int, chunk: int) -> dict[str, float]:
+    """Seven streams decode; a long prompt arrives. The running streams' longest gap between two
+    tokens while it prefills, and its time to first token."""
+    scheduler = engine.scheduler
+    scheduler.options = dataclasses.replace(scheduler.options, prefill_chunk=chunk)
+    stamps: dict[int, list[float]] = {i: [] for i in range(8)}
+    first_long = threading.Event()
+
+    def sink_for(i: int) -> Callable[[tuple[str, Any]], None]:
+        def sink(event: tuple[str, Any]) -> None:
+            if event[0] == "token":
+                stamps[i].append(time.perf_counter())
+                if i == 7:
+                    first_long.set()
+
+        return sink
+
+    quiet = frozenset[int]()
+    streams = [
+        Sequence(engine.prepare(ask(PROMPTS[i], 8)).ids, SamplingParams(max_new_tokens=100000, stop_token_ids=quiet),
+                 sink_for(i), tenant=f"s{i}-{chunk}")
+        for i in range(7)
+    ]
+    for seq in streams:
+        scheduler.submit(seq)
+    scheduler.wait_until(lambda s: all(len(stamps[i]) >= 3 for i in range(7)), 120)
+    ids = engine.prepare(ask(text_of(engine, long_tokens), 1, tenant=f"long-{chunk}")).ids
+    long = Sequence(ids, SamplingParams(max_new_tokens=1, stop_token_ids=quiet), sink_for(7), tenant=f"long-{chunk}")
+    arrived = time.perf_counter()
+    scheduler.submit(long)
+    first_long.wait(600)
+    until = stamps[7][0]
+    for _ in range(2):  # and two more tokens each after it
+        scheduler.wait_until(lambda s, after=until: all(stamps[i][-1] > after for i in range(7)), 60)
+        until = max(stamps[i][-1] for i in range(7))
+    for seq in streams:
+        seq.cancel()
+    scheduler.wait_until(lambda s: s.idle(), 60)
+    gaps = []
+    for i in range(7):
+        times = [t for t in stamps[i] if t >= arrived - 1.0]
+        gaps += [b - a for a, b in itertools.pairwise(times) if b > arrived]
+    return {"ttft": stamps[7][0] - arrived, "gap": max(gaps), "prompt": len(ids)}
+
+
+def chunk_time(engine: LocalEngine, long_tokens: int, chunk: int) -> float:
+    """One chunk's forward pass at the end of a ``long_tokens`` prompt (the slowest chunk)."""
+    ids = engine.prepare(ask(text_of(engine, long_tokens), 1)).ids
+    return prefill_new_only(engine, ids, max(0, len(ids) - chunk))
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, help="a real checkpoint directory")
-    parser.add_argument("--arch", default="qwen3", help="architecture of the random checkpoint")
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--tokens", type=int, default=64, help="tokens generated per request")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--dtype", default=None)
+    parser.add_argument("--hidden", type=int, default=384)
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--heads", type=int, default=6)
+    parser.add_argument("--kv-heads", type=int, default=2)
+    parser.add_argument("--head-dim", type=int, default=64)
+    parser.add_argument("--intermediate", type=int, default=1024)
+    parser.add_argument("--tokens", type=int, default=48, help="tokens generated per request (scenario 1)")
+    parser.add_argument("--long", type=int, default=3000, help="tokens of the long prompt (scenario 3)")
+    parser.add_argument("--chunk", type=int, default=256, help="prefill chunk")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the 8-stream comparison (best kept)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    started, load_before = datetime.now(UTC), load()
     with tempfile.TemporaryDirectory() as tmp:
-        path = args.checkpoint or build_checkpoint(
-            Path(tmp) / args.arch, args.arch, hidden=args.hidden, layers=args.layers
-        )
-        engine = LocalEngine.load(
-            EngineOptions(path=str(path), device=args.device, dtype=args.dtype, max_batch_size=8)
-        )
-        engine.stop_token_ids = frozenset()  # ignore EOS: every request makes --tokens tokens
+        path = args.checkpoint or build(Path(tmp) / "qwen3", args)
+        engine = LocalEngine.load(EngineOptions(path=str(path), max_batch_size=8, prefill_chunk=args.chunk))
+        engine.stop_token_ids = frozenset()  # ignore EOS: every request makes its tokens
         try:
             asyncio.run(engine_rate(engine, 4, 8))  # warm up
-            seq = baseline(engine, args.tokens)
-            one = asyncio.run(engine_rate(engine, args.tokens, 1))
-            eight = asyncio.run(engine_rate(engine, args.tokens, 8))
+            print("1. eight streams", flush=True)
+            seq = generate_rate(engine, args.tokens, 1)
+            one, _ = asyncio.run(engine_rate(engine, args.tokens, 1))
+            # Best of --repeat, alternating, so that load from others hits both alike.
+            padded, eight, firsts = 0.0, 0.0, [0.0]
+            for _ in range(args.repeat):
+                padded = max(padded, generate_rate(engine, args.tokens, 8))
+                rate, times = asyncio.run(engine_rate(engine, args.tokens, 8))
+                if rate > eight:
+                    eight, firsts = rate, times
+            cb, cb_note = continuous_batching_rate(path, engine, args.tokens)
+            engine.stop_token_ids = frozenset(
+                [engine.tokenizer.convert_tokens_to_ids("<|im_end|>"), engine.tokenizer.convert_tokens_to_ids("<|endoftext|>")]
+            )
+            print("2. agent session", flush=True)
+            session = agent_session(engine, system_tokens=400, turn_tokens=450, answer_tokens=64)
+            print("3. long prompt while seven stream", flush=True)
+            engine.stop_token_ids = frozenset()
+            chunked = long_prompt(engine, args.long, args.chunk)
+            whole = long_prompt(engine, args.long, 1_000_000)
+            one_chunk = chunk_time(engine, args.long, args.chunk)
         finally:
             engine.close()
-    print(
-        f"checkpoint: {path if args.checkpoint else f'random {args.arch} hidden={args.hidden} layers={args.layers}'}"
+    shapes = (
+        str(args.checkpoint) if args.checkpoint else
+        f"random Qwen3, hidden {args.hidden}, {args.layers} layers, {args.heads} heads / {args.kv_heads} KV heads "
+        f"of {args.head_dim}, MLP {args.intermediate}, vocabulary {len(engine.tokenizer)} (the test tokenizer)"
     )
-    print(f"device: {engine.model.device} dtype: {engine.model.dtype} tokens/request: {args.tokens}")
-    print(f"sequential model.generate : {seq:8.1f} tok/s")
-    print(f"engine, 1 stream          : {one:8.1f} tok/s ({one / seq:.2f}x)")
-    print(f"engine, 8 streams         : {eight:8.1f} tok/s ({eight / seq:.2f}x)")
-    print(f"batch sizes (decode steps): {dict(sorted(engine.scheduler.decode_batch_sizes.items()))}")
+    turn6 = session[-1]
+    lines = [
+        f"# Local engine benchmark, {started:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Checkpoint: {shapes}; {engine.model.dtype}, {engine.model.device}, torch threads "
+        f"{torch.get_num_threads()}. **Taken under load**: the machine's 2 cores are shared with other "
+        f"engineers' work (load average {load_before} before, {load()} after), so absolute numbers are "
+        "noisy; the ratios between columns taken minutes apart are what this shows.",
+        "",
+        "## 1. Eight streams",
+        "",
+        f"{args.tokens} tokens per request, EOS ignored; padded `generate` and the engine at 8 streams: "
+        f"best of {args.repeat} alternating runs.",
+        "",
+        "| | tokens/s | vs padded generate |",
+        "|---|---|---|",
+        f"| transformers `generate`, sequential | {seq:.1f} | {seq / padded:.2f}x |",
+        f"| transformers `generate`, padded batch of 8 | {padded:.1f} | 1.00x |",
+        "| transformers continuous batching (`generate_batch`) | "
+        + (f"{cb:.1f} | {cb / padded:.2f}x |" if cb else f"did not run ({cb_note}) | |"),
+        f"| oneplan engine, 1 stream | {one:.1f} | {one / padded:.2f}x |",
+        f"| oneplan engine, 8 streams | {eight:.1f} | **{eight / padded:.2f}x** (target >= 1.20x) |",
+        "",
+        f"Time to first token of the 8 concurrent requests: {min(firsts):.2f} s to {max(firsts):.2f} s "
+        "(one shared prefill: they arrive within the admission window).",
+        "",
+        "## 2. Agent session (6 turns, the history resent every turn)",
+        "",
+        "Time to first token, seconds. *floor*: a bare forward pass over only the tokens not reused.",
+        "",
+        "| turn | prompt tokens | reused (cached_tokens) | oneplan, prefix cache | oneplan, no reuse | "
+        "transformers `generate` | floor | oneplan / floor |",
+        "|---|---|---|---|---|---|---|---|",
+        *(
+            f"| {r['turn']} | {r['prompt']} | {r['cached']} | {r['hot']:.3f} | {r['cold']:.3f} | "
+            f"{r['generate']:.3f} | {r['floor']:.3f} | {r['hot'] / r['floor']:.2f}x |"
+            for r in session
+        ),
+        "",
+        f"Turn 6: {turn6['hot'] / turn6['floor']:.2f}x the floor (target <= 1.5x); the session's prefill time "
+        f"{sum(r['hot'] for r in session):.2f} s with reuse against {sum(r['cold'] for r in session):.2f} s "
+        f"without ({1 - sum(r['hot'] for r in session) / sum(r['cold'] for r in session):.0%} saved).",
+        "",
+        "## 3. A long prompt arrives while seven others stream",
+        "",
+        f"A {chunked['prompt']}-token prompt arrives while 7 requests decode. One {args.chunk}-token "
+        f"chunk's forward pass at the prompt's end: {one_chunk:.3f} s.",
+        "",
+        "| | longest gap between tokens of a running stream | long prompt's time to first token |",
+        "|---|---|---|",
+        f"| oneplan, chunked prefill ({args.chunk}) | {chunked['gap']:.3f} s "
+        f"(**{chunked['gap'] / one_chunk:.2f}x** one chunk; target <= 2x) | {chunked['ttft']:.2f} s |",
+        f"| oneplan, chunking off | {whole['gap']:.3f} s ({whole['gap'] / one_chunk:.2f}x one chunk) | "
+        f"{whole['ttft']:.2f} s |",
+        "| transformers `generate` | a running batch cannot take a new request: the seven wait for it "
+        "to end, or all eight start over in one padded batch | |",
+        "",
+    ]
+    report = "\n".join(lines)
+    print(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    target = args.out / f"local-{started:%Y%m%d-%H%M%S}.md"
+    target.write_text(report, encoding="utf-8")
+    print(f"written to {target}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,12 @@
 The pipeline for a request reads top to bottom in ``stream``: render the prompt with the
 checkpoint's template, check it against the context, queue it on the scheduler, then turn each
 generated token into text, cut at stop sequences, and split into reasoning, text and tool calls.
-Usage is counted from the token ids themselves, so it is exact.
+Usage is counted from the token ids themselves, so it is exact; ``cached_tokens`` is the part of
+the prompt the prefix cache supplied (OpenAI-style: included in ``input_tokens``).
+
+Prefix reuse is per tenant: ``ChatRequest.tenant`` (the gateway sets it to the user's id) decides
+whose cached prefixes a request may reuse. With ``share_prefix = "system"`` the prompt's leading
+system message (with the tools the template renders into it) is also kept for everyone.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from oneplan.local import chat, loader
 from oneplan.local.checkpoint import Checkpoint, inspect
 from oneplan.local.parsing import OutputParser
 from oneplan.local.sampling import LogitsProcessor, SamplingParams
-from oneplan.local.scheduler import Event, Scheduler, Sequence
+from oneplan.local.scheduler import Event, Scheduler, SchedulerOptions, Sequence
 from oneplan.local.textstream import Detokenizer, StopMatcher
 from oneplan.protocols.canonical import ChatRequest, Delta, Usage
 
@@ -32,6 +37,10 @@ class EngineOptions:
     dtype: str | None = None
     max_batch_size: int = 8
     context_length: int | None = None
+    prefill_chunk: int = 256
+    admission_window_ms: float = 5.0
+    prefix_cache_mb: float = 512
+    share_prefix: str = "none"  # or "system"
 
 
 @dataclass(slots=True)
@@ -40,6 +49,8 @@ class Prepared:
     ids: list[int]
     params: SamplingParams
     opens_thinking: bool
+    public: int = 0  # leading tokens that may be shared across tenants
+    history: int = 0  # leading tokens before the generation prompt (a next turn starts with them)
 
 
 class LocalEngine:
@@ -50,7 +61,17 @@ class LocalEngine:
         self.context_length = options.context_length or checkpoint.context_length
         self.stop_token_ids = self._stop_ids()
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.stop_token_ids)
-        self.scheduler = Scheduler(model, pad_token_id=pad, max_batch_size=options.max_batch_size)
+        self.share_system = options.share_prefix == "system"
+        self.scheduler = Scheduler(
+            model,
+            pad_token_id=pad,
+            options=SchedulerOptions(
+                max_batch_size=options.max_batch_size,
+                prefill_chunk=options.prefill_chunk,
+                admission_window=options.admission_window_ms / 1000,
+                prefix_cache_bytes=int(options.prefix_cache_mb * 2**20),
+            ),
+        )
         self.defaults = self._generation_defaults()
         # Tests (and future grammar constraints) add logits processors per request here.
         self.processors: Callable[[ChatRequest], list[LogitsProcessor]] | None = None
@@ -113,7 +134,20 @@ class LocalEngine:
                     "tokens can be generated",
                     param="max_tokens",
                 )
-        return Prepared(prompt, ids, self._sampling(request, room), chat.opens_thinking(prompt))
+        public = 0
+        if self.share_system and prompt.startswith("<|im_start|>system"):
+            public = self._tokens_before(prompt, ids, prompt.find("<|im_end|>") + len("<|im_end|>"))
+        history = self._tokens_before(prompt, ids, prompt.rfind("<|im_start|>assistant"))
+        return Prepared(
+            prompt, ids, self._sampling(request, room), chat.opens_thinking(prompt), public, history
+        )
+
+    def _tokens_before(self, prompt: str, ids: list[int], end: int) -> int:
+        """How many of ``ids`` spell ``prompt[:end]`` (0 unless they tokenize as a prefix)."""
+        if end <= 0:
+            return 0
+        head = list(self.tokenizer.encode(prompt[:end], add_special_tokens=False))
+        return len(head) if ids[: len(head)] == head else 0
 
     def _sampling(self, request: ChatRequest, room: int) -> SamplingParams:
         temperature = request.temperature
@@ -148,7 +182,14 @@ class LocalEngine:
             except RuntimeError:  # the event loop is gone: nobody is listening
                 seq.cancel()
 
-        seq = Sequence(prepared.ids, prepared.params, sink)
+        seq = Sequence(
+            prepared.ids,
+            prepared.params,
+            sink,
+            tenant=request.tenant or "",
+            public=prepared.public,
+            history=prepared.history,
+        )
         detok = Detokenizer(self.tokenizer)
         stops = StopMatcher(request.stop)
         parser = OutputParser(
@@ -205,6 +246,7 @@ class LocalEngine:
         usage = Usage(
             input_tokens=len(prepared.ids),
             output_tokens=generated,
+            cached_tokens=seq.cached,
             reasoning_tokens=reasoning_tokens,
         )
         yield Delta(finish_reason=finish, usage=usage)

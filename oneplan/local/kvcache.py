@@ -1,81 +1,222 @@
-"""Row surgery on a transformers ``DynamicCache``, so one cache can hold a changing batch.
+"""Per-row KV storage for the running batch: preallocated, so rows join and leave without copying
+the others, and no row is padded to the longest one.
 
-Continuous batching needs three operations the cache does not offer as a set: drop finished rows,
-merge a freshly prefilled batch into the running one, and cut columns nobody attends to any more.
-Attention layers keep ``keys``/``values`` of shape ``[batch, heads, seq, dim]`` (left-padded here;
-the padding is masked out); linear-attention layers (Qwen3.5's gated delta net) keep fixed-size
-``conv_states``/``recurrent_states`` per row, which only ever need rows selected or concatenated.
+Layout. Every full-attention layer owns two buffers ``[slots, kv_heads, columns + 1, head_dim]``: a
+sequence occupies one slot (a row) and its tokens sit at columns ``0 .. len-1`` of that row,
+whatever the lengths of the other rows; the extra last column is a sink that padding tokens write
+to and nobody reads. Linear-attention layers (Qwen3.5's gated delta net) own ``[slots, ...]``
+buffers for their conv and recurrent state. A forward pass runs on a contiguous range of slots,
+which is a view: the scheduler keeps the decoding sequences at the bottom (``0 .. n``) and the
+sequences being prefilled at the top, so neither step copies the other's rows.
+
+Costs: joining the running batch moves one row (only its own columns); leaving moves the last
+running row into the hole; columns grow by doubling (copying only what live rows hold), rarely.
+
+transformers sees an ordinary ``DynamicCache`` whose attention layers are ``SlotLayer`` (writes go
+to per-row columns, reads are a view of the window) and whose linear-attention layers are
+transformers' own, pointed at views of our state buffers before each forward (they update their
+states in place). The attention mask is built here (``mask``) and handed to the model ready-made.
 """
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+
+# What a snapshot of one row holds per layer: (keys, values) for attention layers, (conv,
+# recurrent) for linear ones; ``None`` where the layer has nothing of that kind.
+LayerSnapshot = tuple[torch.Tensor, torch.Tensor] | None
 
 
-def _kv(layer: Any) -> bool:
-    keys = getattr(layer, "keys", None)
-    return isinstance(keys, torch.Tensor) and keys.dim() == 4
+@dataclass(slots=True)
+class Window:
+    """The slots and columns the next forward pass reads and writes."""
+
+    lo: int
+    hi: int
+    cols: torch.Tensor  # [rows, q] column each new token writes to (the sink for padding)
+    width: int  # columns the rows attend over
 
 
-def _states(layer: Any) -> list[dict[int, torch.Tensor | None]]:
-    found = []
-    for name in ("conv_states", "recurrent_states"):
-        states = getattr(layer, name, None)
-        if isinstance(states, dict):
-            found.append(states)
-    return found
+def cache_keyword(model: Any) -> str:
+    """The keyword ``model.forward`` takes its KV cache by.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns, and goes in
+    5.40); 5.23 knows only the old one. The decorated ``forward`` keeps its real signature, so the
+    name it declares is the one to use.
+    """
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
-def select_rows(cache: Any, rows: torch.Tensor) -> None:
-    """Keep only ``rows`` (a 1-D index tensor) of every layer, in that order."""
-    for layer in cache.layers:
-        if _kv(layer):
-            layer.keys = layer.keys.index_select(0, rows)
-            layer.values = layer.values.index_select(0, rows)
-        for states in _states(layer):
-            for key, value in states.items():
-                if value is not None:
-                    states[key] = value.index_select(0, rows)
+def _slot_layer_class() -> type:
+    from transformers.cache_utils import DynamicLayer
+
+    class SlotLayer(DynamicLayer):  # type: ignore[misc]
+        _layer_type = None  # never register in transformers' layer-type mapping
+
+        def __init__(self, store: SlotCache, index: int) -> None:
+            DynamicLayer.__init__(self)
+            self.store, self.index = store, index
+            self.is_initialized = True
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            return self.store.write(self.index, key_states, value_states)
+
+        def get_seq_length(self) -> int:
+            return self.store.window.width if self.store.window else 0
+
+        def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+            return self.get_seq_length(), 0
+
+    return SlotLayer
 
 
-def drop_columns(cache: Any, count: int) -> None:
-    """Drop the ``count`` oldest sequence positions (columns that are padding in every row)."""
-    if count <= 0:
-        return
-    for layer in cache.layers:
-        if _kv(layer):
-            layer.keys = layer.keys[:, :, count:, :]
-            layer.values = layer.values[:, :, count:, :]
+class SlotCache:
+    """The running batch's cache; ``cache`` is what the model's forward receives."""
+
+    def __init__(self, model: Any, slots: int, columns: int = 256) -> None:
+        from transformers import DynamicCache
+
+        self.slots = slots
+        self.columns = columns
+        self.device = model.device
+        self.window: Window | None = None
+        probe = DynamicCache(config=model.config)
+        ids = torch.zeros((1, 4), dtype=torch.long, device=self.device)
+        with torch.inference_mode():
+            model(input_ids=ids, use_cache=True, logits_to_keep=1, **{cache_keyword(model): probe})
+        self.cache = DynamicCache(config=model.config)
+        slot_layer = _slot_layer_class()
+        self.kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.states: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.kernel: dict[int, int] = {}
+        for index, layer in enumerate(probe.layers):
+            keys = getattr(layer, "keys", None)
+            conv = getattr(layer, "conv_states", None)
+            if isinstance(keys, torch.Tensor) and keys.dim() == 4:
+                _, heads, _, dim = keys.shape
+                shape = (slots, heads, columns + 1, dim)
+                self.kv[index] = (keys.new_zeros(shape), keys.new_zeros(shape))
+                self.cache.layers[index] = slot_layer(self, index)
+            elif isinstance(conv, dict) and conv.get(0) is not None:
+                conv0, rec0 = conv[0], layer.recurrent_states[0]
+                self.kernel[index] = conv0.shape[-1]
+                self.states[index] = (
+                    conv0.new_zeros((slots, *conv0.shape[1:])),
+                    rec0.new_zeros((slots, *rec0.shape[1:])),
+                )
+            else:
+                raise RuntimeError(f"unsupported cache layer {type(layer).__name__}")
+        self.bytes_per_token = sum(2 * k[0, :, 0].numel() * k.element_size() for k, _ in self.kv.values())
+        self.state_bytes = sum(c[0].numel() * c.element_size() + r[0].numel() * r.element_size() for c, r in self.states.values())
+
+    @property
+    def hybrid(self) -> bool:
+        """Whether some layers keep a recurrent state (a prefix is then reusable only where one was saved)."""
+        return bool(self.states)
+
+    # -- the forward pass's view ------------------------------------------------------------
+
+    def open(self, window: Window) -> Any:
+        """Point every layer at ``window``; returns the cache to pass to the model."""
+        assert window.width <= self.columns and int(window.cols.max()) < self.columns, "grow first"
+        window.cols = torch.where(window.cols < 0, self.columns, window.cols)
+        self.window = window
+        for index, (conv, rec) in self.states.items():
+            layer = self.cache.layers[index]
+            layer.conv_states[0] = conv[window.lo : window.hi]
+            layer.recurrent_states[0] = rec[window.lo : window.hi]
+            layer.conv_kernel_size[0] = self.kernel[index]
+            layer.is_conv_states_initialized[0] = layer.is_recurrent_states_initialized[0] = True
+            layer.has_previous_state[0] = True  # a fresh row's state is zeros, which is the same
+            layer.device, layer.dtype = conv.device, conv.dtype
+        return self.cache
+
+    def write(self, index: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        window = self.window
+        assert window is not None
+        kbuf, vbuf = self.kv[index]
+        kview, vview = kbuf[window.lo : window.hi], vbuf[window.lo : window.hi]
+        rows = torch.arange(window.hi - window.lo, device=keys.device)[:, None]
+        kview[rows, :, window.cols] = keys.transpose(1, 2)
+        vview[rows, :, window.cols] = values.transpose(1, 2)
+        return kview[:, :, : window.width], vview[:, :, : window.width]
+
+    def ensure_columns(self, needed: int, live: list[tuple[int, int]]) -> None:
+        """Room for ``needed`` columns; ``live`` (slot, length) rows keep their tokens. Grows by
+        doubling, copying only what live rows hold (the rest of a row is never read)."""
+        if needed <= self.columns:
+            return
+        columns = max(needed, 2 * self.columns)
+        for index, (kbuf, vbuf) in self.kv.items():
+            shape = (self.slots, kbuf.shape[1], columns + 1, kbuf.shape[3])
+            knew, vnew = kbuf.new_zeros(shape), vbuf.new_zeros(shape)
+            for slot, length in live:
+                knew[slot, :, :length] = kbuf[slot, :, :length]
+                vnew[slot, :, :length] = vbuf[slot, :, :length]
+            self.kv[index] = (knew, vnew)
+        self.columns = columns
+
+    # -- rows -------------------------------------------------------------------------------
+
+    def move(self, src: int, dst: int, length: int) -> None:
+        """Copy slot ``src``'s first ``length`` columns and its state to slot ``dst``."""
+        if src == dst:
+            return
+        for kbuf, vbuf in self.kv.values():
+            kbuf[dst, :, :length] = kbuf[src, :, :length]
+            vbuf[dst, :, :length] = vbuf[src, :, :length]
+        for conv, rec in self.states.values():
+            conv[dst] = conv[src]
+            rec[dst] = rec[src]
+
+    def clear_state(self, slot: int) -> None:
+        """A fresh sequence starts from a zero recurrent state."""
+        for conv, rec in self.states.values():
+            conv[slot].zero_()
+            rec[slot].zero_()
+
+    def snapshot_kv(self, slot: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(k[slot, :, :length].clone(), v[slot, :, :length].clone()) for k, v in self.kv.values()]
+
+    def snapshot_state(self, slot: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(c[slot].clone(), r[slot].clone()) for c, r in self.states.values()]
+
+    def restore(
+        self,
+        slot: int,
+        kv: list[tuple[torch.Tensor, torch.Tensor]],
+        length: int,
+        state: list[tuple[torch.Tensor, torch.Tensor]] | None,
+    ) -> None:
+        """Load a saved prefix of ``length`` tokens into ``slot`` (which has the columns)."""
+        for (kbuf, vbuf), (k, v) in zip(self.kv.values(), kv, strict=True):
+            kbuf[slot, :, :length] = k[:, :length]
+            vbuf[slot, :, :length] = v[:, :length]
+        if state is None:
+            self.clear_state(slot)
+            return
+        for (conv, rec), (c, r) in zip(self.states.values(), state, strict=True):
+            conv[slot] = c
+            rec[slot] = r
 
 
-def _pad_left(t: torch.Tensor, width: int) -> torch.Tensor:
-    return t if width <= 0 else F.pad(t, (0, 0, width, 0))
+def mask(positions: torch.Tensor, real: torch.Tensor, width: int, attn: str, dtype: torch.dtype) -> torch.Tensor:
+    """The 4-D attention mask ``[rows, 1, q, width]`` of one forward pass.
 
-
-def merge(running: Any, running_len: int, new: Any, new_len: int) -> None:
-    """Append the rows of ``new`` to ``running`` in place, left-padding the shorter to one length."""
-    width = max(running_len, new_len)
-    for old_layer, new_layer in zip(running.layers, new.layers, strict=True):
-        if _kv(old_layer) and _kv(new_layer):
-            old_layer.keys = torch.cat(
-                [_pad_left(old_layer.keys, width - running_len), _pad_left(new_layer.keys, width - new_len)]
-            )
-            old_layer.values = torch.cat(
-                [
-                    _pad_left(old_layer.values, width - running_len),
-                    _pad_left(new_layer.values, width - new_len),
-                ]
-            )
-        for old_states, new_states in zip(_states(old_layer), _states(new_layer), strict=True):
-            for key, value in new_states.items():
-                old = old_states.get(key)
-                if value is not None and old is not None:
-                    old_states[key] = torch.cat([old, value])
-
-
-def merge_masks(running: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-    width = max(running.shape[1], new.shape[1])
-    return torch.cat([F.pad(running, (width - running.shape[1], 0)), F.pad(new, (width - new.shape[1], 0))])
+    A real query at position ``p`` sees columns ``0 .. p`` of its own row; a padding query sees
+    column 0 only (never nothing, which would make NaNs that the linear layers would carry on).
+    """
+    cols = torch.arange(width, device=positions.device)
+    allowed = cols[None, None, :] <= positions[:, :, None]
+    allowed = torch.where(real[:, :, None], allowed, cols[None, None, :] == 0)
+    allowed = allowed[:, None]
+    if attn == "eager":
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+            ~allowed, torch.finfo(dtype).min
+        )
+    return allowed

@@ -1,8 +1,10 @@
 """Provider kind ``local``: open-weight Qwen checkpoints run in this process.
 
 A model entry names its checkpoint directory (``path``) and optionally ``device``, ``dtype``,
-``max_batch_size`` and ``context_length``; the provider's own options give defaults for all its
-models. Each checkpoint is loaded once, on first use or by ``preload`` at start-up, and shared by
+``max_batch_size``, ``context_length``, ``prefill_chunk`` (prompt tokens per prefill step),
+``admission_window_ms``, ``prefix_cache_mb`` (0 turns prefix reuse off) and ``share_prefix``
+(``"none"``, or ``"system"`` to share a system prompt's cached prefix across users); the
+provider's own options give defaults for all its models. Each checkpoint is loaded once, on first use or by ``preload`` at start-up, and shared by
 every request for it. torch and transformers are imported only then, so without the ``local``
 extra the gateway still runs and a local model fails with a one-line fix.
 """
@@ -55,12 +57,25 @@ def engine_options(model: str, options: dict[str, Any]) -> EngineOptions:
             raise ConfigError(f"model {model!r}: {key} must be a positive integer, not {value!r}")
         return value
 
+    def non_negative(key: str, default: float) -> float:
+        value = options.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"model {model!r}: {key} must be a number >= 0, not {value!r}")
+        return value
+
+    share = options.get("share_prefix", "none")
+    if share not in ("none", "system"):
+        raise ConfigError(f'model {model!r}: share_prefix must be "none" or "system", not {share!r}')
     return EngineOptions(
         path=str(Path(path).expanduser().resolve()),
         device=options.get("device"),
         dtype=options.get("dtype"),
         max_batch_size=number("max_batch_size") or 8,
         context_length=number("context_length"),
+        prefill_chunk=number("prefill_chunk") or 256,
+        admission_window_ms=float(non_negative("admission_window_ms", 5.0)),
+        prefix_cache_mb=float(non_negative("prefix_cache_mb", 512)),
+        share_prefix=share,
     )
 
 

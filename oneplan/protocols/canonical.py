@@ -50,6 +50,9 @@ class ChatRequest:
     thinking: Thinking = field(default_factory=Thinking)
     include_usage: bool = False  # the *client* asked for usage in the stream
     user: str | None = None
+    # Who is asking (the gateway's user id, never the client's ``user`` field): whose cached
+    # prompt prefixes a local model may reuse. Not sent upstream.
+    tenant: str | None = None
     # Provider-specific parameters the caller sent that have no canonical slot (top_k, ...).
     extra: dict[str, Any] = field(default_factory=dict)
     # The body as the client sent it, and its protocol. A provider speaking that same protocol

@@ -208,6 +208,7 @@ class Pipeline:
             body = await read_json(request, gw.catalog.server.max_body_bytes)
             chat = await exchange.parse(body, key)
             chat.source_protocol, chat.source_body = protocol.name, body
+            chat.tenant = str(key.user_id)  # whose cached prefixes a local model may reuse
             entry, plan = self.resolve(chat.model, key)
             if entry.max_output_tokens is not None:
                 cap_output(chat, entry.max_output_tokens)

@@ -189,18 +189,18 @@ def test_eight_concurrent_streams_are_batched(engines: dict[str, Any]) -> None:
     engine = engines["qwen3_5_text"]
     prompts = [f"Question number {i}: " + "why " * i for i in range(8)]
 
-    async def answer(prompt: str) -> str | None:
+    async def answer(prompt: str, user: str) -> str | None:
         text = []
-        async for delta in engine.stream(ask(prompt, max_tokens=10, temperature=0)):
+        async for delta in engine.stream(ask(prompt, max_tokens=10, temperature=0, tenant=user)):
             text.append(delta.text or "")
         return "".join(text)
 
-    alone = [asyncio.run(answer(p)) for p in prompts]
+    alone = [asyncio.run(answer(p, f"alone-{i}")) for i, p in enumerate(prompts)]
     before = engine.scheduler.decode_batch_sizes.copy()
 
     async def together() -> list[str | None]:
         with engine.scheduler.paused():
-            tasks = [asyncio.create_task(answer(p)) for p in prompts]
+            tasks = [asyncio.create_task(answer(p, f"user-{i}")) for i, p in enumerate(prompts)]
             assert await asyncio.to_thread(engine.scheduler.wait_until, lambda s: s.pending == 8, 30)
         return list(await asyncio.gather(*tasks))
 
