@@ -1,4 +1,4 @@
-"""``oneplan serve | users | keys | usage | providers``.
+"""``oneplan serve | users | keys | usage | providers | statusline``.
 
 Every command takes ``--config`` and ``--data-dir`` (or ``ONEPLAN_CONFIG`` / ``ONEPLAN_HOME``),
 so the CLI and a running server share one database. Errors are one line that says how to fix
@@ -216,6 +216,18 @@ def providers_status(url: str, admin_key: str, as_json: bool) -> None:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     for line in lines:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)) + "  " + line[-1])
+
+
+@cli.command()
+@click.option("--url", default="http://127.0.0.1:4000", show_default=True, envvar="ONEPLAN_URL", help="The oneplan server.")
+@click.option("--key", envvar="ONEPLAN_API_KEY", default=None, help="Your oneplan key (or ONEPLAN_API_KEY).")
+def statusline(url: str, key: str | None) -> None:
+    """One line for Claude Code's statusLine: your tightest quota window and what is left."""
+    from oneplan.cli.statusline import statusline as render
+
+    text, status = render(url, key)
+    click.echo(text)
+    sys.exit(status)
 
 
 def _fail(message: str) -> NoReturn:

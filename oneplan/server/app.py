@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from oneplan.console.routes import routes as console_routes
 from oneplan.errors import AuthenticationFailed, NotFound, OneplanError
 from oneplan.protocols import openai_chat
 from oneplan.server import admin
@@ -127,6 +128,7 @@ def create_app(gateway: Gateway) -> FastFront:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *admin.routes(gateway),
+        *console_routes(gateway),
     ]
 
     @contextlib.asynccontextmanager

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, create_engine, event, func, insert, select, updat
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from oneplan.errors import ConfigError
+from oneplan.metering import rollup
 from oneplan.store import schema
 from oneplan.store.migrations import migrate
 
@@ -251,6 +252,7 @@ class Database:
         columns = LEDGER_COLUMNS
         params = [tuple(row.get(c) for c in columns) for row in rows]
         with self.engine.begin() as conn:
+            rollup.add(conn, rows)  # the roll-up commits with the rows, or neither does
             conn.exec_driver_sql(self._ledger_insert, params)
 
     @property

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -53,6 +54,7 @@ api_keys = Table(
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=True),
     Column("revoked_at", Float, nullable=True),
+    Column("name", String(100), nullable=True),  # the owner's label for it (console)
 )
 
 ledger = Table(
@@ -83,6 +85,7 @@ ledger = Table(
     Column("completion", Text, nullable=True),
     Index("ledger_user_ts", "user_id", "ts"),
     Index("ledger_ts", "ts"),
+    Index("ledger_status_ts", "status", "ts"),  # the console's ledger explorer
 )
 
 responses = Table(
@@ -94,4 +97,42 @@ responses = Table(
     Column("expires_at", Float, nullable=False, index=True),
     Column("body", LargeBinary, nullable=False),  # the rendered Response object (JSON)
     Column("conversation", LargeBinary, nullable=False),  # every turn's items, for continuation
+)
+
+
+# The ledger's hourly roll-up (oneplan/metering/rollup.py), written with the ledger rows.
+usage_hourly = Table(
+    "usage_hourly",
+    metadata,
+    Column("user_id", Integer, primary_key=True),
+    Column("hour", BigInteger, primary_key=True),  # unix seconds of the hour's start (UTC)
+    Column("model", String(200), primary_key=True),
+    Column("provider", String(200), primary_key=True),  # '' when none was reached
+    Column("protocol", String(20), primary_key=True),
+    Column("status", String(20), primary_key=True),
+    Column("error_class", String(60), primary_key=True),  # '' when ok
+    Column("requests", BigInteger, nullable=False),
+    Column("weight", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cached_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False),
+    Column("cost", Float, nullable=False),
+    Column("latency_ms_sum", Float, nullable=False),
+    Column("ttft_ms_sum", Float, nullable=False),
+    Column("ttft_count", BigInteger, nullable=False),
+    *(Column(f"lat_b{i:02d}", BigInteger, nullable=False) for i in range(16)),
+    *(Column(f"ttft_b{i:02d}", BigInteger, nullable=False) for i in range(16)),
+    Index("usage_hourly_hour", "hour"),
+)
+
+# Console sign-ins: only the SHA-256 of the session token is stored.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("user_id", Integer, nullable=True),  # NULL for the operator (admin key)
+    Column("key_id", String(40), nullable=True),  # the key signed in with
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
 )

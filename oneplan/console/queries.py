@@ -1,0 +1,202 @@
+"""What the console shows, read from the hourly roll-up (and, for single requests, the ledger
+through its indexes). Synchronous: callers run these in a worker thread."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, and_, func, or_, select
+
+from oneplan.metering import rollup
+from oneplan.store import schema
+from oneplan.store.db import Database
+
+H = schema.usage_hourly
+L = schema.ledger
+TOKENS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
+REQUEST_COLUMNS = (
+    "id", "ts", "model", "protocol", "provider", "stream", "status", "http_status", "error_class",
+    "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "cost", "latency_ms", "ttft_ms",
+    "attempts",
+)
+DIMENSIONS = {"model": H.c.model, "provider": H.c.provider, "user": H.c.user_id, "protocol": H.c.protocol}
+
+
+def _where(query: Select[Any], user_id: int | None, since: float | None, until: float | None = None) -> Select[Any]:
+    if user_id is not None:
+        query = query.where(H.c.user_id == user_id)
+    if since is not None:
+        query = query.where(H.c.hour >= rollup.hour_of(since))
+    if until is not None:
+        query = query.where(H.c.hour < until)
+    return query
+
+
+def _hist(prefix: str) -> list[Any]:
+    return [func.sum(H.c[f"{prefix}{i:02d}"]) for i in range(rollup.BUCKETS)]
+
+
+def breakdown(db: Database, by: str, *, user_id: int | None = None, since: float | None = None) -> list[dict[str, Any]]:
+    """Per ``by`` (model, provider, user, protocol): requests, token classes, cost, p50
+    latency and time to first token, error rate."""
+    dim = DIMENSIONS[by]
+    query = select(
+        dim,
+        func.sum(H.c.requests),
+        func.sum(H.c.weight),
+        *(func.sum(H.c[t]) for t in TOKENS),
+        func.sum(H.c.cost),
+        func.sum(H.c.requests).filter(H.c.status != "ok"),
+        *_hist("lat_b"),
+        *_hist("ttft_b"),
+    ).group_by(dim)
+    with db.engine.connect() as conn:
+        rows = conn.execute(_where(query, user_id, since)).all()
+    out = []
+    n = rollup.BUCKETS
+    for row in rows:
+        requests = int(row[1] or 0)
+        lat = [int(v or 0) for v in row[9 : 9 + n]]
+        ttft = [int(v or 0) for v in row[9 + n : 9 + 2 * n]]
+        out.append(
+            {
+                by: row[0],
+                "requests": requests,
+                "charged_requests": int(row[2] or 0),
+                **{t: int(row[3 + i] or 0) for i, t in enumerate(TOKENS)},
+                "cost": float(row[7] or 0.0),
+                "errors": int(row[8] or 0),
+                "error_rate": (int(row[8] or 0) / requests) if requests else 0.0,
+                "p50_latency_ms": rollup.percentile(lat, 0.5),
+                "p50_ttft_ms": rollup.percentile(ttft, 0.5),
+            }
+        )
+    out.sort(key=lambda r: (-r["requests"], str(r[by])))
+    return out
+
+
+def series(
+    db: Database, *, since: float, until: float, step: str, tz: ZoneInfo, by: str = "model", user_id: int | None = None,
+) -> dict[str, Any]:
+    """Requests, tokens and cost per ``step`` (hour or day in ``tz``), one series per ``by``."""
+    dim = DIMENSIONS[by]
+    query = select(
+        H.c.hour, dim, func.sum(H.c.requests), func.sum(H.c.input_tokens + H.c.output_tokens), func.sum(H.c.cost),
+    ).group_by(H.c.hour, dim)
+    with db.engine.connect() as conn:
+        rows = conn.execute(_where(query, user_id, since, until)).all()
+    starts = _steps(since, until, step, tz)
+    index = {s: i for i, s in enumerate(starts)}
+    out: dict[Any, dict[str, list[float]]] = {}
+    for hour, name, requests, tokens, cost in rows:
+        start = _step_start(float(hour), step, tz)
+        i = index.get(start)
+        if i is None:
+            continue
+        entry = out.setdefault(name, {k: [0] * len(starts) for k in ("requests", "tokens", "cost")})
+        entry["requests"][i] += int(requests or 0)
+        entry["tokens"][i] += int(tokens or 0)
+        entry["cost"][i] += float(cost or 0.0)
+    return {
+        "step": step,
+        "by": by,
+        "timezone": str(tz),
+        "starts": starts,
+        "series": [{by: name, **values} for name, values in sorted(out.items(), key=lambda kv: str(kv[0]))],
+    }
+
+
+def _step_start(ts: float, step: str, tz: ZoneInfo) -> float:
+    if step == "hour":
+        return float(rollup.hour_of(ts))
+    local = datetime.fromtimestamp(ts, tz)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+def _steps(since: float, until: float, step: str, tz: ZoneInfo) -> list[float]:
+    starts: list[float] = []
+    cursor = _step_start(since, step, tz)
+    while cursor < until:
+        starts.append(cursor)
+        if step == "hour":
+            cursor += 3600
+        else:  # the next local midnight, across daylight-saving changes
+            cursor = _step_start(cursor + 26 * 3600, step, tz)
+    return starts
+
+
+def usage_since(db: Database, user_id: int, since: float) -> dict[str, float]:
+    """Charged requests, tokens and cost from the hour holding ``since``, for pace."""
+    query = select(
+        func.sum(H.c.weight), func.sum(H.c.input_tokens + H.c.output_tokens), func.sum(H.c.cost)
+    ).where(H.c.status.in_(("ok", "cancelled")))
+    with db.engine.connect() as conn:
+        row = conn.execute(_where(query, user_id, since)).first()
+    return {"requests": float(row[0] or 0), "tokens": float(row[1] or 0), "cost": float(row[2] or 0)}
+
+
+def hour_usage(db: Database, user_id: int, hour: int) -> dict[str, float]:
+    query = select(
+        func.sum(H.c.weight), func.sum(H.c.input_tokens + H.c.output_tokens), func.sum(H.c.cost)
+    ).where(H.c.status.in_(("ok", "cancelled")), H.c.user_id == user_id, H.c.hour == hour)
+    with db.engine.connect() as conn:
+        row = conn.execute(query).first()
+    return {"requests": float(row[0] or 0), "tokens": float(row[1] or 0), "cost": float(row[2] or 0)}
+
+
+def errors(db: Database, since: float) -> list[dict[str, Any]]:
+    query = (
+        select(H.c.error_class, H.c.provider, H.c.status, func.sum(H.c.requests))
+        .where(H.c.status != "ok")
+        .group_by(H.c.error_class, H.c.provider, H.c.status)
+    )
+    with db.engine.connect() as conn:
+        rows = conn.execute(_where(query, None, since)).all()
+    out = [
+        {"error_class": e or None, "provider": p or None, "status": s, "requests": int(n or 0)} for e, p, s, n in rows
+    ]
+    out.sort(key=lambda r: -r["requests"])
+    return out
+
+
+def last_requests(db: Database) -> dict[int, float]:
+    """Each user's last request time, one index probe per user."""
+    users = select(schema.users.c.id).subquery()
+    last = select(func.max(L.c.ts)).where(L.c.user_id == users.c.id).scalar_subquery()
+    with db.engine.connect() as conn:
+        return {uid: ts for uid, ts in conn.execute(select(users.c.id, last)) if ts is not None}
+
+
+def recent(db: Database, user_id: int, limit: int = 200) -> list[dict[str, Any]]:
+    query = (
+        select(*(L.c[c] for c in REQUEST_COLUMNS))
+        .where(L.c.user_id == user_id)
+        .order_by(L.c.ts.desc(), L.c.id.desc())
+        .limit(limit)
+    )
+    with db.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def ledger_page(db: Database, filters: dict[str, Any], *, after: tuple[float, str] | None, limit: int) -> list[dict[str, Any]]:
+    """One page of the ledger, newest first, by keyset on (ts, id): never an OFFSET."""
+    names = {u.id: u.name for u in db.list_users()}
+    query = select(L.c.user_id, *(L.c[c] for c in REQUEST_COLUMNS))
+    for column in ("user_id", "model", "provider", "status", "protocol"):
+        if filters.get(column) is not None:
+            query = query.where(L.c[column] == filters[column])
+    if filters.get("since") is not None:
+        query = query.where(L.c.ts >= filters["since"])
+    if filters.get("until") is not None:
+        query = query.where(L.c.ts < filters["until"])
+    if after is not None:
+        ts, request_id = after
+        query = query.where(or_(L.c.ts < ts, and_(L.c.ts == ts, L.c.id < request_id)))
+    query = query.order_by(L.c.ts.desc(), L.c.id.desc()).limit(limit)
+    with db.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    for row in rows:
+        row["user"] = names.get(row.pop("user_id"))
+    return rows

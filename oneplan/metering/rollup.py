@@ -1,0 +1,171 @@
+"""The hourly roll-up of the ledger, which every console page and report reads.
+
+One row per (user, hour, model, provider, protocol, status, error class) with request counts,
+token classes, cost, latency and time-to-first-token sums and histograms (enough for a p50
+within a bucket). The ledger writer calls ``add()`` in the same transaction as the ledger rows
+it inserts, before the insert, so the two commit or roll back together; rows the ledger
+already holds (a journal replayed twice) are skipped, exactly like the insert's
+``ON CONFLICT DO NOTHING``. ``ensure()`` rebuilds the roll-up from the ledger, in SQL, when it
+was never built (a database that predates it).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+HOUR = 3600
+# Histogram bucket upper edges in milliseconds: bucket i holds values in [EDGES[i-1], EDGES[i]).
+EDGES = (50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 8000, 13000, 30000, 60000)
+BUCKETS = len(EDGES) + 1
+LAT = tuple(f"lat_b{i:02d}" for i in range(BUCKETS))
+TTFT = tuple(f"ttft_b{i:02d}" for i in range(BUCKETS))
+KEY = ("user_id", "hour", "model", "provider", "protocol", "status", "error_class")
+SUMS = (
+    "requests", "weight", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens",
+    "cost", "latency_ms_sum", "ttft_ms_sum", "ttft_count", *LAT, *TTFT,
+)
+COLUMNS = KEY + SUMS
+META_BUILT = "rollup_built"
+_CHUNK = 500
+
+
+def hour_of(ts: float) -> int:
+    return int(ts // HOUR) * HOUR
+
+
+def bucket(ms: float) -> int:
+    return bisect.bisect_right(EDGES, ms)
+
+
+def _key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        row["user_id"], hour_of(row["ts"]), row["model"], row.get("provider") or "",
+        row["protocol"], row["status"], row.get("error_class") or "",
+    )
+
+
+def aggregate(rows: Sequence[dict[str, Any]]) -> dict[tuple[Any, ...], list[Any]]:
+    """Roll-up increments for ``rows``: key -> values in ``SUMS`` order."""
+    out: dict[tuple[Any, ...], list[Any]] = {}
+    lat0, ttft0 = SUMS.index(LAT[0]), SUMS.index(TTFT[0])
+    for row in rows:
+        acc = out.get(key := _key(row))
+        if acc is None:
+            acc = out[key] = [0] * len(SUMS)
+            acc[6] = 0.0
+        acc[0] += 1
+        acc[1] += row["weight"]
+        acc[2] += row["input_tokens"]
+        acc[3] += row["output_tokens"]
+        acc[4] += row["cached_tokens"]
+        acc[5] += row["reasoning_tokens"]
+        acc[6] += row["cost"]
+        acc[7] += row["latency_ms"]
+        acc[lat0 + bucket(row["latency_ms"])] += 1
+        ttft = row.get("ttft_ms")
+        if ttft is not None:
+            acc[8] += ttft
+            acc[9] += 1
+            acc[ttft0 + bucket(ttft)] += 1
+    return out
+
+
+def _mark(conn: Connection) -> str:
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def _upsert_sql(mark: str) -> str:
+    updates = ", ".join(f"{c} = usage_hourly.{c} + excluded.{c}" for c in SUMS)
+    return (
+        f"INSERT INTO usage_hourly ({', '.join(COLUMNS)}) VALUES ({', '.join([mark] * len(COLUMNS))}) "
+        f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {updates}"
+    )
+
+
+def add(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Count ``rows`` that the ledger does not hold yet; call before inserting them, in the
+    same transaction."""
+    if not rows:
+        return
+    ensure_in(conn)
+    mark = _mark(conn)
+    fresh: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        fresh.setdefault(row["id"], row)
+    ids = list(fresh)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        known = conn.exec_driver_sql(
+            f"SELECT id FROM ledger WHERE id IN ({', '.join([mark] * len(chunk))})", tuple(chunk)
+        ).scalars()
+        for request_id in known:
+            fresh.pop(request_id, None)
+    increments = aggregate(list(fresh.values()))
+    if increments:
+        conn.exec_driver_sql(_upsert_sql(mark), [(*k, *v) for k, v in increments.items()])
+
+
+def _rebuild_sql(dialect: str) -> str:
+    hour = "CAST(floor(ts / 3600) AS BIGINT) * 3600" if dialect == "postgresql" else "CAST(ts / 3600 AS INTEGER) * 3600"
+
+    def hist(column: str) -> list[str]:
+        parts = []
+        for i in range(BUCKETS):
+            low = f"{column} >= {EDGES[i - 1]}" if i else f"{column} IS NOT NULL"
+            high = f" AND {column} < {EDGES[i]}" if i < len(EDGES) else ""
+            parts.append(f"SUM(CASE WHEN {low}{high} THEN 1 ELSE 0 END)")
+        return parts
+
+    select = [
+        "user_id", hour, "model", "COALESCE(provider, '')", "protocol", "status", "COALESCE(error_class, '')",
+        "COUNT(*)", "SUM(weight)", "SUM(input_tokens)", "SUM(output_tokens)", "SUM(cached_tokens)",
+        "SUM(reasoning_tokens)", "SUM(cost)", "SUM(latency_ms)", "COALESCE(SUM(ttft_ms), 0)", "COUNT(ttft_ms)",
+        *hist("latency_ms"), *hist("ttft_ms"),
+    ]
+    return (
+        f"INSERT INTO usage_hourly ({', '.join(COLUMNS)}) SELECT {', '.join(select)} FROM ledger "
+        f"GROUP BY user_id, {hour}, model, COALESCE(provider, ''), protocol, status, COALESCE(error_class, '')"
+    )
+
+
+def rebuild(conn: Connection) -> None:
+    """Recompute the whole roll-up from the ledger, in one statement."""
+    conn.execute(text("DELETE FROM usage_hourly"))
+    conn.exec_driver_sql(_rebuild_sql(conn.dialect.name))
+    mark = _mark(conn)
+    conn.exec_driver_sql(f"DELETE FROM meta WHERE key = {mark}", (META_BUILT,))
+    conn.exec_driver_sql(f"INSERT INTO meta (key, value) VALUES ({mark}, {mark})", (META_BUILT, "1"))
+
+
+def ensure_in(conn: Connection) -> bool:
+    """Build the roll-up if it never was; True if it did."""
+    mark = _mark(conn)
+    if conn.exec_driver_sql(f"SELECT value FROM meta WHERE key = {mark}", (META_BUILT,)).scalar():
+        return False
+    rebuild(conn)
+    return True
+
+
+def ensure(engine: Any) -> bool:
+    with engine.begin() as conn:
+        return ensure_in(conn)
+
+
+def percentile(histogram: Sequence[int], q: float) -> float | None:
+    """The ``q`` quantile (0..1) of a bucket histogram, interpolated linearly in its bucket."""
+    total = sum(histogram)
+    if not total:
+        return None
+    rank = q * total
+    seen = 0
+    for i, count in enumerate(histogram):
+        if count and seen + count >= rank:
+            low = EDGES[i - 1] if i else 0.0
+            high = EDGES[i] if i < len(EDGES) else EDGES[-1] * 2
+            return low + (high - low) * max(0.0, rank - seen) / count
+        seen += count
+    return float(EDGES[-1] * 2)
