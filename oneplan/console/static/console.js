@@ -87,9 +87,10 @@
   }
 
   /* A stacked bar chart (uPlot) of one metric per series over the steps' start times. */
-  var charts = {};
+  var charts = {}, drawn = {};
   function chart(id, data, metric, key) {
     var box = document.getElementById(id);
+    drawn[id] = [data, metric, key];
     if (charts[id]) { charts[id].destroy(); delete charts[id]; }
     box.textContent = "";
     var series = data.series.filter(function (s) { return s[metric].some(function (v) { return v; }); });
@@ -102,11 +103,11 @@
     });
     var order = stacked.map(function (_, i) { return i; }).reverse();
     var style = getComputedStyle(document.documentElement);
-    var axis = { stroke: style.getPropertyValue("--muted"), grid: { stroke: style.getPropertyValue("--line"), width: 1 },
-                 ticks: { stroke: style.getPropertyValue("--line") } };
+    var axis = { stroke: style.getPropertyValue("--muted").trim(), grid: { stroke: style.getPropertyValue("--line").trim(), width: 1 },
+                 ticks: { stroke: style.getPropertyValue("--line").trim() } };
     var bars = uPlot.paths.bars({ size: [0.85, 40] });
     var opts = {
-      width: Math.max(280, box.clientWidth), height: 300,
+      width: Math.max(280, Math.floor(box.getBoundingClientRect().width)), height: 300,
       scales: { x: { time: true } },
       legend: { live: false },
       cursor: { drag: { x: false, y: false } },
@@ -117,18 +118,20 @@
       })),
       axes: [axis, Object.assign({ size: 60, values: function (u, vals) { return vals.map(function (v) { return metric === "cost" ? cost(v) : nf.format(v); }); } }, axis)],
     };
+    box.setAttribute("data-scheme", window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light");
     charts[id] = new uPlot(opts, [xs].concat(order.map(function (i) { return stacked[i]; })), box);
   }
-  var resizeTimer;
-  window.addEventListener("resize", function () {
-    clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(function () {
-      Object.keys(charts).forEach(function (id) {
-        var box = document.getElementById(id);
-        charts[id].setSize({ width: Math.max(280, box.clientWidth), height: 300 });
-      });
-    }, 150);
+  /* Follow the container's width, and redraw in the other palette when the scheme changes. */
+  function redraw() { Object.keys(drawn).forEach(function (id) { chart.apply(null, [id].concat(drawn[id])); }); }
+  var observer = new ResizeObserver(function (entries) {
+    entries.forEach(function (entry) {
+      var u = charts[entry.target.id];
+      var width = Math.max(280, Math.floor(entry.contentRect.width));
+      if (u && Math.abs(u.width - width) > 2) u.setSize({ width: width, height: 300 });
+    });
   });
+  document.querySelectorAll(".chart").forEach(function (box) { observer.observe(box); });
+  window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", redraw);
 
   /* Copy buttons: data-copy names the element whose text is copied. */
   document.addEventListener("click", function (ev) {
