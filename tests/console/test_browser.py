@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +16,16 @@ import openai
 import pytest
 
 from tests.conftest import catalog_for
-from tests.console.browser import chromium, console_errors, phone, require_chromium, scheme, screenshot, wait_for
+from tests.console.browser import (
+    chromium,
+    console_errors,
+    phone,
+    require_chromium,
+    scheme,
+    screenshot,
+    wait_for,
+)
+from tests.console.support import banner_admin_key
 from tests.fakes import FakeUpstream
 from tests.support.process import ServeProcess
 
@@ -36,19 +44,6 @@ circuit_failures = 1000
 """
 ADMIN_PATHS = ["/admin/overview", "/admin/series", "/admin/breakdown", "/admin/errors", "/admin/health",
                "/admin/ledger", "/admin/ledger.csv", "/admin/users", "/admin/keys", "/admin/usage", "/admin/providers"]
-
-
-def banner_admin_key(server: ServeProcess) -> str:
-    assert server.proc is not None and server.proc.stdout is not None
-    fd = server.proc.stdout.fileno()
-    os.set_blocking(fd, False)
-    text = ""
-    while "sk-op-admin-" not in text and select.select([fd], [], [], 5)[0]:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        text += chunk.decode()
-    return next(w for w in text.split() if w.startswith("sk-op-admin-"))
 
 
 class Site:
@@ -116,7 +111,8 @@ def shots(driver: Any, site: Site, name: str) -> None:
         scheme(driver, dark)
         for on_phone in (False, True):
             phone(driver, on_phone)
-            wait_for(lambda: driver.execute_script(SETTLED, "dark" if dark else "light"), what="the chart to follow")
+            want = "dark" if dark else "light"
+            wait_for(lambda want=want: driver.execute_script(SETTLED, want), what="the chart to follow")
             screenshot(driver, site.shots, f"{name}-{'dark' if dark else 'light'}-{'phone' if on_phone else 'laptop'}")
     scheme(driver, False)
     phone(driver, False)
@@ -165,8 +161,9 @@ def test_developer_sees_the_ledger_manages_keys_and_nothing_else(site: Site, bro
         "var bytes = n.transferSize + performance.getEntriesByType('resource').reduce((s, r) => s + r.transferSize, 0);"
         "return {fcp: p ? p.startTime : null, bytes: bytes, decoded: n.decodedBodySize + performance.getEntriesByType('resource').reduce((s, r) => s + r.decodedBodySize, 0)};"
     )
-    (site.shots / "perf-developer.json").parent.mkdir(parents=True, exist_ok=True)
-    (site.shots / "perf-developer.json").write_text(json.dumps(perf))
+    for directory in (site.shots, Path(os.environ.get("ONEPLAN_SCREENSHOTS") or site.shots)):
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "perf-developer.json").write_text(json.dumps(perf))
     shots(browser, site, "developer")
     assert console_errors(browser) == []
 
@@ -210,7 +207,7 @@ class Evil(BaseHTTPRequestHandler):
 
     target = ""
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         page = f"""<!doctype html><form id=f method=post action="{self.target}/v1/me/keys" enctype="text/plain">
 <input name='{{"name":"forged","x":"' value='"}}'></form>
 <form id=g method=post action="{self.target}/console/sign-out"></form>
