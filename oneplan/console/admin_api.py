@@ -19,6 +19,7 @@ from oneplan.console import queries
 from oneplan.console.access import Caller, endpoint, json_body, json_response
 from oneplan.console.api import Readers, days, plan_limits, range_of, timezone, windows
 from oneplan.errors import InvalidRequest, NotFound
+from oneplan.metering import rollup
 from oneplan.store import schema
 
 LEDGER_FILTERS = ("user", "model", "provider", "status", "protocol")
@@ -39,6 +40,8 @@ def routes(gateway: Any, sessions: Any, readers: Readers) -> list[Route]:
     async def overview(request: Request, who: Caller) -> Response:
         users = await readers.run(db.list_users)
         last = await readers.run(queries.last_requests, db)
+        hour = rollup.hour_of(gateway.clock())
+        usage = await readers.run(queries.hour_usage, db, (hour - 3600, hour))
         out = []
         for user in users:
             out.append(
@@ -48,7 +51,7 @@ def routes(gateway: Any, sessions: Any, readers: Readers) -> list[Route]:
                     "disabled": user.disabled,
                     "created_at": user.created_at,
                     "last_request_at": last.get(user.id),
-                    "windows": await windows(gateway, readers, user.id, user.plan),
+                    "windows": await windows(gateway, readers, user.id, user.plan, usage),
                 }
             )
         plans = [plan_limits(gateway, name) for name in sorted(gateway.catalog.plans)]
@@ -86,7 +89,7 @@ def routes(gateway: Any, sessions: Any, readers: Readers) -> list[Route]:
     async def breakdown(request: Request, who: Caller) -> Response:
         by = _by(request)
         since = gateway.clock() - days(request) * 86400
-        rows = await readers.run(queries.breakdown, db, by, since=since)
+        rows = await readers.run(queries.breakdown, db, by, since=since, latency=request.query_params.get("latency") == "1")
         if by == "user":
             await _name_users(readers, db, rows)
         return json_response({"by": by, "data": rows})

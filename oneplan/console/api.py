@@ -63,16 +63,21 @@ class Readers:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
 
-async def windows(gateway: Any, readers: Readers, user_id: int, plan_name: str) -> list[dict[str, Any]]:
+async def windows(
+    gateway: Any, readers: Readers, user_id: int, plan_name: str, usage: dict[tuple[int, int], dict[str, float]] | None = None,
+) -> list[dict[str, Any]]:
+    """A user's windows with their forecast; ``usage`` is ``hour_usage`` for this and the last
+    hour when the caller already has it (the operator's overview, for every user at once)."""
     plan = gateway.catalog.plans.get(plan_name)
     if plan is None:
         return []
     now = gateway.clock()
     states = await gateway.counters.states(user_id, plan)
     hour = rollup.hour_of(now)
-    current = await readers.run(queries.hour_usage, gateway.db, user_id, hour)
-    previous = await readers.run(queries.hour_usage, gateway.db, user_id, hour - 3600)
-    pace = pace_per_second(current, previous, now)
+    if usage is None:
+        usage = await readers.run(queries.hour_usage, gateway.db, (hour - 3600, hour), user_id)
+    nothing = {"requests": 0.0, "tokens": 0.0, "cost": 0.0}
+    pace = pace_per_second(usage.get((user_id, hour), nothing), usage.get((user_id, hour - 3600), nothing), now)
     return [window_view(s, pace, gateway.periods, now) for s in states]
 
 

@@ -7,13 +7,15 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, Table, and_, func, or_, select
 
 from oneplan.metering import rollup
 from oneplan.store import schema
 from oneplan.store.db import Database
 
-H = schema.usage_hourly
+H = schema.usage_hourly  # per user, in detail
+TEAM = schema.usage_team_hourly  # the same without the user
+PER_USER = schema.usage_user_hourly  # per user, totals only
 L = schema.ledger
 TOKENS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
 REQUEST_COLUMNS = (
@@ -21,58 +23,71 @@ REQUEST_COLUMNS = (
     "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "cost", "latency_ms", "ttft_ms",
     "attempts",
 )
-DIMENSIONS = {"model": H.c.model, "provider": H.c.provider, "user": H.c.user_id, "protocol": H.c.protocol}
+DIMENSIONS = ("model", "provider", "protocol", "user")
 
 
-def _where(query: Select[Any], user_id: int | None, since: float | None, until: float | None = None) -> Select[Any]:
+def _table(by: str, user_id: int | None) -> Table:
+    """The smallest roll-up that answers: one user's detail, per-user totals, or the team's."""
     if user_id is not None:
-        query = query.where(H.c.user_id == user_id)
+        return H
+    return PER_USER if by == "user" else TEAM
+
+
+def _dim(table: Table, by: str) -> Any:
+    return table.c.user_id if by == "user" else table.c[by]
+
+
+def _where(query: Select[Any], table: Table, user_id: int | None, since: float | None, until: float | None = None) -> Select[Any]:
+    if user_id is not None:
+        query = query.where(table.c.user_id == user_id)
     if since is not None:
-        query = query.where(H.c.hour >= rollup.hour_of(since))
+        query = query.where(table.c.hour >= rollup.hour_of(since))
     if until is not None:
-        query = query.where(H.c.hour < until)
+        query = query.where(table.c.hour < until)
     return query
 
 
-def _hist(prefix: str) -> list[Any]:
-    return [func.sum(H.c[f"{prefix}{i:02d}"]) for i in range(rollup.BUCKETS)]
+def _hist(table: Table, prefix: str) -> list[Any]:
+    return [func.sum(table.c[f"{prefix}{i:02d}"]) for i in range(rollup.BUCKETS)]
 
 
-def breakdown(db: Database, by: str, *, user_id: int | None = None, since: float | None = None) -> list[dict[str, Any]]:
-    """Per ``by`` (model, provider, user, protocol): requests, token classes, cost, p50
-    latency and time to first token, error rate."""
-    dim = DIMENSIONS[by]
+def breakdown(
+    db: Database, by: str, *, user_id: int | None = None, since: float | None = None, latency: bool = True,
+) -> list[dict[str, Any]]:
+    """Per ``by`` (model, provider, protocol, user): requests, token classes, cost, error rate,
+    and (``latency``, not per user) p50 latency and time to first token."""
+    table = _table(by, user_id)
+    latency = latency and table is not PER_USER
+    errors = func.sum(table.c.errors) if table is PER_USER else func.sum(table.c.requests).filter(table.c.status != "ok")
+    dim = _dim(table, by)
     query = select(
         dim,
-        func.sum(H.c.requests),
-        func.sum(H.c.weight),
-        *(func.sum(H.c[t]) for t in TOKENS),
-        func.sum(H.c.cost),
-        func.sum(H.c.requests).filter(H.c.status != "ok"),
-        *_hist("lat_b"),
-        *_hist("ttft_b"),
+        func.sum(table.c.requests),
+        func.sum(table.c.weight),
+        *(func.sum(table.c[t]) for t in TOKENS),
+        func.sum(table.c.cost),
+        errors,
+        *(_hist(table, "lat_b") + _hist(table, "ttft_b") if latency else ()),
     ).group_by(dim)
     with db.engine.connect() as conn:
-        rows = conn.execute(_where(query, user_id, since)).all()
+        rows = conn.execute(_where(query, table, user_id, since)).all()
     out = []
     n = rollup.BUCKETS
     for row in rows:
         requests = int(row[1] or 0)
-        lat = [int(v or 0) for v in row[9 : 9 + n]]
-        ttft = [int(v or 0) for v in row[9 + n : 9 + 2 * n]]
-        out.append(
-            {
-                by: row[0],
-                "requests": requests,
-                "charged_requests": int(row[2] or 0),
-                **{t: int(row[3 + i] or 0) for i, t in enumerate(TOKENS)},
-                "cost": float(row[7] or 0.0),
-                "errors": int(row[8] or 0),
-                "error_rate": (int(row[8] or 0) / requests) if requests else 0.0,
-                "p50_latency_ms": rollup.percentile(lat, 0.5),
-                "p50_ttft_ms": rollup.percentile(ttft, 0.5),
-            }
-        )
+        entry = {
+            by: row[0],
+            "requests": requests,
+            "charged_requests": int(row[2] or 0),
+            **{t: int(row[3 + i] or 0) for i, t in enumerate(TOKENS)},
+            "cost": float(row[7] or 0.0),
+            "errors": int(row[8] or 0),
+            "error_rate": (int(row[8] or 0) / requests) if requests else 0.0,
+        }
+        if latency:
+            entry["p50_latency_ms"] = rollup.percentile([int(v or 0) for v in row[9 : 9 + n]], 0.5)
+            entry["p50_ttft_ms"] = rollup.percentile([int(v or 0) for v in row[9 + n : 9 + 2 * n]], 0.5)
+        out.append(entry)
     out.sort(key=lambda r: (-r["requests"], str(r[by])))
     return out
 
@@ -81,18 +96,22 @@ def series(
     db: Database, *, since: float, until: float, step: str, tz: ZoneInfo, by: str = "model", user_id: int | None = None,
 ) -> dict[str, Any]:
     """Requests, tokens and cost per ``step`` (hour or day in ``tz``), one series per ``by``."""
-    dim = DIMENSIONS[by]
+    table = _table(by, user_id)
+    dim = _dim(table, by)
     query = select(
-        H.c.hour, dim, func.sum(H.c.requests), func.sum(H.c.input_tokens + H.c.output_tokens), func.sum(H.c.cost),
-    ).group_by(H.c.hour, dim)
+        table.c.hour, dim, func.sum(table.c.requests), func.sum(table.c.input_tokens + table.c.output_tokens),
+        func.sum(table.c.cost),
+    ).group_by(table.c.hour, dim)
     with db.engine.connect() as conn:
-        rows = conn.execute(_where(query, user_id, since, until)).all()
+        rows = conn.execute(_where(query, table, user_id, since, until)).all()
     starts = _steps(since, until, step, tz)
     index = {s: i for i, s in enumerate(starts)}
     out: dict[Any, dict[str, list[float]]] = {}
+    slot: dict[int, int | None] = {}  # hour -> step index, computed once per hour
     for hour, name, requests, tokens, cost in rows:
-        start = _step_start(float(hour), step, tz)
-        i = index.get(start)
+        i = slot.get(hour, -1)
+        if i == -1:
+            i = slot[hour] = index.get(_step_start(float(hour), step, tz))
         if i is None:
             continue
         entry = out.setdefault(name, {k: [0] * len(starts) for k in ("requests", "tokens", "cost")})
@@ -127,33 +146,30 @@ def _steps(since: float, until: float, step: str, tz: ZoneInfo) -> list[float]:
     return starts
 
 
-def usage_since(db: Database, user_id: int, since: float) -> dict[str, float]:
-    """Charged requests, tokens and cost from the hour holding ``since``, for pace."""
+def hour_usage(db: Database, hours: tuple[int, ...], user_id: int | None = None) -> dict[tuple[int, int], dict[str, float]]:
+    """Charged requests, tokens and cost per (user, hour) for a few hours, for pace."""
+    t = PER_USER
     query = select(
-        func.sum(H.c.weight), func.sum(H.c.input_tokens + H.c.output_tokens), func.sum(H.c.cost)
-    ).where(H.c.status.in_(("ok", "cancelled")))
+        t.c.user_id, t.c.hour, t.c.weight, t.c.input_tokens + t.c.output_tokens, t.c.cost
+    ).where(t.c.hour.in_(hours))
+    if user_id is not None:
+        query = query.where(t.c.user_id == user_id)
     with db.engine.connect() as conn:
-        row = conn.execute(_where(query, user_id, since)).first()
-    return {"requests": float(row[0] or 0), "tokens": float(row[1] or 0), "cost": float(row[2] or 0)}
-
-
-def hour_usage(db: Database, user_id: int, hour: int) -> dict[str, float]:
-    query = select(
-        func.sum(H.c.weight), func.sum(H.c.input_tokens + H.c.output_tokens), func.sum(H.c.cost)
-    ).where(H.c.status.in_(("ok", "cancelled")), H.c.user_id == user_id, H.c.hour == hour)
-    with db.engine.connect() as conn:
-        row = conn.execute(query).first()
-    return {"requests": float(row[0] or 0), "tokens": float(row[1] or 0), "cost": float(row[2] or 0)}
+        return {
+            (u, h): {"requests": float(w or 0), "tokens": float(k or 0), "cost": float(c or 0)}
+            for u, h, w, k, c in conn.execute(query)
+        }
 
 
 def errors(db: Database, since: float) -> list[dict[str, Any]]:
+    t = TEAM
     query = (
-        select(H.c.error_class, H.c.provider, H.c.status, func.sum(H.c.requests))
-        .where(H.c.status != "ok")
-        .group_by(H.c.error_class, H.c.provider, H.c.status)
+        select(t.c.error_class, t.c.provider, t.c.status, func.sum(t.c.requests))
+        .where(t.c.status != "ok")
+        .group_by(t.c.error_class, t.c.provider, t.c.status)
     )
     with db.engine.connect() as conn:
-        rows = conn.execute(_where(query, None, since)).all()
+        rows = conn.execute(_where(query, t, None, since)).all()
     out = [
         {"error_class": e or None, "provider": p or None, "status": s, "requests": int(n or 0)} for e, p, s, n in rows
     ]

@@ -1,12 +1,19 @@
 """The hourly roll-up of the ledger, which every console page and report reads.
 
-One row per (user, hour, model, provider, protocol, status, error class) with request counts,
-token classes, cost, latency and time-to-first-token sums and histograms (enough for a p50
-within a bucket). The ledger writer calls ``add()`` in the same transaction as the ledger rows
-it inserts, before the insert, so the two commit or roll back together; rows the ledger
-already holds (a journal replayed twice) are skipped, exactly like the insert's
-``ON CONFLICT DO NOTHING``. ``ensure()`` rebuilds the roll-up from the ledger, in SQL, when it
-was never built (a database that predates it).
+Three grains of the same sums, so that no page reads more rows than it shows:
+
+* ``usage_hourly`` - per (user, hour, model, provider, protocol, status, error class): request
+  counts, token classes, cost, latency and time-to-first-token sums and histograms (a p50
+  within a bucket). A developer's pages read their own rows of it.
+* ``usage_team_hourly`` - the same without the user: the operator's charts, tables, errors and
+  provider figures.
+* ``usage_user_hourly`` - per (hour, user) totals and errors: the operator's per-user figures.
+
+The ledger writer calls ``add()`` in the same transaction as the ledger rows it inserts, before
+the insert, so the two commit or roll back together; rows the ledger already holds (a journal
+replayed twice) are skipped, exactly like the insert's ``ON CONFLICT DO NOTHING``. ``ensure()``
+rebuilds the roll-up from the ledger, in SQL, when it was never built (a database that predates
+it).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import bisect
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 HOUR = 3600
 # Histogram bucket upper edges in milliseconds: bucket i holds values in [EDGES[i-1], EDGES[i]).
@@ -23,14 +30,18 @@ EDGES = (50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 8000, 13000,
 BUCKETS = len(EDGES) + 1
 LAT = tuple(f"lat_b{i:02d}" for i in range(BUCKETS))
 TTFT = tuple(f"ttft_b{i:02d}" for i in range(BUCKETS))
-KEY = ("user_id", "hour", "model", "provider", "protocol", "status", "error_class")
-SUMS = (
-    "requests", "weight", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens",
-    "cost", "latency_ms_sum", "ttft_ms_sum", "ttft_count", *LAT, *TTFT,
-)
-COLUMNS = KEY + SUMS
+DETAIL = ("model", "provider", "protocol", "status", "error_class")
+TOTALS = ("requests", "weight", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "cost")
+SUMS = (*TOTALS, "latency_ms_sum", "ttft_ms_sum", "ttft_count", *LAT, *TTFT)
+# table -> (key columns, summed columns)
+TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "usage_hourly": (("user_id", "hour", *DETAIL), SUMS),
+    "usage_team_hourly": (("hour", *DETAIL), SUMS),
+    "usage_user_hourly": (("hour", "user_id"), (*TOTALS, "errors")),
+}
 META_BUILT = "rollup_built"
 _CHUNK = 500
+_LAT0, _TTFT0 = SUMS.index(LAT[0]), SUMS.index(TTFT[0])
 
 
 def hour_of(ts: float) -> int:
@@ -41,21 +52,17 @@ def bucket(ms: float) -> int:
     return bisect.bisect_right(EDGES, ms)
 
 
-def _key(row: dict[str, Any]) -> tuple[Any, ...]:
-    return (
-        row["user_id"], hour_of(row["ts"]), row["model"], row.get("provider") or "",
-        row["protocol"], row["status"], row.get("error_class") or "",
-    )
-
-
-def aggregate(rows: Sequence[dict[str, Any]]) -> dict[tuple[Any, ...], list[Any]]:
-    """Roll-up increments for ``rows``: key -> values in ``SUMS`` order."""
-    out: dict[tuple[Any, ...], list[Any]] = {}
-    lat0, ttft0 = SUMS.index(LAT[0]), SUMS.index(TTFT[0])
+def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, dict[tuple[Any, ...], list[Any]]]:
+    """Roll-up increments for ``rows``: table -> key -> values in its summed columns' order."""
+    detail: dict[tuple[Any, ...], list[Any]] = {}
     for row in rows:
-        acc = out.get(key := _key(row))
+        key = (
+            row["user_id"], hour_of(row["ts"]), row["model"], row.get("provider") or "",
+            row["protocol"], row["status"], row.get("error_class") or "",
+        )
+        acc = detail.get(key)
         if acc is None:
-            acc = out[key] = [0] * len(SUMS)
+            acc = detail[key] = [0] * len(SUMS)
             acc[6] = 0.0
         acc[0] += 1
         acc[1] += row["weight"]
@@ -65,24 +72,38 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[tuple[Any, ...], list[Any]
         acc[5] += row["reasoning_tokens"]
         acc[6] += row["cost"]
         acc[7] += row["latency_ms"]
-        acc[lat0 + bucket(row["latency_ms"])] += 1
+        acc[_LAT0 + bucket(row["latency_ms"])] += 1
         ttft = row.get("ttft_ms")
         if ttft is not None:
             acc[8] += ttft
             acc[9] += 1
-            acc[ttft0 + bucket(ttft)] += 1
-    return out
+            acc[_TTFT0 + bucket(ttft)] += 1
+    team: dict[tuple[Any, ...], list[Any]] = {}
+    users: dict[tuple[Any, ...], list[Any]] = {}
+    n = len(TOTALS)
+    for key, values in detail.items():
+        into = team.setdefault(key[1:], [0] * len(SUMS))
+        for i, v in enumerate(values):
+            into[i] += v
+        per_user = users.setdefault((key[1], key[0]), [0] * (n + 1))
+        for i in range(n):
+            per_user[i] += values[i]
+        if key[5] != "ok":
+            per_user[n] += values[0]
+    return {"usage_hourly": detail, "usage_team_hourly": team, "usage_user_hourly": users}
 
 
 def _mark(conn: Connection) -> str:
     return "?" if conn.dialect.paramstyle == "qmark" else "%s"
 
 
-def _upsert_sql(mark: str) -> str:
-    updates = ", ".join(f"{c} = usage_hourly.{c} + excluded.{c}" for c in SUMS)
+def _upsert_sql(table: str, mark: str) -> str:
+    key, sums = TABLES[table]
+    columns = (*key, *sums)
+    updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
     return (
-        f"INSERT INTO usage_hourly ({', '.join(COLUMNS)}) VALUES ({', '.join([mark] * len(COLUMNS))}) "
-        f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {updates}"
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
     )
 
 
@@ -104,13 +125,19 @@ def add(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         ).scalars()
         for request_id in known:
             fresh.pop(request_id, None)
-    increments = aggregate(list(fresh.values()))
-    if increments:
-        conn.exec_driver_sql(_upsert_sql(mark), [(*k, *v) for k, v in increments.items()])
+    if not fresh:
+        return
+    for table, increments in aggregate(list(fresh.values())).items():
+        # Sorted keys: two writers upserting the same rows take their locks in one order.
+        conn.exec_driver_sql(_upsert_sql(table, mark), [(*k, *increments[k]) for k in sorted(increments)])
 
 
-def _rebuild_sql(dialect: str) -> str:
-    hour = "CAST(floor(ts / 3600) AS BIGINT) * 3600" if dialect == "postgresql" else "CAST(ts / 3600 AS INTEGER) * 3600"
+def _hour_sql(dialect: str) -> str:
+    return "CAST(floor(ts / 3600) AS BIGINT) * 3600" if dialect == "postgresql" else "CAST(ts / 3600 AS INTEGER) * 3600"
+
+
+def _rebuild_detail_sql(dialect: str) -> str:
+    hour = _hour_sql(dialect)
 
     def hist(column: str) -> list[str]:
         parts = []
@@ -120,6 +147,7 @@ def _rebuild_sql(dialect: str) -> str:
             parts.append(f"SUM(CASE WHEN {low}{high} THEN 1 ELSE 0 END)")
         return parts
 
+    key, sums = TABLES["usage_hourly"]
     select = [
         "user_id", hour, "model", "COALESCE(provider, '')", "protocol", "status", "COALESCE(error_class, '')",
         "COUNT(*)", "SUM(weight)", "SUM(input_tokens)", "SUM(output_tokens)", "SUM(cached_tokens)",
@@ -127,15 +155,33 @@ def _rebuild_sql(dialect: str) -> str:
         *hist("latency_ms"), *hist("ttft_ms"),
     ]
     return (
-        f"INSERT INTO usage_hourly ({', '.join(COLUMNS)}) SELECT {', '.join(select)} FROM ledger "
+        f"INSERT INTO usage_hourly ({', '.join((*key, *sums))}) SELECT {', '.join(select)} FROM ledger "
         f"GROUP BY user_id, {hour}, model, COALESCE(provider, ''), protocol, status, COALESCE(error_class, '')"
     )
 
 
+def _rebuild_from_detail_sql() -> list[str]:
+    key, sums = TABLES["usage_team_hourly"]
+    team = (
+        f"INSERT INTO usage_team_hourly ({', '.join((*key, *sums))}) "
+        f"SELECT {', '.join(key)}, {', '.join(f'SUM({c})' for c in sums)} FROM usage_hourly GROUP BY {', '.join(key)}"
+    )
+    key, sums = TABLES["usage_user_hourly"]
+    users = (
+        f"INSERT INTO usage_user_hourly ({', '.join((*key, *sums))}) "
+        f"SELECT hour, user_id, {', '.join(f'SUM({c})' for c in TOTALS)}, "
+        "SUM(CASE WHEN status <> 'ok' THEN requests ELSE 0 END) FROM usage_hourly GROUP BY hour, user_id"
+    )
+    return [team, users]
+
+
 def rebuild(conn: Connection) -> None:
-    """Recompute the whole roll-up from the ledger, in one statement."""
-    conn.execute(text("DELETE FROM usage_hourly"))
-    conn.exec_driver_sql(_rebuild_sql(conn.dialect.name))
+    """Recompute the whole roll-up from the ledger."""
+    for table in TABLES:
+        conn.exec_driver_sql(f"DELETE FROM {table}")
+    conn.exec_driver_sql(_rebuild_detail_sql(conn.dialect.name))
+    for sql in _rebuild_from_detail_sql():
+        conn.exec_driver_sql(sql)
     mark = _mark(conn)
     conn.exec_driver_sql(f"DELETE FROM meta WHERE key = {mark}", (META_BUILT,))
     conn.exec_driver_sql(f"INSERT INTO meta (key, value) VALUES ({mark}, {mark})", (META_BUILT, "1"))

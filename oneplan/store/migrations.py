@@ -107,28 +107,49 @@ def m002_responses(conn: Connection) -> None:
 
 def m004_console(conn: Connection) -> None:
     md = MetaData()
+
+    def sums(histograms: bool) -> list[Column]:  # type: ignore[type-arg]
+        columns = [
+            Column("requests", BigInteger, nullable=False),
+            Column("weight", BigInteger, nullable=False),
+            Column("input_tokens", BigInteger, nullable=False),
+            Column("output_tokens", BigInteger, nullable=False),
+            Column("cached_tokens", BigInteger, nullable=False),
+            Column("reasoning_tokens", BigInteger, nullable=False),
+            Column("cost", Float, nullable=False),
+        ]
+        if not histograms:
+            return [*columns, Column("errors", BigInteger, nullable=False)]
+        return [
+            *columns,
+            Column("latency_ms_sum", Float, nullable=False),
+            Column("ttft_ms_sum", Float, nullable=False),
+            Column("ttft_count", BigInteger, nullable=False),
+            *(Column(f"lat_b{i:02d}", BigInteger, nullable=False) for i in range(16)),
+            *(Column(f"ttft_b{i:02d}", BigInteger, nullable=False) for i in range(16)),
+        ]
+
+    def detail() -> list[Column]:  # type: ignore[type-arg]
+        return [
+            Column("model", String(200), primary_key=True),
+            Column("provider", String(200), primary_key=True),
+            Column("protocol", String(20), primary_key=True),
+            Column("status", String(20), primary_key=True),
+            Column("error_class", String(60), primary_key=True),
+        ]
+
     Table(
         "usage_hourly", md,
         Column("user_id", Integer, primary_key=True),
         Column("hour", BigInteger, primary_key=True),
-        Column("model", String(200), primary_key=True),
-        Column("provider", String(200), primary_key=True),
-        Column("protocol", String(20), primary_key=True),
-        Column("status", String(20), primary_key=True),
-        Column("error_class", String(60), primary_key=True),
-        Column("requests", BigInteger, nullable=False),
-        Column("weight", BigInteger, nullable=False),
-        Column("input_tokens", BigInteger, nullable=False),
-        Column("output_tokens", BigInteger, nullable=False),
-        Column("cached_tokens", BigInteger, nullable=False),
-        Column("reasoning_tokens", BigInteger, nullable=False),
-        Column("cost", Float, nullable=False),
-        Column("latency_ms_sum", Float, nullable=False),
-        Column("ttft_ms_sum", Float, nullable=False),
-        Column("ttft_count", BigInteger, nullable=False),
-        *(Column(f"lat_b{i:02d}", BigInteger, nullable=False) for i in range(16)),
-        *(Column(f"ttft_b{i:02d}", BigInteger, nullable=False) for i in range(16)),
-        Index("usage_hourly_hour", "hour"),
+        *detail(), *sums(True),
+    )
+    Table("usage_team_hourly", md, Column("hour", BigInteger, primary_key=True), *detail(), *sums(True))
+    Table(
+        "usage_user_hourly", md,
+        Column("hour", BigInteger, primary_key=True),
+        Column("user_id", Integer, primary_key=True),
+        *sums(False),
     )
     Table(
         "sessions", md,

@@ -100,30 +100,64 @@ responses = Table(
 )
 
 
-# The ledger's hourly roll-up (oneplan/metering/rollup.py), written with the ledger rows.
+# The ledger's hourly roll-up (oneplan/metering/rollup.py), written with the ledger rows, at
+# three grains: per user in full detail (a developer's pages), per team without the user (the
+# operator's charts and tables), per user without the detail (the operator's per-user figures).
+def _usage_sums(histograms: bool) -> list[Column]:  # type: ignore[type-arg]
+    columns = [
+        Column("requests", BigInteger, nullable=False),
+        Column("weight", BigInteger, nullable=False),  # charged against request quotas
+        Column("input_tokens", BigInteger, nullable=False),
+        Column("output_tokens", BigInteger, nullable=False),
+        Column("cached_tokens", BigInteger, nullable=False),
+        Column("reasoning_tokens", BigInteger, nullable=False),
+        Column("cost", Float, nullable=False),
+    ]
+    if not histograms:
+        return [*columns, Column("errors", BigInteger, nullable=False)]  # requests not ok
+    return [
+        *columns,
+        Column("latency_ms_sum", Float, nullable=False),
+        Column("ttft_ms_sum", Float, nullable=False),
+        Column("ttft_count", BigInteger, nullable=False),
+        *(Column(f"lat_b{i:02d}", BigInteger, nullable=False) for i in range(16)),  # latency histogram
+        *(Column(f"ttft_b{i:02d}", BigInteger, nullable=False) for i in range(16)),
+    ]
+
+
+def _detail() -> list[Column]:  # type: ignore[type-arg]
+    return [
+        Column("model", String(200), primary_key=True),
+        Column("provider", String(200), primary_key=True),  # '' when none was reached
+        Column("protocol", String(20), primary_key=True),
+        Column("status", String(20), primary_key=True),
+        Column("error_class", String(60), primary_key=True),  # '' when ok
+    ]
+
+
 usage_hourly = Table(
     "usage_hourly",
     metadata,
     Column("user_id", Integer, primary_key=True),
     Column("hour", BigInteger, primary_key=True),  # unix seconds of the hour's start (UTC)
-    Column("model", String(200), primary_key=True),
-    Column("provider", String(200), primary_key=True),  # '' when none was reached
-    Column("protocol", String(20), primary_key=True),
-    Column("status", String(20), primary_key=True),
-    Column("error_class", String(60), primary_key=True),  # '' when ok
-    Column("requests", BigInteger, nullable=False),
-    Column("weight", BigInteger, nullable=False),
-    Column("input_tokens", BigInteger, nullable=False),
-    Column("output_tokens", BigInteger, nullable=False),
-    Column("cached_tokens", BigInteger, nullable=False),
-    Column("reasoning_tokens", BigInteger, nullable=False),
-    Column("cost", Float, nullable=False),
-    Column("latency_ms_sum", Float, nullable=False),
-    Column("ttft_ms_sum", Float, nullable=False),
-    Column("ttft_count", BigInteger, nullable=False),
-    *(Column(f"lat_b{i:02d}", BigInteger, nullable=False) for i in range(16)),
-    *(Column(f"ttft_b{i:02d}", BigInteger, nullable=False) for i in range(16)),
-    Index("usage_hourly_hour", "hour"),
+    *_detail(),
+    *_usage_sums(histograms=True),
+)
+
+usage_team_hourly = Table(
+    "usage_team_hourly",
+    metadata,
+    Column("hour", BigInteger, primary_key=True),
+    *_detail(),
+    *_usage_sums(histograms=True),
+)
+
+usage_user_hourly = Table(
+    "usage_user_hourly",
+    metadata,
+    Column("hour", BigInteger, primary_key=True),
+    Column("user_id", Integer, primary_key=True),
+    *_usage_sums(histograms=False),
 )
 
 # Console sign-ins: only the SHA-256 of the session token is stored.

@@ -11,30 +11,42 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-KEY = ("user_id", "model", "provider", "protocol", "status", "error_class")
-SUMS = ("requests", "weight", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "cost", "latency_ms", "ttft")
+DETAIL = "model, COALESCE(provider, ''), protocol, status, COALESCE(error_class, '')"
+LEDGER_SUMS = (
+    "COUNT(*), SUM(weight), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), SUM(reasoning_tokens), "
+    "SUM(cost)"
+)
+ROLLUP_SUMS = (
+    "SUM(requests), SUM(weight), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), SUM(reasoning_tokens), "
+    "SUM(cost)"
+)
 
 
-def ledger_sums(engine: Any) -> dict[tuple[Any, ...], tuple[Any, ...]]:
-    sql = (
-        "SELECT user_id, model, COALESCE(provider, ''), protocol, status, COALESCE(error_class, ''), COUNT(*), "
-        "SUM(weight), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), SUM(reasoning_tokens), "
-        "SUM(cost), SUM(latency_ms), COUNT(ttft_ms) FROM ledger "
-        "GROUP BY user_id, model, COALESCE(provider, ''), protocol, status, COALESCE(error_class, '')"
-    )
+def _grouped(engine: Any, sql: str, width: int) -> dict[tuple[Any, ...], tuple[Any, ...]]:
     with engine.connect() as conn:
-        return {tuple(r[:6]): _round(r[6:]) for r in conn.execute(text(sql))}
+        return {tuple(r[:width]): _round(r[width:]) for r in conn.execute(text(sql))}
 
 
-def rollup_sums(engine: Any) -> dict[tuple[Any, ...], tuple[Any, ...]]:
-    sql = (
-        "SELECT user_id, model, provider, protocol, status, error_class, SUM(requests), SUM(weight), "
-        "SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), SUM(reasoning_tokens), SUM(cost), "
-        "SUM(latency_ms_sum), SUM(ttft_count) FROM usage_hourly "
-        "GROUP BY user_id, model, provider, protocol, status, error_class"
-    )
-    with engine.connect() as conn:
-        return {tuple(r[:6]): _round(r[6:]) for r in conn.execute(text(sql))}
+def ledger_sums(engine: Any) -> dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]:
+    """The ledger, summed at each roll-up grain (over all hours)."""
+    return {
+        "detail": _grouped(engine, f"SELECT user_id, {DETAIL}, {LEDGER_SUMS}, SUM(latency_ms), COUNT(ttft_ms) "
+                                   f"FROM ledger GROUP BY user_id, {DETAIL}", 6),
+        "team": _grouped(engine, f"SELECT {DETAIL}, {LEDGER_SUMS}, SUM(latency_ms), COUNT(ttft_ms) FROM ledger GROUP BY {DETAIL}", 5),
+        "users": _grouped(engine, f"SELECT user_id, {LEDGER_SUMS}, SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END) "
+                                  "FROM ledger GROUP BY user_id", 1),
+    }
+
+
+def rollup_sums(engine: Any) -> dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]:
+    plain = "model, provider, protocol, status, error_class"
+    return {
+        "detail": _grouped(engine, f"SELECT user_id, {plain}, {ROLLUP_SUMS}, SUM(latency_ms_sum), SUM(ttft_count) "
+                                   f"FROM usage_hourly GROUP BY user_id, {plain}", 6),
+        "team": _grouped(engine, f"SELECT {plain}, {ROLLUP_SUMS}, SUM(latency_ms_sum), SUM(ttft_count) "
+                                 f"FROM usage_team_hourly GROUP BY {plain}", 5),
+        "users": _grouped(engine, f"SELECT user_id, {ROLLUP_SUMS}, SUM(errors) FROM usage_user_hourly GROUP BY user_id", 1),
+    }
 
 
 def _round(values: Any) -> tuple[Any, ...]:
