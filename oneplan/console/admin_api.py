@@ -88,15 +88,18 @@ def routes(gateway: Any, sessions: Any, readers: Readers) -> list[Route]:
 
     async def breakdown(request: Request, who: Caller) -> Response:
         by = _by(request)
-        since = gateway.clock() - days(request) * 86400
-        rows = await readers.run(queries.breakdown, db, by, since=since, latency=request.query_params.get("latency") == "1")
+        span = days(request)
+        rows = await readers.run(
+            queries.breakdown, db, by, since=gateway.clock() - span * 86400,
+            latency=request.query_params.get("latency") == "1", daily=span >= 2,
+        )
         if by == "user":
             await _name_users(readers, db, rows)
         return json_response({"by": by, "data": rows})
 
     async def errors(request: Request, who: Caller) -> Response:
-        since = gateway.clock() - days(request, 7) * 86400
-        return json_response({"data": await readers.run(queries.errors, db, since)})
+        span = days(request, 7)
+        return json_response({"data": await readers.run(queries.errors, db, gateway.clock() - span * 86400, span >= 2)})
 
     async def health(request: Request, who: Caller) -> Response:
         """Each deployment's circuit (this process's router) beside its last hour from the roll-up."""

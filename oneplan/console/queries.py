@@ -16,6 +16,9 @@ from oneplan.store.db import Database
 H = schema.usage_hourly  # per user, in detail
 TEAM = schema.usage_team_hourly  # the same without the user
 PER_USER = schema.usage_user_hourly  # per user, totals only
+TEAM_DAILY = schema.usage_team_daily  # the team's and each user's totals per UTC day
+PER_USER_DAILY = schema.usage_user_daily
+UTC = ZoneInfo("UTC")
 L = schema.ledger
 TOKENS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
 REQUEST_COLUMNS = (
@@ -26,11 +29,18 @@ REQUEST_COLUMNS = (
 DIMENSIONS = ("model", "provider", "protocol", "user")
 
 
-def _table(by: str, user_id: int | None) -> Table:
-    """The smallest roll-up that answers: one user's detail, per-user totals, or the team's."""
+def _table(by: str, user_id: int | None, daily: bool = False) -> Table:
+    """The smallest roll-up that answers: one user's detail, per-user totals, or the team's,
+    by hour or (for the operator's long ranges) by UTC day."""
     if user_id is not None:
         return H
-    return PER_USER if by == "user" else TEAM
+    if by == "user":
+        return PER_USER_DAILY if daily else PER_USER
+    return TEAM_DAILY if daily else TEAM
+
+
+def _time(table: Table) -> Any:
+    return table.c.day if "day" in table.c else table.c.hour
 
 
 def _dim(table: Table, by: str) -> Any:
@@ -40,10 +50,11 @@ def _dim(table: Table, by: str) -> Any:
 def _where(query: Select[Any], table: Table, user_id: int | None, since: float | None, until: float | None = None) -> Select[Any]:
     if user_id is not None:
         query = query.where(table.c.user_id == user_id)
+    time = _time(table)
     if since is not None:
-        query = query.where(table.c.hour >= rollup.hour_of(since))
+        query = query.where(time >= (int(since // rollup.DAY) * rollup.DAY if "day" in table.c else rollup.hour_of(since)))
     if until is not None:
-        query = query.where(table.c.hour < until)
+        query = query.where(time < until)
     return query
 
 
@@ -53,12 +64,14 @@ def _hist(table: Table, prefix: str) -> list[Any]:
 
 def breakdown(
     db: Database, by: str, *, user_id: int | None = None, since: float | None = None, latency: bool = True,
+    daily: bool = False,
 ) -> list[dict[str, Any]]:
     """Per ``by`` (model, provider, protocol, user): requests, token classes, cost, error rate,
-    and (``latency``, not per user) p50 latency and time to first token."""
-    table = _table(by, user_id)
-    latency = latency and table is not PER_USER
-    errors = func.sum(table.c.errors) if table is PER_USER else func.sum(table.c.requests).filter(table.c.status != "ok")
+    and (``latency``, not per user) p50 latency and time to first token. ``daily``: from the
+    start of the UTC day holding ``since`` (the operator's long ranges)."""
+    table = _table(by, user_id, daily)
+    latency = latency and "errors" not in table.c
+    errors = func.sum(table.c.errors) if "errors" in table.c else func.sum(table.c.requests).filter(table.c.status != "ok")
     dim = _dim(table, by)
     query = select(
         dim,
@@ -95,13 +108,17 @@ def breakdown(
 def series(
     db: Database, *, since: float, until: float, step: str, tz: ZoneInfo, by: str = "model", user_id: int | None = None,
 ) -> dict[str, Any]:
-    """Requests, tokens and cost per ``step`` (hour or day in ``tz``), one series per ``by``."""
-    table = _table(by, user_id)
+    """Requests, tokens and cost per ``step`` (hour or day in ``tz``), one series per ``by``.
+    The operator's daily series are per UTC day (``timezone`` in the answer says so)."""
+    table = _table(by, user_id, daily=step == "day" and user_id is None)
+    if "day" in table.c:
+        tz = UTC
     dim = _dim(table, by)
+    time = _time(table)
     query = select(
-        table.c.hour, dim, func.sum(table.c.requests), func.sum(table.c.input_tokens + table.c.output_tokens),
+        time, dim, func.sum(table.c.requests), func.sum(table.c.input_tokens + table.c.output_tokens),
         func.sum(table.c.cost),
-    ).group_by(table.c.hour, dim)
+    ).group_by(time, dim)
     with db.engine.connect() as conn:
         rows = conn.execute(_where(query, table, user_id, since, until)).all()
     starts = _steps(since, until, step, tz)
@@ -161,8 +178,8 @@ def hour_usage(db: Database, hours: tuple[int, ...], user_id: int | None = None)
         }
 
 
-def errors(db: Database, since: float) -> list[dict[str, Any]]:
-    t = TEAM
+def errors(db: Database, since: float, daily: bool = False) -> list[dict[str, Any]]:
+    t = TEAM_DAILY if daily else TEAM
     query = (
         select(t.c.error_class, t.c.provider, t.c.status, func.sum(t.c.requests))
         .where(t.c.status != "ok")

@@ -8,6 +8,8 @@ Three grains of the same sums, so that no page reads more rows than it shows:
 * ``usage_team_hourly`` - the same without the user: the operator's charts, tables, errors and
   provider figures.
 * ``usage_user_hourly`` - per (hour, user) totals and errors: the operator's per-user figures.
+* ``usage_team_daily`` and ``usage_user_daily`` - the last two per UTC day, for the operator's
+  30- and 90-day views (a developer's own daily view is cut from their hours in their time zone).
 
 The ledger writer calls ``add()`` in the same transaction as the ledger rows it inserts, before
 the insert, so the two commit or roll back together; rows the ledger already holds (a journal
@@ -38,7 +40,10 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "usage_hourly": (("user_id", "hour", *DETAIL), SUMS),
     "usage_team_hourly": (("hour", *DETAIL), SUMS),
     "usage_user_hourly": (("hour", "user_id"), (*TOTALS, "errors")),
+    "usage_team_daily": (("day", *DETAIL), SUMS),
+    "usage_user_daily": (("day", "user_id"), (*TOTALS, "errors")),
 }
+DAY = 86400
 META_BUILT = "rollup_built"
 _CHUNK = 500
 _LAT0, _TTFT0 = SUMS.index(LAT[0]), SUMS.index(TTFT[0])
@@ -90,7 +95,22 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, dict[tuple[Any, ...],
             per_user[i] += values[i]
         if key[5] != "ok":
             per_user[n] += values[0]
-    return {"usage_hourly": detail, "usage_team_hourly": team, "usage_user_hourly": users}
+    return {
+        "usage_hourly": detail,
+        "usage_team_hourly": team,
+        "usage_user_hourly": users,
+        "usage_team_daily": _by_day(team),
+        "usage_user_daily": _by_day(users),
+    }
+
+
+def _by_day(hourly: dict[tuple[Any, ...], list[Any]]) -> dict[tuple[Any, ...], list[Any]]:
+    daily: dict[tuple[Any, ...], list[Any]] = {}
+    for key, values in hourly.items():
+        into = daily.setdefault((key[0] // DAY * DAY, *key[1:]), [0] * len(values))
+        for i, v in enumerate(values):
+            into[i] += v
+    return daily
 
 
 def _mark(conn: Connection) -> str:
@@ -172,7 +192,15 @@ def _rebuild_from_detail_sql() -> list[str]:
         f"SELECT hour, user_id, {', '.join(f'SUM({c})' for c in TOTALS)}, "
         "SUM(CASE WHEN status <> 'ok' THEN requests ELSE 0 END) FROM usage_hourly GROUP BY hour, user_id"
     )
-    return [team, users]
+    daily = []
+    for table, source in (("usage_team_daily", "usage_team_hourly"), ("usage_user_daily", "usage_user_hourly")):
+        key, sums = TABLES[table]
+        rest = ", ".join(key[1:])
+        daily.append(
+            f"INSERT INTO {table} ({', '.join((*key, *sums))}) SELECT hour / {DAY} * {DAY}, {rest}, "
+            f"{', '.join(f'SUM({c})' for c in sums)} FROM {source} GROUP BY hour / {DAY} * {DAY}, {rest}"
+        )
+    return [team, users, *daily]
 
 
 def rebuild(conn: Connection) -> None:

@@ -151,6 +151,13 @@ def m004_console(conn: Connection) -> None:
         Column("user_id", Integer, primary_key=True),
         *sums(False),
     )
+    Table("usage_team_daily", md, Column("day", BigInteger, primary_key=True), *detail(), *sums(True))
+    Table(
+        "usage_user_daily", md,
+        Column("day", BigInteger, primary_key=True),
+        Column("user_id", Integer, primary_key=True),
+        *sums(False),
+    )
     Table(
         "sessions", md,
         Column("hash", String(64), primary_key=True),

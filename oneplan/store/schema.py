@@ -101,7 +101,7 @@ responses = Table(
 
 
 # The ledger's hourly roll-up (oneplan/metering/rollup.py), written with the ledger rows, at
-# three grains: per user in full detail (a developer's pages), per team without the user (the
+# three grains (and two of them by day too): per user in full detail (a developer's pages), per team without the user (the
 # operator's charts and tables), per user without the detail (the operator's per-user figures).
 def _usage_sums(histograms: bool) -> list[Column]:  # type: ignore[type-arg]
     columns = [
@@ -156,6 +156,23 @@ usage_user_hourly = Table(
     "usage_user_hourly",
     metadata,
     Column("hour", BigInteger, primary_key=True),
+    Column("user_id", Integer, primary_key=True),
+    *_usage_sums(histograms=False),
+)
+
+# The last two by UTC day, for the operator's 30- and 90-day views.
+usage_team_daily = Table(
+    "usage_team_daily",
+    metadata,
+    Column("day", BigInteger, primary_key=True),  # unix seconds of the UTC day's start
+    *_detail(),
+    *_usage_sums(histograms=True),
+)
+
+usage_user_daily = Table(
+    "usage_user_daily",
+    metadata,
+    Column("day", BigInteger, primary_key=True),
     Column("user_id", Integer, primary_key=True),
     *_usage_sums(histograms=False),
 )

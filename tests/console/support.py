@@ -28,7 +28,12 @@ def _grouped(engine: Any, sql: str, width: int) -> dict[tuple[Any, ...], tuple[A
 
 
 def ledger_sums(engine: Any) -> dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]:
-    """The ledger, summed at each roll-up grain (over all hours)."""
+    """The ledger, summed at each roll-up grain (over all hours and days)."""
+    sums = _ledger_sums(engine)
+    return {**sums, "team_daily": sums["team"], "users_daily": sums["users"]}
+
+
+def _ledger_sums(engine: Any) -> dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]:
     return {
         "detail": _grouped(engine, f"SELECT user_id, {DETAIL}, {LEDGER_SUMS}, SUM(latency_ms), COUNT(ttft_ms) "
                                    f"FROM ledger GROUP BY user_id, {DETAIL}", 6),
@@ -46,6 +51,9 @@ def rollup_sums(engine: Any) -> dict[str, dict[tuple[Any, ...], tuple[Any, ...]]
         "team": _grouped(engine, f"SELECT {plain}, {ROLLUP_SUMS}, SUM(latency_ms_sum), SUM(ttft_count) "
                                  f"FROM usage_team_hourly GROUP BY {plain}", 5),
         "users": _grouped(engine, f"SELECT user_id, {ROLLUP_SUMS}, SUM(errors) FROM usage_user_hourly GROUP BY user_id", 1),
+        "team_daily": _grouped(engine, f"SELECT {plain}, {ROLLUP_SUMS}, SUM(latency_ms_sum), SUM(ttft_count) "
+                                       f"FROM usage_team_daily GROUP BY {plain}", 5),
+        "users_daily": _grouped(engine, f"SELECT user_id, {ROLLUP_SUMS}, SUM(errors) FROM usage_user_daily GROUP BY user_id", 1),
     }
 
 
