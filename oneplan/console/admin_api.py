@@ -83,7 +83,7 @@ def routes(gateway: Any, sessions: Any, readers: Readers) -> list[Route]:
         now = gateway.clock()
         data = await readers.run(queries.series, db, since=now - seconds, until=now + 1, step=step, tz=timezone(request), by=by)
         if by == "user":
-            await _name_users(readers, db, data["series"])
+            await _name_users(readers, db, [s for s in data["series"] if not s["other"]])
         return json_response(data)
 
     async def breakdown(request: Request, who: Caller) -> Response:

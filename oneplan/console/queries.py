@@ -107,6 +107,7 @@ def breakdown(
 
 def series(
     db: Database, *, since: float, until: float, step: str, tz: ZoneInfo, by: str = "model", user_id: int | None = None,
+    top: int = 12,
 ) -> dict[str, Any]:
     """Requests, tokens and cost per ``step`` (hour or day in ``tz``), one series per ``by``.
     The operator's daily series are per UTC day (``timezone`` in the answer says so)."""
@@ -135,12 +136,19 @@ def series(
         entry["requests"][i] += int(requests or 0)
         entry["tokens"][i] += int(tokens or 0)
         entry["cost"][i] += float(cost or 0.0)
+    ranked = sorted(out.items(), key=lambda kv: -sum(kv[1]["requests"]))
+    if len(ranked) > top:  # the biggest ``top`` series, and the rest as one
+        rest: dict[str, list[float]] = {k: [0] * len(starts) for k in ("requests", "tokens", "cost")}
+        for _name, values in ranked[top:]:
+            for k, column in values.items():
+                rest[k] = [a + b for a, b in zip(rest[k], column, strict=True)]
+        ranked = [*ranked[:top], (None, rest)]
     return {
         "step": step,
         "by": by,
         "timezone": str(tz),
         "starts": starts,
-        "series": [{by: name, **values} for name, values in sorted(out.items(), key=lambda kv: str(kv[0]))],
+        "series": [{by: name, "other": name is None, **values} for name, values in ranked],
     }
 
 

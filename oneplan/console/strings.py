@@ -115,6 +115,7 @@ EN: dict[str, str] = {
     "back": "Back to your usage",
     "signed_in_as": "Signed in as {name}",
     "operator": "operator",
+    "others": "all others",
     "unit_requests": "requests",
     "unit_tokens": "tokens",
     "unit_cost": "",

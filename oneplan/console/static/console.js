@@ -113,7 +113,7 @@
       cursor: { drag: { x: false, y: false } },
       series: [{}].concat(order.map(function (i) {
         var color = PALETTE[i % PALETTE.length];
-        return { label: String(series[i][key]), stroke: color, fill: color, paths: bars, points: { show: false },
+        return { label: series[i].other ? t("others") : String(series[i][key]), stroke: color, fill: color, paths: bars, points: { show: false },
                  value: function (u, v) { return v == null ? "–" : unitValue(metric, v); } };
       })),
       axes: [axis, Object.assign({ size: 60, values: function (u, vals) { return vals.map(function (v) { return metric === "cost" ? cost(v) : nf.format(v); }); } }, axis)],
