@@ -224,3 +224,12 @@ def test_vendored_chart_library_is_the_recorded_release() -> None:
     digest = hashlib.sha256((pages.HERE / "static" / "uPlot.iife.min.js").read_bytes()).hexdigest()
     assert digest == UPLOT_SHA256  # uPlot 1.6.32 from npm (static/uPlot.LICENSE: MIT)
     assert (pages.HERE / "static" / "uPlot.LICENSE").read_text().startswith("The MIT License")
+
+
+def test_self_service_endpoints_need_a_developer(gw: Gateway) -> None:
+    assert httpx.get(f"{gw.base_url}/v1/me").status_code == 401
+    assert httpx.get(f"{gw.base_url}/v1/me", headers={"authorization": "Bearer sk-op-nope"}).status_code == 401
+    assert httpx.get(f"{gw.base_url}/v1/me", cookies={"oneplan_session": "forged"}).status_code == 401
+    assert httpx.get(f"{gw.base_url}/v1/me", headers={"authorization": f"Bearer {gw.admin_key}"}).status_code == 400
+    bad = httpx.get(f"{gw.base_url}/v1/me/series?range=1y", headers={"authorization": f"Bearer {gw.key}"})
+    assert bad.status_code == 400 and "range" in bad.json()["error"]["message"]
