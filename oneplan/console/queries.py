@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, Table, and_, func, or_, select
+from sqlalchemy import Select, Table, and_, func, literal, or_, select
 
 from oneplan.metering import rollup
 from oneplan.store import schema
@@ -109,22 +109,35 @@ def series(
     db: Database, *, since: float, until: float, step: str, tz: ZoneInfo, by: str = "model", user_id: int | None = None,
     top: int = 12,
 ) -> dict[str, Any]:
-    """Requests, tokens and cost per ``step`` (hour or day in ``tz``), one series per ``by``.
-    The operator's daily series are per UTC day (``timezone`` in the answer says so)."""
+    """Requests, tokens and cost per ``step`` (hour or day in ``tz``), one series per ``by``:
+    the biggest ``top`` and the rest as one. The operator's daily series are per UTC day
+    (``timezone`` in the answer says so)."""
     table = _table(by, user_id, daily=step == "day" and user_id is None)
     if "day" in table.c:
         tz = UTC
     dim = _dim(table, by)
     time = _time(table)
-    query = select(
-        time, dim, func.sum(table.c.requests), func.sum(table.c.input_tokens + table.c.output_tokens),
-        func.sum(table.c.cost),
-    ).group_by(time, dim)
+    sums = (func.sum(table.c.requests), func.sum(table.c.input_tokens + table.c.output_tokens), func.sum(table.c.cost))
     with db.engine.connect() as conn:
-        rows = conn.execute(_where(query, table, user_id, since, until)).all()
+        ranking = conn.execute(
+            _where(select(dim, func.sum(table.c.requests)).group_by(dim), table, user_id, since, until)
+        ).all()
+        ranking.sort(key=lambda r: (-(r[1] or 0), str(r[0])))
+        names = [r[0] for r in ranking[:top]]
+        rows = conn.execute(
+            _where(select(time, dim, *sums).where(dim.in_(names)).group_by(time, dim), table, user_id, since, until)
+        ).all()
+        if len(ranking) > top:  # everything else, summed by the database
+            rows += conn.execute(
+                _where(
+                    select(time, literal(None), *sums).where(dim.not_in(names)).group_by(time), table, user_id, since, until
+                )
+            ).all()
     starts = _steps(since, until, step, tz)
     index = {s: i for i, s in enumerate(starts)}
-    out: dict[Any, dict[str, list[float]]] = {}
+    out: dict[Any, dict[str, list[float]]] = {name: _zeros(len(starts)) for name in names}
+    if len(ranking) > top:
+        out[None] = _zeros(len(starts))
     slot: dict[int, int | None] = {}  # hour -> step index, computed once per hour
     for hour, name, requests, tokens, cost in rows:
         i = slot.get(hour, -1)
@@ -132,24 +145,21 @@ def series(
             i = slot[hour] = index.get(_step_start(float(hour), step, tz))
         if i is None:
             continue
-        entry = out.setdefault(name, {k: [0] * len(starts) for k in ("requests", "tokens", "cost")})
+        entry = out[name]
         entry["requests"][i] += int(requests or 0)
         entry["tokens"][i] += int(tokens or 0)
         entry["cost"][i] += float(cost or 0.0)
-    ranked = sorted(out.items(), key=lambda kv: -sum(kv[1]["requests"]))
-    if len(ranked) > top:  # the biggest ``top`` series, and the rest as one
-        rest: dict[str, list[float]] = {k: [0] * len(starts) for k in ("requests", "tokens", "cost")}
-        for _name, values in ranked[top:]:
-            for k, column in values.items():
-                rest[k] = [a + b for a, b in zip(rest[k], column, strict=True)]
-        ranked = [*ranked[:top], (None, rest)]
     return {
         "step": step,
         "by": by,
         "timezone": str(tz),
         "starts": starts,
-        "series": [{by: name, "other": name is None, **values} for name, values in ranked],
+        "series": [{by: name, "other": name is None, **values} for name, values in out.items()],
     }
+
+
+def _zeros(n: int) -> dict[str, list[float]]:
+    return {k: [0] * n for k in ("requests", "tokens", "cost")}
 
 
 def _step_start(ts: float, step: str, tz: ZoneInfo) -> float:

@@ -143,20 +143,29 @@ def m004_console(conn: Connection) -> None:
         Column("user_id", Integer, primary_key=True),
         Column("hour", BigInteger, primary_key=True),
         *detail(), *sums(True),
+        sqlite_with_rowid=False,
     )
-    Table("usage_team_hourly", md, Column("hour", BigInteger, primary_key=True), *detail(), *sums(True))
+    Table(
+        "usage_team_hourly", md, Column("hour", BigInteger, primary_key=True), *detail(), *sums(True),
+        sqlite_with_rowid=False,
+    )
     Table(
         "usage_user_hourly", md,
         Column("hour", BigInteger, primary_key=True),
         Column("user_id", Integer, primary_key=True),
         *sums(False),
+        sqlite_with_rowid=False,
     )
-    Table("usage_team_daily", md, Column("day", BigInteger, primary_key=True), *detail(), *sums(True))
+    Table(
+        "usage_team_daily", md, Column("day", BigInteger, primary_key=True), *detail(), *sums(True),
+        sqlite_with_rowid=False,
+    )
     Table(
         "usage_user_daily", md,
         Column("day", BigInteger, primary_key=True),
         Column("user_id", Integer, primary_key=True),
         *sums(False),
+        sqlite_with_rowid=False,
     )
     Table(
         "sessions", md,
