@@ -100,9 +100,10 @@ responses = Table(
 )
 
 
-# The ledger's hourly roll-up (oneplan/metering/rollup.py), written with the ledger rows, at
-# three grains (and two of them by day too): per user in full detail (a developer's pages), per team without the user (the
-# operator's charts and tables), per user without the detail (the operator's per-user figures).
+# The ledger's roll-up (oneplan/metering/rollup.py), written with the ledger rows, at three
+# grains: per user in full detail (a developer's pages), per team without the user (the
+# operator's charts and tables), per user without the detail (the operator's per-user figures);
+# hourly, and the last two by UTC day too.
 def _usage_sums(histograms: bool) -> list[Column]:  # type: ignore[type-arg]
     columns = [
         Column("requests", BigInteger, nullable=False),
