@@ -255,7 +255,8 @@ def ledger_page(db: Database, filters: dict[str, Any], *, after: tuple[float, st
         query = query.where(L.c.ts < filters["until"])
     if after is not None:
         ts, request_id = after
-        query = query.where(or_(L.c.ts < ts, and_(L.c.ts == ts, L.c.id < request_id)))
+        # ``ts <= t`` alone bounds the index range; the OR settles ties on the id.
+        query = query.where(L.c.ts <= ts, or_(L.c.ts < ts, and_(L.c.ts == ts, L.c.id < request_id)))
     query = query.order_by(L.c.ts.desc(), L.c.id.desc()).limit(limit)
     with db.engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query)]
