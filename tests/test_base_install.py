@@ -98,7 +98,8 @@ def test_every_command_runs_on_the_base_install(base: BaseVenv, tmp_path: Path) 
     assert key.startswith("sk-op-")
     assert "alice" in base.run("users", "list", env=home).stdout
     base.run("users", "set-plan", "alice", "--plan", "pro", env=home)
-    assert base.run("keys", "create", "alice", "--expires-in-days", "1", env=home).stdout.startswith("sk-op-")
+    second = base.run("keys", "create", "alice", "--expires-in-days", "1", env=home).stdout.strip()
+    assert second.startswith("sk-op-")
     keys = json.loads(base.run("keys", "list", "--json", env=home).stdout)
     base.run("keys", "revoke", keys[0]["id"], env=home)
     report = json.loads(base.run("usage", "--json", env=home).stdout)
@@ -127,6 +128,10 @@ def test_every_command_runs_on_the_base_install(base: BaseVenv, tmp_path: Path) 
             "providers", "status", "--url", f"http://127.0.0.1:{port}", "--admin-key", "wrong", env=home, ok=False
         )
         assert refused.returncode == 1 and "refused the admin key" in refused.stderr
+        line = base.run("statusline", env={**home, "ONEPLAN_URL": f"http://127.0.0.1:{port}", "ONEPLAN_API_KEY": second})
+        assert line.stdout.count("\n") == 1 and line.stdout.startswith("oneplan pro · 5h 0/10 · 10 left"), line.stdout
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/console/sign-in", timeout=10) as page:
+            assert b'action="/console/sign-in"' in page.read()  # the console needs no extra
     finally:
         server.kill()
         server.wait(timeout=30)

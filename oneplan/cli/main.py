@@ -1,4 +1,4 @@
-"""``oneplan serve | users | keys | usage | ledger | providers | alerts | insights``.
+"""``oneplan serve | users | keys | usage | ledger | providers | alerts | insights | statusline``.
 
 Every command takes ``--config`` and ``--data-dir`` (or ``ONEPLAN_CONFIG`` / ``ONEPLAN_HOME``),
 so the CLI and a running server share one database. Errors are one line that says how to fix
@@ -278,6 +278,18 @@ def insights_preview(ctx: Context, user_name: str | None, week_of: str | None, a
     from oneplan.cli.alerts import show_preview
 
     show_preview(ctx, user_name, week_of, as_json, html)
+
+
+@cli.command()
+@click.option("--url", default="http://127.0.0.1:4000", show_default=True, envvar="ONEPLAN_URL", help="The oneplan server.")
+@click.option("--key", envvar="ONEPLAN_API_KEY", default=None, help="Your oneplan key (or ONEPLAN_API_KEY).")
+def statusline(url: str, key: str | None) -> None:
+    """One line for Claude Code's statusLine: your tightest quota window and what is left."""
+    from oneplan.cli.statusline import statusline as render
+
+    text, status = render(url, key)
+    click.echo(text)
+    sys.exit(status)
 
 
 def _fail(message: str) -> NoReturn:

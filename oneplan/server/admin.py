@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from oneplan.errors import AuthenticationFailed, BackendUnavailable, InvalidRequest, NotFound, OneplanError
+from oneplan.console.access import admin_refusal
+from oneplan.errors import BackendUnavailable, InvalidRequest, NotFound, OneplanError
 from oneplan.metering.report import usage_report as build_report
 from oneplan.protocols import openai_chat
 from oneplan.server.auth import bearer
@@ -54,7 +55,9 @@ def routes(gateway: Any) -> list[Route]:
     def admin_only(handler: Any) -> Any:
         async def endpoint(request: Request) -> Response:
             if not gateway.keys.is_admin(bearer(request.headers)):
-                return error_response(OPENAI, AuthenticationFailed("This endpoint needs the admin key."))
+                refused = await admin_refusal(gateway, request)  # or an operator's console session
+                if refused is not None:
+                    return error_response(OPENAI, refused)
             try:
                 return await handler(request)
             except OneplanError as exc:

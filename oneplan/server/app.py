@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from oneplan.console.routes import routes as console_routes
 from oneplan.errors import AuthenticationFailed, NotFound, OneplanError
 from oneplan.protocols import openai_chat
 from oneplan.server import admin
@@ -129,6 +130,7 @@ def create_app(gateway: Gateway) -> FastFront:
         Route("/metrics", metrics, methods=["GET"]),
         *admin.routes(gateway),
         *alerts_routes(gateway),
+        *console_routes(gateway),
     ]
 
     @contextlib.asynccontextmanager

@@ -16,6 +16,7 @@ from sqlalchemy import BigInteger, Engine, cast, create_engine, event, func, ins
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from oneplan.errors import ConfigError
+from oneplan.metering import rollup
 from oneplan.store import schema
 from oneplan.store.migrations import migrate
 
@@ -261,6 +262,7 @@ class Database:
             if self.is_sqlite:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             if params:
+                rollup.add(conn, rows)  # the roll-up commits with the rows, or neither does
                 conn.exec_driver_sql(self._ledger_insert, params)
             return self._counters_gen(conn)
 

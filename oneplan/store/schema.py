@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -53,6 +54,7 @@ api_keys = Table(
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=True),
     Column("revoked_at", Float, nullable=True),
+    Column("name", String(100), nullable=True),  # the owner's label for it (console)
 )
 
 ledger = Table(
@@ -84,6 +86,7 @@ ledger = Table(
     Column("anomalies", String(200), nullable=True),  # values changed to fit (see metering/ledger.py)
     Index("ledger_user_ts", "user_id", "ts"),
     Index("ledger_ts", "ts"),
+    Index("ledger_status_ts", "status", "ts"),  # the console's ledger explorer
 )
 
 responses = Table(
@@ -162,4 +165,99 @@ alert_leases = Table(
     Column("name", String(100), primary_key=True),  # "scheduler": who runs the leader's work
     Column("owner", String(100), nullable=False),
     Column("until", Float, nullable=False),
+)
+
+
+# The ledger's roll-up (oneplan/metering/rollup.py), written with the ledger rows, at three
+# grains: per user in full detail (a developer's pages), per team without the user (the
+# operator's charts and tables), per user without the detail (the operator's per-user figures);
+# hourly, and the last two by UTC day too.
+def _usage_sums(histograms: bool) -> list[Column]:  # type: ignore[type-arg]
+    columns = [
+        Column("requests", BigInteger, nullable=False),
+        Column("weight", BigInteger, nullable=False),  # charged against request quotas
+        Column("input_tokens", BigInteger, nullable=False),
+        Column("output_tokens", BigInteger, nullable=False),
+        Column("cached_tokens", BigInteger, nullable=False),
+        Column("reasoning_tokens", BigInteger, nullable=False),
+        Column("cost", Float, nullable=False),
+    ]
+    if not histograms:
+        return [*columns, Column("errors", BigInteger, nullable=False)]  # requests not ok
+    return [
+        *columns,
+        Column("latency_ms_sum", Float, nullable=False),
+        Column("ttft_ms_sum", Float, nullable=False),
+        Column("ttft_count", BigInteger, nullable=False),
+        *(Column(f"lat_b{i:02d}", BigInteger, nullable=False) for i in range(16)),  # latency histogram
+        *(Column(f"ttft_b{i:02d}", BigInteger, nullable=False) for i in range(16)),
+    ]
+
+
+def _detail() -> list[Column]:  # type: ignore[type-arg]
+    return [
+        Column("model", String(200), primary_key=True),
+        Column("provider", String(200), primary_key=True),  # '' when none was reached
+        Column("protocol", String(20), primary_key=True),
+        Column("status", String(20), primary_key=True),
+        Column("error_class", String(60), primary_key=True),  # '' when ok
+    ]
+
+
+usage_hourly = Table(
+    "usage_hourly",
+    metadata,
+    Column("user_id", Integer, primary_key=True),
+    Column("hour", BigInteger, primary_key=True),  # unix seconds of the hour's start (UTC)
+    *_detail(),
+    *_usage_sums(histograms=True),
+    sqlite_with_rowid=False,  # clustered by its key on SQLite: range reads are sequential
+)
+
+usage_team_hourly = Table(
+    "usage_team_hourly",
+    metadata,
+    Column("hour", BigInteger, primary_key=True),
+    *_detail(),
+    *_usage_sums(histograms=True),
+    sqlite_with_rowid=False,  # clustered by its key on SQLite: range reads are sequential
+)
+
+usage_user_hourly = Table(
+    "usage_user_hourly",
+    metadata,
+    Column("hour", BigInteger, primary_key=True),
+    Column("user_id", Integer, primary_key=True),
+    *_usage_sums(histograms=False),
+    sqlite_with_rowid=False,  # clustered by its key on SQLite: range reads are sequential
+)
+
+# The last two by UTC day, for the operator's 30- and 90-day views.
+usage_team_daily = Table(
+    "usage_team_daily",
+    metadata,
+    Column("day", BigInteger, primary_key=True),  # unix seconds of the UTC day's start
+    *_detail(),
+    *_usage_sums(histograms=True),
+    sqlite_with_rowid=False,  # clustered by its key on SQLite: range reads are sequential
+)
+
+usage_user_daily = Table(
+    "usage_user_daily",
+    metadata,
+    Column("day", BigInteger, primary_key=True),
+    Column("user_id", Integer, primary_key=True),
+    *_usage_sums(histograms=False),
+    sqlite_with_rowid=False,  # clustered by its key on SQLite: range reads are sequential
+)
+
+# Console sign-ins: only the SHA-256 of the session token is stored.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("user_id", Integer, nullable=True),  # NULL for the operator (admin key)
+    Column("key_id", String(40), nullable=True),  # the key signed in with
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
 )

@@ -1,0 +1,20 @@
+"""Everything the console adds to the server, in one list for ``server/app.py``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.routing import BaseRoute
+
+from oneplan.console import admin_api, api, pages
+from oneplan.console.sessions import SessionStore, SignInLimiter
+
+
+def routes(gateway: Any) -> list[BaseRoute]:
+    sessions = SessionStore(gateway.db)
+    readers = api.Readers(gateway)
+    return [
+        *pages.routes(gateway, sessions, SignInLimiter()),
+        *api.routes(gateway, sessions, readers),
+        *admin_api.routes(gateway, sessions, readers),
+    ]
