@@ -13,6 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from oneplan import refusals
 from oneplan.errors import (
     InvalidRequest,
     ModelNotInPlan,
@@ -22,6 +23,7 @@ from oneplan.errors import (
     RequestTooLarge,
 )
 from oneplan.metering.counters import Reservation
+from oneplan.metering.windows import WindowState
 from oneplan.protocols.base import Protocol, StreamContext, StreamRenderer
 from oneplan.protocols.canonical import Accumulator, ChatRequest, ChatResult, Delta, Usage
 from oneplan.routing.catalog import ModelEntry, Plan
@@ -145,20 +147,7 @@ async def read_json(request: Request, limit: int) -> Any:
 
 
 def quota_headers(reservation: Reservation) -> dict[str, str]:
-    headers = {}
-    tightest = None
-    for state in reservation.states:
-        name = state.window.replace("_", "-")
-        headers[f"x-oneplan-quota-{name}-limit"] = f"{state.limit:g}"
-        headers[f"x-oneplan-quota-{name}-remaining"] = f"{state.remaining:g}"
-        if state.resets_at is not None:
-            headers[f"x-oneplan-quota-{name}-reset"] = str(int(state.resets_at))
-        if state.window in ("5h", "week", "month") and (tightest is None or state.remaining < tightest.remaining):
-            tightest = state
-    if tightest is not None:
-        headers["x-ratelimit-limit-requests"] = f"{tightest.limit:g}"
-        headers["x-ratelimit-remaining-requests"] = f"{tightest.remaining:g}"
-    return headers
+    return refusals.quota_headers(reservation.states, reservation.second)
 
 
 def served_headers(reservation: Reservation, served: Served) -> dict[str, str]:
@@ -191,7 +180,7 @@ class Pipeline:
             reservation = await gw.counters.admit(key.user_id, plan, entry.weight)
         except QuotaExceeded as exc:
             gw.ledger.record(self._row_refused(protocol, chat, key, entry, started, t0, exc))
-            return error_response(protocol, exc)
+            return error_response(protocol, exc, states=await self.windows(key, plan), now=started)
         call = Call(
             new_id(protocol),
             exchange, chat, key, entry, plan, reservation, started, t0,
@@ -199,6 +188,14 @@ class Pipeline:
         if chat.stream:
             return await self.open_stream(call)
         return await self.complete(call)
+
+    async def windows(self, key: KeyRecord, plan: Plan) -> list[WindowState] | None:
+        """The caller's quota windows as they stand, for a refusal's headers (none if the
+        counters cannot say: the refusal goes out without them)."""
+        try:
+            return await self.gw.counters.states(key.user_id, plan)
+        except OneplanError:
+            return None
 
     def resolve(self, model: str, key: KeyRecord) -> tuple[ModelEntry, Plan]:
         catalog = self.gw.catalog
@@ -217,7 +214,7 @@ class Pipeline:
             result, served = await self.gw.router.complete(call.request, call.entry, call.plan)
         except OneplanError as exc:
             await self.fail(call, exc)
-            return error_response(call.protocol, exc)
+            return error_response(call.protocol, exc, states=call.reservation.states, now=call.started)
         call.ttft = time.perf_counter() - call.t0
         ctx = self.context(call, served)
         body = orjson.dumps(call.exchange.render(result, ctx))
@@ -234,7 +231,7 @@ class Pipeline:
             served, first, rest = await self.gw.router.open_stream(call.request, call.entry, call.plan)
         except OneplanError as exc:
             await self.fail(call, exc)
-            return error_response(call.protocol, exc)
+            return error_response(call.protocol, exc, states=call.reservation.states, now=call.started)
         return EventStream(self.relay(call, served, first, rest), headers=served_headers(call.reservation, served))
 
     async def relay(
