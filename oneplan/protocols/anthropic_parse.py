@@ -26,6 +26,7 @@ from oneplan.errors import InvalidRequest
 from oneplan.protocols.canonical import ChatRequest, Thinking
 
 _EFFORTS = frozenset({"low", "medium", "high"})
+_DISPLAYS = frozenset({"summarized", "omitted"})
 
 
 def _fail(message: str, param: str) -> InvalidRequest:
@@ -328,6 +329,11 @@ def _thinking(body: dict[str, Any]) -> Thinking:
             thinking.enabled = False
         else:
             raise _fail("type must be one of enabled, disabled, adaptive", "thinking.type")
+        display = spec.get("display")
+        if display is not None:
+            if display not in _DISPLAYS:
+                raise _fail("display must be one of summarized, omitted", "thinking.display")
+            thinking.display = display
     config = body.get("output_config")
     if isinstance(config, dict) and config.get("effort") in _EFFORTS:
         thinking.effort = config["effort"]

@@ -144,6 +144,12 @@ def tool_use_id(call_id: str | None, response_id: str, index: int) -> str:
     return f"toolu_{suffix}_{index}"
 
 
+def omits_thinking(ctx: StreamContext) -> bool:
+    """The caller asked for ``thinking.display: "omitted"``: thinking blocks keep their
+    signature but carry no text (Anthropic's documented behaviour for that setting)."""
+    return ctx.request is not None and ctx.request.thinking.display == "omitted"
+
+
 def render(result: ChatResult, ctx: StreamContext) -> dict[str, Any]:
     """A whole answer as an Anthropic ``Message``."""
     content: list[dict[str, Any]] = []
@@ -151,7 +157,7 @@ def render(result: ChatResult, ctx: StreamContext) -> dict[str, Any]:
         content.append(
             {
                 "type": "thinking",
-                "thinking": result.reasoning,
+                "thinking": "" if omits_thinking(ctx) else result.reasoning,
                 "signature": result.reasoning_signature or placeholder_signature(result.reasoning),
             }
         )

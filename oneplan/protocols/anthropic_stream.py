@@ -35,6 +35,7 @@ from oneplan.protocols.anthropic_render import (
     PLACEHOLDER_SIGNATURE_PREFIX,
     error_body,
     matched_stop_sequence,
+    omits_thinking,
     stop_reason,
     tool_use_id,
     wire_usage,
@@ -82,6 +83,7 @@ class AnthropicStreamRenderer(StreamRenderer):
         "_finish",
         "_hash",
         "_next_index",
+        "_omit",
         "_open",
         "_open_index",
         "_pending",
@@ -105,6 +107,7 @@ class AnthropicStreamRenderer(StreamRenderer):
         self._pending: dict[int, list[Any]] = {}  # tool calls still waiting for a name
         self._hash: Any = None  # sha256 of the open thinking block, for a placeholder
         self._signed = False
+        self._omit = omits_thinking(ctx)  # thinking blocks without their text
         self._estimate = 0  # output tokens, estimated, for when the upstream reports none
         self._usage: Usage | None = None
         self._finish: str | None = None
@@ -146,7 +149,8 @@ class AnthropicStreamRenderer(StreamRenderer):
                 self._hash = hashlib.sha256()
             self._hash.update(delta.reasoning.encode("utf-8", "surrogatepass"))
             self._estimate += estimate_text_tokens(delta.reasoning)
-            out.append(_block_delta(self._open_index, "thinking_delta", delta.reasoning))
+            if not self._omit:
+                out.append(_block_delta(self._open_index, "thinking_delta", delta.reasoning))
         if delta.reasoning_signature and self._open == _THINKING:
             self._signed = True
             out.append(_block_delta(self._open_index, "signature_delta", delta.reasoning_signature))
