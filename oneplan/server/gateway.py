@@ -8,6 +8,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from oneplan import sealing
 from oneplan.config import resolve_secret
 from oneplan.errors import ConfigError
 from oneplan.metering.counters import Counters, MemoryCounters
@@ -99,6 +100,7 @@ class Gateway:
         for entry in self.catalog.models.values():
             for deployment in entry.deployments:
                 await self.providers[deployment.provider].preload(self.router.target(entry, deployment))
+        sealing.install(await asyncio.to_thread(sealing.load, self.db, self.catalog.server.reasoning_keys))
         await self.ledger.start()
         await self.keys.start()
         await self.rebuild_counters()
