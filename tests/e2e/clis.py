@@ -19,8 +19,8 @@ import pytest
 
 # Pinned: versions these tests were written and verified against (`npm view <pkg> version`).
 PINNED = {
-    "claude": ("@anthropic-ai/claude-code", "2.1.330"),
-    "codex": ("@openai/codex", "0.169.0"),
+    "claude": ("@anthropic-ai/claude-code", "2.1.332"),
+    "codex": ("@openai/codex", "0.171.0"),
     "qwen": ("@qwen-code/qwen-code", "0.24.4"),
 }
 
