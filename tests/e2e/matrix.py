@@ -38,7 +38,7 @@ from tests.support.process import ServeProcess
 MODEL = "coder"
 ROOT = Path(__file__).resolve().parents[2]
 AIDER_VERSION = "0.86.2"
-AIDER_VENV = Path(__file__).resolve().parent / ".aider-venv"
+AIDER_VENV = ROOT / ".e2e-venvs" / "aider"  # outside the linted trees
 
 
 # -- dialects ----------------------------------------------------------------------------------
