@@ -22,6 +22,11 @@ PINNED = {
     "claude": ("@anthropic-ai/claude-code", "2.1.332"),
     "codex": ("@openai/codex", "0.171.0"),
     "qwen": ("@qwen-code/qwen-code", "0.24.4"),
+    # The conformance matrix's other agents (tests/e2e/matrix.py).
+    "opencode": ("opencode-ai", "1.18.33"),
+    "kilo": ("@kilocode/cli", "7.7.7"),
+    "cline": ("cline", "3.0.65"),
+    "cn": ("@continuedev/cli", "1.5.47"),
 }
 
 DEFAULT_CACHE = Path(__file__).resolve().parent / ".npm-cache"
