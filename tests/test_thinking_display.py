@@ -10,6 +10,7 @@ from pathlib import Path
 import anthropic
 import pytest
 
+from oneplan.protocols.anthropic import PROTOCOL
 from tests.fakes import FakeUpstream
 from tests.support.gateway import Gateway
 from tests.test_anthropic_gateway import catalog
@@ -64,6 +65,18 @@ def test_omitted_thinking_has_no_text_but_a_signature_and_is_metered(setup) -> N
         ],
     )
     assert len(up.requests) == 3
+    # The signature carries the omitted reasoning, sealed: unreadable to the client, and the
+    # next turn has it again for upstreams that need reasoning back (Kimi, GLM, MiniMax).
+    signature = final.content[0].signature
+    assert "secretly" not in signature
+    if not signature.startswith("oneplan-sig-"):
+        return  # an Anthropic upstream's own signature: it keeps the reasoning itself
+    again = PROTOCOL.parse({"model": "m", "max_tokens": 10, "messages": [
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in final.content]},
+        {"role": "user", "content": "sure?"},
+    ]})
+    assert again.messages[1]["reasoning_content"] == "Adding two and two, secretly."
 
 
 def test_summarized_is_the_default_display(setup) -> None:

@@ -24,6 +24,7 @@ import orjson
 
 from oneplan.errors import InvalidRequest
 from oneplan.protocols.canonical import ChatRequest, Thinking
+from oneplan.protocols.anthropic_render import reasoning_from_signature
 
 _EFFORTS = frozenset({"low", "medium", "high"})
 _DISPLAYS = frozenset({"summarized", "omitted"})
@@ -205,8 +206,10 @@ def _assistant(content: Any, path: str) -> dict[str, Any]:
                 }
             )
         elif kind == "thinking":
-            reasoning.append(_str(block.get("thinking"), f"{where}.thinking"))
+            text = _str(block.get("thinking"), f"{where}.thinking")
             sig = block.get("signature")
+            # A block shown with display "omitted" comes back empty: its sealed signature has it.
+            reasoning.append(text or reasoning_from_signature(sig) or "")
             if isinstance(sig, str) and sig:
                 signature = sig
         elif kind == "redacted_thinking":
