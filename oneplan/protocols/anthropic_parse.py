@@ -23,8 +23,8 @@ from typing import Any
 import orjson
 
 from oneplan.errors import InvalidRequest
-from oneplan.protocols.canonical import ChatRequest, Thinking
 from oneplan.protocols.anthropic_render import reasoning_from_signature
+from oneplan.protocols.canonical import ChatRequest, Thinking
 
 _EFFORTS = frozenset({"low", "medium", "high"})
 _DISPLAYS = frozenset({"summarized", "omitted"})
