@@ -46,14 +46,17 @@ def wait_seconds(error: OneplanError) -> float | None:
 
 
 def exhausted(error: OneplanError) -> bool:
-    """A plan window used up for longer than is worth waiting: OpenAI's ``insufficient_quota``."""
-    return isinstance(error, QuotaExceeded) and error.retry_after > RETRY_SOON
+    """A plan window used up for longer than is worth waiting: OpenAI's ``insufficient_quota``.
+    A wait of 0 is a window that waiting cannot free (a limit below the model's weight, or 0)."""
+    return isinstance(error, QuotaExceeded) and (error.retry_after > RETRY_SOON or error.retry_after <= 0)
 
 
 def should_retry(error: OneplanError) -> bool | None:
     """True or False when the answer is certain; None to leave it to the client's own rules
     (server errors, which clients retry with backoff anyway)."""
     if error.status == 429:
+        if exhausted(error):
+            return False
         wait = wait_seconds(error)
         return wait is None or wait <= RETRY_SOON
     if error.status in (408, 409):

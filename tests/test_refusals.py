@@ -138,3 +138,12 @@ def test_an_upstream_429_carries_retry_after_and_the_quota_headers(gateway: Gate
     assert resp.headers["retry-after"] == "30"
     assert resp.headers["x-should-retry"] == "true"
     assert "x-oneplan-quota-5h-limit" in resp.headers
+
+
+def test_a_window_no_wait_can_free_is_not_retryable(tmp_path: Path, upstream: FakeUpstream) -> None:
+    plan = "[plans.pro]\nrequests_per_5h = 0"
+    with Gateway(tmp_path, catalog_for(upstream, plan=plan), clock=ManualClock(T0)) as gw:
+        resp = post(gw, "/v1/chat/completions", CHAT)
+    assert resp.status_code == 429
+    assert resp.json()["error"]["code"] == "insufficient_quota"
+    assert resp.headers["x-should-retry"] == "false"
