@@ -95,7 +95,7 @@ requests_per_5h = 10000
 class Run:
     argv: list[str]
     env: dict[str, str]
-    timeout: float = 90
+    timeout: float = 180  # generous: a Node CLI on a loaded 2-core machine starts slowly
 
 
 Setup = Callable[[Installed, Path, str, str], Run]  # (clis, tmp, oneplan url, key) -> Run
@@ -163,7 +163,7 @@ def _cline(clis: Installed, tmp: Path, url: str, key: str) -> Run:
     dirs = ["--config", str(tmp / "cline-config"), "--data-dir", str(tmp / "cline-data")]
     auth = [str(clis.bin("cline")), "auth", "-p", "openai", "-k", key, "-m", MODEL, "-b", f"{url}/v1", *dirs]
     task = [str(clis.bin("cline")), *dirs, "--thinking", "medium", "--auto-approve", "true",
-            "-c", str(tmp / "work"), "-t", "80", PROMPT]
+            "-c", str(tmp / "work"), "-t", "170", PROMPT]
     script = f"{shlex.join(auth)} >/dev/null && exec {shlex.join(task)}"
     return Run(["bash", "-c", script], isolated_env(tmp))
 
