@@ -317,7 +317,7 @@ class Refusal:
     said: str  # the agent's last words
 
 
-def run_refusals(agents: list[Agent], clis: Installed, tmp: Path, log: Callable[[str], None] = print) -> list[Refusal]:
+def run_refusals(agents: list[Agent], clis: Installed, tmp: Path, log: Callable[..., None] = print) -> list[Refusal]:
     """Each agent against a bad key and a used-up weekly window (of one request)."""
     from tests.e2e.stopwatch import Stopwatch
 
@@ -357,7 +357,8 @@ def run_refusals(agents: list[Agent], clis: Installed, tmp: Path, log: Callable[
                     result = Refusal(agent.name, refusal, code, len(calls), seconds, REFUSAL_TEXT[refusal] in output,
                                      _tail(output, 160))
                     out.append(result)
-                    log(f"{agent.name:9} {refusal:9} exit {code} {len(calls)} req {seconds:5.1f}s shown={result.shown} {result.said}")
+                    log(f"{agent.name:9} {refusal:9} exit {code} {len(calls)} req {seconds:5.1f}s shown={result.shown} {result.said}",
+                        flush=True)
         finally:
             server.stop()
     return out
@@ -379,8 +380,8 @@ class Matrix:
     refusals: list[Refusal] = field(default_factory=list)
 
 
-def run_matrix(agents: list[Agent], dialects: list[Dialect], tmp: Path, log: Callable[[str], None] = print,
-               *, refusals: bool = True) -> Matrix:
+def run_matrix(agents: list[Agent], dialects: list[Dialect], tmp: Path, log: Callable[..., None] = print,
+               *, refusals: bool = True, only: set[tuple[str, str]] | None = None) -> Matrix:
     from tests.e2e.clis import install
 
     matrix = Matrix()
@@ -391,6 +392,8 @@ def run_matrix(agents: list[Agent], dialects: list[Dialect], tmp: Path, log: Cal
             matrix.notes["aider"] = problem
             agents = [a for a in agents if a.needs != "aider"]
     for dialect in dialects:
+        if only is not None and not any(d == dialect.name for _, d in only):
+            continue
         home = tmp / dialect.name
         home.mkdir(parents=True, exist_ok=True)
         with WriterUpstream(dialect.fake, str(home / "work")) as up:
@@ -399,12 +402,14 @@ def run_matrix(agents: list[Agent], dialects: list[Dialect], tmp: Path, log: Cal
             server = ServeProcess(config, home / "data").start()
             try:
                 for agent in agents:
+                    if only is not None and (agent.name, dialect.name) not in only:
+                        continue
                     cell_tmp = home / agent.name
                     cell_tmp.mkdir(exist_ok=True)
                     cell = run_cell(agent, dialect, clis, up, server, cell_tmp)
                     matrix.cells[agent.name, dialect.name] = cell
                     log(f"{agent.name:9} x {dialect.name:10} {'ok' if cell.ok else 'FAIL'} {cell.seconds:5.1f}s "
-                        f"{cell.requests} req {cell.why}")
+                        f"{cell.requests} req {cell.why}", flush=True)
             finally:
                 server.stop()
     if refusals:
@@ -472,34 +477,85 @@ def render(matrix: Matrix, agents: list[Agent], dialects: list[Dialect], explana
 
 
 # Why a cell fails, when it is understood (kept next to the code that produces it).
-EXPLANATIONS: dict[tuple[str, str], str] = {}
+EXPLANATIONS: dict[tuple[str, str], str] = {
+    ("cline", "anthropic"): (
+        "Cline sends the model's earlier reasoning back as `reasoning_content` on Chat turns, but Chat "
+        "Completions has no field for Anthropic's thinking signature, so oneplan re-sends that reasoning "
+        "to the Anthropic upstream under a placeholder signature, and a real Anthropic endpoint (like "
+        "the fake) answers 400 \"Invalid `signature` in `thinking` block\" on the turn after the tool "
+        "call. Left to do: remember upstream signatures by reasoning (shared across replicas) or drop "
+        "unsigned thinking and the thinking switch for that turn."
+    ),
+}
+
+# --quick: every agent once and every dialect at least once (one cell per agent, dialects in turn).
+def quick_cells(agents: list[Agent], dialects: list[Dialect]) -> set[tuple[str, str]]:
+    return {(a.name, dialects[i % len(dialects)].name) for i, a in enumerate(agents)}
+
+
+RESULTS = ROOT / "docs" / "conformance.json"
+
+
+def save(matrix: Matrix, path: Path) -> None:
+    data = {
+        "cells": [{"agent": c.agent, "dialect": c.dialect, "ok": c.ok, "why": c.why, "seconds": round(c.seconds, 1),
+                   "requests": c.requests} for c in matrix.cells.values()],
+        "refusals": [{"agent": r.agent, "refusal": r.refusal, "exit_code": r.exit_code, "requests": r.requests,
+                      "seconds": round(r.seconds, 1), "shown": r.shown, "said": r.said} for r in matrix.refusals],
+        "notes": matrix.notes,
+    }
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+
+
+def load(path: Path) -> Matrix:
+    matrix = Matrix()
+    if not path.exists():
+        return matrix
+    data = json.loads(path.read_text())
+    for c in data.get("cells", []):
+        matrix.cells[c["agent"], c["dialect"]] = Cell(c["agent"], c["dialect"], c["ok"], c["why"], c["seconds"], c["requests"])
+    matrix.refusals = [Refusal(**r) for r in data.get("refusals", [])]
+    matrix.notes = dict(data.get("notes", {}))
+    return matrix
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.e2e.matrix", description=__doc__.split("\n")[0])
     parser.add_argument("--agents", default=",".join(a.name for a in AGENTS))
     parser.add_argument("--dialects", default=",".join(d.name for d in DIALECTS))
+    parser.add_argument("--quick", action="store_true", help="one cell per agent, every dialect at least once")
+    parser.add_argument("--merge", action="store_true", help="keep the stored results of cells not run now")
     parser.add_argument("--out", default=str(ROOT / "docs" / "conformance.md"))
+    parser.add_argument("--results", default=str(RESULTS), help="where the results are stored (JSON)")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--tmp", default=None)
     parser.add_argument("--no-refusals", action="store_true", help="skip the refusal runs")
     args = parser.parse_args(argv)
     agents = [a for a in AGENTS if a.name in args.agents.split(",")]
     dialects = [d for d in DIALECTS if d.name in args.dialects.split(",")]
+    only = quick_cells(agents, dialects) if args.quick else None
     import tempfile
 
     tmp = Path(args.tmp or tempfile.mkdtemp(prefix="oneplan-matrix-"))
     os.environ.setdefault("ONEPLAN_E2E_NPM_CACHE", str(cache_dir()))
     started = time.monotonic()
-    matrix = run_matrix(agents, dialects, tmp, refusals=not args.no_refusals)
-    text = render(matrix, agents, dialects, EXPLANATIONS)
+    ran = run_matrix(agents, dialects, tmp, refusals=not args.no_refusals, only=only)
+    matrix = load(Path(args.results)) if args.merge else Matrix()
+    matrix.cells.update(ran.cells)
+    matrix.notes.update(ran.notes)
+    if ran.refusals:
+        matrix.refusals = ran.refusals
+    shown_agents = [a for a in AGENTS if any(k[0] == a.name for k in matrix.cells)]
+    shown_dialects = [d for d in DIALECTS if any(k[1] == d.name for k in matrix.cells)]
+    text = render(matrix, shown_agents, shown_dialects, EXPLANATIONS)
     if not args.no_write:
         Path(args.out).write_text(text)
+        save(matrix, Path(args.results))
     print(text)
-    failed = [key for key, c in matrix.cells.items() if not c.ok]
+    failed = [key for key, c in ran.cells.items() if not c.ok]
     unexplained = [key for key in failed if key not in EXPLANATIONS]
-    stale = [key for key, c in matrix.cells.items() if c.ok and key in EXPLANATIONS]
-    print(f"{len(matrix.cells) - len(failed)} passed, {len(failed)} failed in {time.monotonic() - started:.0f}s")
+    stale = [key for key, c in ran.cells.items() if c.ok and key in EXPLANATIONS]
+    print(f"{len(ran.cells) - len(failed)} passed, {len(failed)} failed in {time.monotonic() - started:.0f}s")
     for agent, dialect in unexplained:
         print(f"unexplained failure: {agent} x {dialect} (explain it in EXPLANATIONS, tests/e2e/matrix.py)")
     for agent, dialect in stale:

@@ -81,7 +81,7 @@ class WriterUpstream(AgentUpstream):
         if not isinstance(body, dict):
             return Answer.make(SIDE_TEXT)
         prompted = PROMPT in last_user_text(body) or PROMPT in json.dumps(body.get("input", ""))
-        if body.get("tools") or body.get("input"):
+        if body.get("tools"):
             if has_tool_result(body) or _responses_has_output(body):
                 return Answer.make(FINAL, reasoning=REASONING)
             if prompted:
@@ -89,7 +89,7 @@ class WriterUpstream(AgentUpstream):
                 if call is not None:
                     return Answer.make(tool_calls=[call], reasoning=REASONING)
                 self.unmatched.append(sorted(_tools(body)))
-        if prompted and not body.get("tools"):
+        elif prompted:
             # No tool calling (Aider): the whole file as an edit block.
             return Answer.make(f"{FILE}\n```\n{LINE}\n```\n{FINAL}", reasoning=REASONING)
         return Answer.make(SIDE_TEXT)
