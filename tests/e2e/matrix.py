@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -242,8 +243,11 @@ def _usage(server: ServeProcess, user: str) -> dict[str, Any]:
     return dict(users.get(user, {}).get("totals", {}))
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def _tail(text: str, n: int = 220) -> str:
-    text = " ".join(text.split())
+    text = " ".join(_ANSI.sub("", text).split())
     return text[-n:]
 
 
@@ -354,7 +358,8 @@ def run_refusals(agents: list[Agent], clis: Installed, tmp: Path, log: Callable[
                         ended = time.monotonic()
                     calls = watch.model_calls()
                     seconds = ended - calls[0] if calls else 0.0
-                    result = Refusal(agent.name, refusal, code, len(calls), seconds, REFUSAL_TEXT[refusal] in output,
+                    flat = " ".join(output.split())  # agents wrap long lines
+                    result = Refusal(agent.name, refusal, code, len(calls), seconds, REFUSAL_TEXT[refusal] in flat,
                                      _tail(output, 160))
                     out.append(result)
                     log(f"{agent.name:9} {refusal:9} exit {code} {len(calls)} req {seconds:5.1f}s shown={result.shown} {result.said}",
@@ -440,7 +445,7 @@ def render(matrix: Matrix, agents: list[Agent], dialects: list[Dialect], explana
             elif cell.ok:
                 row.append("✓")
             else:
-                footnotes.append(f"{agent.label} × {dialect.label}: {explanations.get((agent.name, dialect.name)) or cell.why}")
+                footnotes.append(f"{agent.label} × {dialect.label}: {explanations.get((agent.name, dialect.name)) or _tail(cell.why)}")
                 row.append(f"✗ [{len(footnotes)}]")
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
@@ -462,9 +467,13 @@ def render(matrix: Matrix, agents: list[Agent], dialects: list[Dialect], explana
             "|---|---|---|---|---|---|---|",
         ]
         for r in matrix.refusals:
-            said = r.said.replace("|", "\\|")
+            said = _tail(r.said, 160).replace("|", "\\|")
             lines.append(f"| {labels.get(r.agent, r.agent)} | {r.refusal} | {r.exit_code} | {r.requests} | "
                          f"{r.seconds:.1f} | {'yes' if r.shown else 'no'} | {said} |")
+        lines += ["", "In words (exit `None`: still running when the 120 s limit ended it):", ""]
+        for agent in agents:
+            if agent.name in REFUSAL_NOTES and any(r.agent == agent.name for r in matrix.refusals):
+                lines.append(f"- **{agent.label}** {REFUSAL_NOTES[agent.name]}")
     lines += [
         "",
         "The local engine (in-process Qwen checkpoints) is not a column: its output comes from the",
@@ -487,6 +496,25 @@ EXPLANATIONS: dict[tuple[str, str], str] = {
         "unsigned thinking and the thinking switch for that turn."
     ),
 }
+
+# What the refusal rows mean, per agent (read from the runs above; kept with the code).
+REFUSAL_NOTES = {
+    "claude": "stops after one request on both (it honours `x-should-retry: false`) and prints oneplan's message.",
+    "codex": "retries a 401 five times (\"Reconnecting... n/5\", ~6 s) before printing oneplan's message; on "
+             "`insufficient_quota` it stops at once but prints its own fixed text (\"Quota exceeded. Check your plan "
+             "and billing details.\"), not oneplan's message.",
+    "qwen": "stops after one request on both; a terminal quota is recognised by its wording (\"quota ... exhausted\", "
+            "\"will reset at\") and shown as \"Quota exhausted: <oneplan's message>\".",
+    "opencode": "stops on the 401; on the exhausted window it keeps retrying, waiting as `retry-after` says (days), "
+                "and shows nothing: it reads neither `x-should-retry` nor `insufficient_quota`. Left to do.",
+    "kilo": "as OpenCode (its fork): stops on the 401, waits on the exhausted window.",
+    "cline": "stops on the 401; retries the exhausted window about six times (~70 s), then prints oneplan's message.",
+    "continue": "stops on the 401 after one request; retries the exhausted window (11 requests, ~98 s), then "
+                "prints oneplan's message.",
+    "aider": "stops on the 401 (exit status 0); retries the exhausted window with litellm's back-off (9 requests, "
+             "~66 s), then prints oneplan's message (exit status 0).",
+}
+
 
 # --quick: every agent once and every dialect at least once (one cell per agent, dialects in turn).
 def quick_cells(agents: list[Agent], dialects: list[Dialect]) -> set[tuple[str, str]]:
@@ -530,7 +558,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--tmp", default=None)
     parser.add_argument("--no-refusals", action="store_true", help="skip the refusal runs")
+    parser.add_argument("--render-only", action="store_true", help="render the stored results, run nothing")
     args = parser.parse_args(argv)
+    if args.render_only:
+        stored = load(Path(args.results))
+        shown = [a for a in AGENTS if any(k[0] == a.name for k in stored.cells)]
+        columns = [d for d in DIALECTS if any(k[1] == d.name for k in stored.cells)]
+        Path(args.out).write_text(render(stored, shown, columns, EXPLANATIONS))
+        return 0
     agents = [a for a in AGENTS if a.name in args.agents.split(",")]
     dialects = [d for d in DIALECTS if d.name in args.dialects.split(",")]
     only = quick_cells(agents, dialects) if args.quick else None
@@ -544,7 +579,10 @@ def main(argv: list[str] | None = None) -> int:
     matrix.cells.update(ran.cells)
     matrix.notes.update(ran.notes)
     if ran.refusals:
-        matrix.refusals = ran.refusals
+        fresh = {(r.agent, r.refusal) for r in ran.refusals}
+        order = {a.name: i for i, a in enumerate(AGENTS)}
+        kept = [r for r in matrix.refusals if (r.agent, r.refusal) not in fresh]
+        matrix.refusals = sorted(kept + ran.refusals, key=lambda r: (order.get(r.agent, 99), r.refusal))
     shown_agents = [a for a in AGENTS if any(k[0] == a.name for k in matrix.cells)]
     shown_dialects = [d for d in DIALECTS if any(k[1] == d.name for k in matrix.cells)]
     text = render(matrix, shown_agents, shown_dialects, EXPLANATIONS)
