@@ -98,6 +98,9 @@ class ServerConfig(_Strict):
     port: int = Field(4000, gt=0, lt=65536)
     max_body_bytes: int = Field(20 * 1024 * 1024, gt=0)
     store_prompts: bool = False  # keep prompt and completion text in the ledger
+    # "env:NAME": the key ring sealing Responses encrypted_content (oneplan/sealing.py);
+    # unset, a ring kept in the database and shared by its replicas.
+    reasoning_keys: str | None = None
     database_url: str | None = None  # default: sqlite in the data directory
     redis_url: str | None = None  # shared quota counters for several replicas / workers
     redis_prefix: str = Field("oneplan", min_length=1, max_length=100)  # one Redis, several oneplans

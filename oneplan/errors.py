@@ -1,7 +1,9 @@
 """One exception tree for everything a request can fail with.
 
 Each error carries the HTTP status and a protocol-neutral *kind*; ``server/errors.py``
-renders it as an OpenAI, Anthropic or Responses error body. Nothing else decides statuses.
+renders it as an OpenAI, Anthropic or Responses error body. Nothing else decides statuses;
+``refusals.py`` decides what a refusal tells clients besides (retry or not, OpenAI's
+``insufficient_quota``, the quota headers).
 
     OneplanError                      500 api_error
     ├── InvalidRequest                400 invalid_request_error
@@ -11,7 +13,8 @@ renders it as an OpenAI, Anthropic or Responses error body. Nothing else decides
     │   └── ModelNotInPlan            403 permission_error
     ├── NotFound                      404 not_found_error
     │   └── ModelNotFound             404 not_found_error (code model_not_found)
-    ├── QuotaExceeded                 429 rate_limit_error (+ Retry-After)
+    ├── QuotaExceeded                 429 rate_limit_error (+ Retry-After; insufficient_quota
+    │                                 when the window frees up later than refusals.RETRY_SOON)
     ├── ConfigError                   (start-up only: one line naming file, key and fix)
     ├── BackendUnavailable            503 overloaded_error (oneplan's own Redis / database)
     ├── DeliveryFailed                (alerts: a channel could not deliver; retried, never to a client)

@@ -96,7 +96,7 @@ def test_without_a_file_providers_come_from_the_environment(monkeypatch: pytest.
     catalog = load(None)
     assert set(catalog.providers) == {"dashscope", "moonshot"}
     assert "qwen3.5-plus" in catalog.models
-    assert "kimi-k2.5" in catalog.models
+    assert "kimi-k3" in catalog.models
     assert "glm-5" not in catalog.models
     plan = catalog.plans["default"]
     assert (plan.requests_per_5h, plan.requests_per_week, plan.requests_per_month) == (6000, 45000, 90000)

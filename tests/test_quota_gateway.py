@@ -58,7 +58,7 @@ def test_refusal_names_the_window_and_when_it_frees_up(tmp_path: Path, upstream:
         with pytest.raises(openai.RateLimitError) as refused:
             client.chat.completions.create(model="m1", messages=[{"role": "user", "content": "x"}])
         body = refused.value.body
-        assert body["type"] == "rate_limit_error" and body["code"] == "quota_exceeded"
+        assert body["type"] == "insufficient_quota" and body["code"] == "insufficient_quota"
         assert "5-hour request quota" in body["message"] and "2026-11-18 17:00:00 UTC" in body["message"]
         assert refused.value.response.headers["retry-after"] == str(5 * 3600 - 600)
         # Five hours after the first request, one slot frees up - and the week is what binds next.

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from oneplan.refusals import RETRY_SOON
+
 ROLLING_SECONDS = 5 * 3600
 Clock = Callable[[], float]
 
@@ -94,11 +96,19 @@ def exact(value: float) -> str:
 
 
 def refusal_message(state: WindowState, now: float) -> str:
+    """The window, used/limit and when it frees up. A wait past ``refusals.RETRY_SOON`` is
+    worded as agents recognise a terminal quota ("quota ... exhausted", "will reset at": Qwen
+    Code stops retrying on that and shows the message)."""
     wait = max(0.0, (state.resets_at or now) - now)
     hours, rest = divmod(int(wait + 0.999), 3600)
     minutes, seconds = divmod(rest, 60)
     when = datetime.fromtimestamp(state.resets_at or now, ZoneInfo("UTC")).strftime("%Y-%m-%d %H:%M:%S UTC")
     used = f"{exact(state.used)}/{exact(state.limit)}"
+    if wait > RETRY_SOON:
+        return (
+            f"Your plan's {describe(state.window)} is used up ({used}): quota exhausted. "
+            f"It will reset at {when} (in {hours}h {minutes}m {seconds}s)."
+        )
     return (
         f"Your plan's {describe(state.window)} is used up ({used}). "
         f"It frees up at {when} (in {hours}h {minutes}m {seconds}s)."

@@ -23,9 +23,11 @@ from typing import Any
 import orjson
 
 from oneplan.errors import InvalidRequest
+from oneplan.protocols.anthropic_render import reasoning_from_signature
 from oneplan.protocols.canonical import ChatRequest, Thinking
 
 _EFFORTS = frozenset({"low", "medium", "high"})
+_DISPLAYS = frozenset({"summarized", "omitted"})
 
 
 def _fail(message: str, param: str) -> InvalidRequest:
@@ -204,8 +206,10 @@ def _assistant(content: Any, path: str) -> dict[str, Any]:
                 }
             )
         elif kind == "thinking":
-            reasoning.append(_str(block.get("thinking"), f"{where}.thinking"))
+            text = _str(block.get("thinking"), f"{where}.thinking")
             sig = block.get("signature")
+            # A block shown with display "omitted" comes back empty: its sealed signature has it.
+            reasoning.append(text or reasoning_from_signature(sig) or "")
             if isinstance(sig, str) and sig:
                 signature = sig
         elif kind == "redacted_thinking":
@@ -328,6 +332,11 @@ def _thinking(body: dict[str, Any]) -> Thinking:
             thinking.enabled = False
         else:
             raise _fail("type must be one of enabled, disabled, adaptive", "thinking.type")
+        display = spec.get("display")
+        if display is not None:
+            if display not in _DISPLAYS:
+                raise _fail("display must be one of summarized, omitted", "thinking.display")
+            thinking.display = display
     config = body.get("output_config")
     if isinstance(config, dict) and config.get("effort") in _EFFORTS:
         thinking.effort = config["effort"]

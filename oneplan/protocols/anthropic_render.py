@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from oneplan import sealing
 from oneplan.errors import OneplanError
 from oneplan.protocols.base import StreamContext
 from oneplan.protocols.canonical import ChatResult, Usage
@@ -67,6 +68,20 @@ def placeholder_signature(thinking: str) -> str:
     """
     digest = hashlib.sha256(thinking.encode("utf-8", "surrogatepass")).hexdigest()[:40]
     return PLACEHOLDER_SIGNATURE_PREFIX + digest
+
+
+def sealed_signature(thinking: str) -> str:
+    """For ``display: "omitted"``: the client gets no text, so the signature carries it, sealed
+    (``oneplan/sealing.py``), and the next turn gets it back for upstreams that need it."""
+    return PLACEHOLDER_SIGNATURE_PREFIX + sealing.seal_json({"r": thinking})
+
+
+def reasoning_from_signature(signature: Any) -> str | None:
+    """The reasoning a ``sealed_signature`` carries; None for any other signature."""
+    if not isinstance(signature, str) or not signature.startswith(PLACEHOLDER_SIGNATURE_PREFIX):
+        return None
+    data = sealing.open_json(signature[len(PLACEHOLDER_SIGNATURE_PREFIX) :])
+    return data["r"] if isinstance(data, dict) and isinstance(data.get("r"), str) else None
 
 
 def is_placeholder_signature(signature: str | None) -> bool:
@@ -144,6 +159,12 @@ def tool_use_id(call_id: str | None, response_id: str, index: int) -> str:
     return f"toolu_{suffix}_{index}"
 
 
+def omits_thinking(ctx: StreamContext) -> bool:
+    """The caller asked for ``thinking.display: "omitted"``: thinking blocks keep their
+    signature but carry no text (Anthropic's documented behaviour for that setting)."""
+    return ctx.request is not None and ctx.request.thinking.display == "omitted"
+
+
 def render(result: ChatResult, ctx: StreamContext) -> dict[str, Any]:
     """A whole answer as an Anthropic ``Message``."""
     content: list[dict[str, Any]] = []
@@ -151,8 +172,9 @@ def render(result: ChatResult, ctx: StreamContext) -> dict[str, Any]:
         content.append(
             {
                 "type": "thinking",
-                "thinking": result.reasoning,
-                "signature": result.reasoning_signature or placeholder_signature(result.reasoning),
+                "thinking": "" if omits_thinking(ctx) else result.reasoning,
+                "signature": result.reasoning_signature
+                or (sealed_signature(result.reasoning) if omits_thinking(ctx) else placeholder_signature(result.reasoning)),
             }
         )
     if result.text:

@@ -35,6 +35,8 @@ from oneplan.protocols.anthropic_render import (
     PLACEHOLDER_SIGNATURE_PREFIX,
     error_body,
     matched_stop_sequence,
+    omits_thinking,
+    sealed_signature,
     stop_reason,
     tool_use_id,
     wire_usage,
@@ -82,6 +84,8 @@ class AnthropicStreamRenderer(StreamRenderer):
         "_finish",
         "_hash",
         "_next_index",
+        "_omit",
+        "_omitted",
         "_open",
         "_open_index",
         "_pending",
@@ -105,6 +109,8 @@ class AnthropicStreamRenderer(StreamRenderer):
         self._pending: dict[int, list[Any]] = {}  # tool calls still waiting for a name
         self._hash: Any = None  # sha256 of the open thinking block, for a placeholder
         self._signed = False
+        self._omit = omits_thinking(ctx)  # thinking blocks without their text
+        self._omitted: list[str] = []  # the open block's text, for its sealed signature
         self._estimate = 0  # output tokens, estimated, for when the upstream reports none
         self._usage: Usage | None = None
         self._finish: str | None = None
@@ -146,7 +152,10 @@ class AnthropicStreamRenderer(StreamRenderer):
                 self._hash = hashlib.sha256()
             self._hash.update(delta.reasoning.encode("utf-8", "surrogatepass"))
             self._estimate += estimate_text_tokens(delta.reasoning)
-            out.append(_block_delta(self._open_index, "thinking_delta", delta.reasoning))
+            if self._omit:
+                self._omitted.append(delta.reasoning)
+            else:
+                out.append(_block_delta(self._open_index, "thinking_delta", delta.reasoning))
         if delta.reasoning_signature and self._open == _THINKING:
             self._signed = True
             out.append(_block_delta(self._open_index, "signature_delta", delta.reasoning_signature))
@@ -228,8 +237,12 @@ class AnthropicStreamRenderer(StreamRenderer):
             return
         if self._open == _THINKING:
             if not self._signed:
-                signature = PLACEHOLDER_SIGNATURE_PREFIX + self._hash.hexdigest()[:40]
+                if self._omit:
+                    signature = sealed_signature("".join(self._omitted))
+                else:
+                    signature = PLACEHOLDER_SIGNATURE_PREFIX + self._hash.hexdigest()[:40]
                 out.append(_block_delta(self._open_index, "signature_delta", signature))
+            self._omitted = []
             self._signed = False
             self._hash = None
         out.append(frame("content_block_stop", {"type": "content_block_stop", "index": self._open_index}))

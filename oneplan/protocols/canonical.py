@@ -29,6 +29,9 @@ class Thinking:
     enabled: bool | None = None
     budget_tokens: int | None = None
     effort: str | None = None  # "minimal" | "low" | "medium" | "high"
+    # Anthropic's ``thinking.display``: "omitted" asks for thinking blocks without their text
+    # (the reasoning still happens, is metered and keeps its signature).
+    display: str | None = None
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from oneplan import refusals
 from oneplan.errors import InvalidRequest, OneplanError
 from oneplan.protocols.base import Protocol, StreamContext, StreamRenderer
 from oneplan.protocols.canonical import ChatRequest, ChatResult, Delta, Thinking, Usage
@@ -203,7 +204,8 @@ class OpenAIChat(Protocol):
 
 def openai_error_body(error: OneplanError) -> dict[str, Any]:
     """The OpenAI error body every OpenAI client (and Codex) reads."""
-    return {"error": {"message": error.message, "type": error.kind, "param": error.param, "code": error.code}}
+    type_, code = refusals.openai_type_and_code(error)
+    return {"error": {"message": error.message, "type": type_, "param": error.param, "code": code}}
 
 
 def _only_thinking_kwargs(body: dict[str, Any]) -> bool:

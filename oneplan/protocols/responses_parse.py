@@ -25,14 +25,13 @@ it also sends. They are still echoed back in the response's ``tools``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from oneplan import sealing
 from oneplan.errors import InvalidRequest
 from oneplan.protocols.canonical import ChatRequest
 from oneplan.protocols.responses_options import (
@@ -49,10 +48,10 @@ from oneplan.protocols.responses_options import (
 
 Resolver = Callable[[str], "dict[str, Any] | None"]
 
-# oneplan's own ``encrypted_content``: reasoning text and signature, so a stateless client (Codex
-# sends ``store: false``) can hand the model its earlier reasoning back. It is encoded, not
-# encrypted: it only holds what the client was already shown.
-REASONING_BLOB_PREFIX = "oneplan.r1."
+# oneplan's own ``encrypted_content``: reasoning text and signature, sealed with the server's
+# key ring, so a stateless client (Codex sends ``store: false``) can hand the model its earlier
+# reasoning back without being able to read or forge it.
+REASONING_BLOB_PREFIX = sealing.PREFIX
 
 
 @dataclass(slots=True)
@@ -240,19 +239,15 @@ def tool_map_for(tools: Any) -> ToolMap:
 
 
 def encode_reasoning(text: str | None, signature: str | None) -> str:
-    raw = orjson.dumps({"r": text or "", "s": signature})
-    return REASONING_BLOB_PREFIX + base64.urlsafe_b64encode(raw).decode()
+    """Reasoning and its signature, sealed (``oneplan/sealing.py``): opaque to the client."""
+    return sealing.seal_json({"r": text or "", "s": signature})
 
 
 def decode_reasoning(blob: Any) -> tuple[str, str | None] | None:
-    """Our own ``encrypted_content`` back into (reasoning, signature); ``None`` for anyone else's
-    (OpenAI's real encrypted reasoning means nothing to other upstreams)."""
-    if not isinstance(blob, str) or not blob.startswith(REASONING_BLOB_PREFIX):
-        return None
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(blob[len(REASONING_BLOB_PREFIX) :]))
-    except (binascii.Error, ValueError):
-        return None
+    """Our own ``encrypted_content`` back into (reasoning, signature); ``None`` for anyone
+    else's (OpenAI's real encrypted reasoning means nothing to other upstreams), a forgery,
+    or one sealed with a key the ring no longer holds."""
+    data = sealing.open_json(blob)
     if not isinstance(data, dict) or not isinstance(data.get("r"), str):
         return None
     signature = data.get("s")

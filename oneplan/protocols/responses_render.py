@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from oneplan import refusals
 from oneplan.errors import InvalidRequest, OneplanError, QuotaExceeded, UpstreamRateLimited
 from oneplan.protocols.base import StreamContext
 from oneplan.protocols.canonical import ChatRequest, ChatResult, Usage
@@ -309,9 +310,12 @@ def error_body(error: OneplanError) -> dict[str, Any]:
 
 def response_error(error: OneplanError) -> dict[str, Any]:
     """``response.error`` of a failed Response. Its ``code`` is one of the API's own codes:
-    Codex retries ``rate_limit_exceeded`` after the "try again in Ns" in the message."""
+    Codex retries ``rate_limit_exceeded`` after the "try again in Ns" in the message, and
+    gives up at once on ``insufficient_quota`` (a plan window that frees up in hours)."""
     message = error.message
-    if isinstance(error, QuotaExceeded | UpstreamRateLimited):
+    if refusals.exhausted(error):
+        code = "insufficient_quota"
+    elif isinstance(error, QuotaExceeded | UpstreamRateLimited):
         code = "rate_limit_exceeded"
         retry = error.headers.get("retry-after")
         if retry and "try again in" not in message.lower():

@@ -48,11 +48,15 @@ class DashScope(OpenAICompatible):
             "coding-cn": "https://coding.dashscope.aliyuncs.com/apps/anthropic",
         },
         env_keys=("DASHSCOPE_API_KEY",),
+        # The Qwen models of the Coding Plan's list (Alibaba Model Studio, "Coding Plan", and
+        # docs/providers.md for the sources); qwen-flash for the small calls.
         models=(
+            "qwen3.7-plus",
+            "qwen3.6-plus",
             "qwen3.5-plus",
-            "qwen3-max",
+            "qwen3-coder-next",
             "qwen3-coder-plus",
-            "qwen3-coder-flash",
+            "qwen3-max",
             "qwen-flash",
         ),
         small_model="qwen-flash",

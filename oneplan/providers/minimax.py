@@ -197,8 +197,8 @@ class MiniMax(OpenAICompatible):
             "cn": "https://api.minimaxi.com/anthropic",
         },
         env_keys=("MINIMAX_API_KEY",),
-        models=("MiniMax-M2.5", "MiniMax-M2.5-highspeed", "MiniMax-M2.1", "MiniMax-M2"),
-        small_model="MiniMax-M2.5-highspeed",
+        models=("MiniMax-M3", "MiniMax-M2.7", "MiniMax-M2.7-highspeed", "MiniMax-M2.5"),
+        small_model="MiniMax-M2.7-highspeed",
     )
     max_tokens_field = "max_completion_tokens"
     sends_reasoning_back = True
@@ -211,12 +211,12 @@ class MiniMax(OpenAICompatible):
     # -- request ---------------------------------------------------------------------------
 
     def apply_thinking(self, body: dict[str, Any], request: ChatRequest) -> None:
-        """M2 always thinks, so only the answer's shape is chosen; later models may be told
-        ``thinking: {"type": "disabled"}``."""
+        """M2 always thinks, so only the answer's shape is chosen; M3 takes
+        ``thinking: {"type": "adaptive" | "disabled"}`` (not ``enabled``)."""
         if self.split:
             body.setdefault("reasoning_split", True)
-        if request.thinking.enabled is False and _SWITCHABLE.match(str(body.get("model", ""))):
-            body.setdefault("thinking", {"type": "disabled"})
+        if _SWITCHABLE.match(str(body.get("model", ""))) and request.thinking.enabled is not None:
+            body.setdefault("thinking", {"type": "adaptive" if request.thinking.enabled else "disabled"})
 
     def outgoing_message(self, message: dict[str, Any]) -> dict[str, Any]:
         out = super().outgoing_message(message)

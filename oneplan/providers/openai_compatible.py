@@ -3,7 +3,9 @@
 A preset subclasses ``OpenAICompatible`` and overrides only its quirks:
 
 * ``apply_thinking(body, request)`` - how the provider's reasoning switch is spelled;
-* ``outgoing_message(message)`` - what an earlier turn must carry back (e.g. reasoning);
+* ``outgoing_message(message)`` - what an earlier turn must carry back (e.g. reasoning; the
+  ``send_reasoning`` provider option turns that on for any endpoint, e.g. vLLM serving a Qwen3
+  or Kimi checkpoint, or DeepSeek);
 * ``reasoning_of(delta_or_message)`` - where the provider puts reasoning text in its answers.
 """
 
@@ -16,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from oneplan.errors import UpstreamUnavailable
+from oneplan.errors import ConfigError, UpstreamUnavailable
 from oneplan.protocols.canonical import (
     ChatRequest,
     ChatResult,
@@ -86,6 +88,21 @@ def _flatten_text(parts: list[Any], *, keep_cache: bool) -> Any:
     return [{k: v for k, v in p.items() if k != "cache_control"} if isinstance(p, dict) else p for p in parts]
 
 
+def _send_reasoning(option: Any, provider: str) -> tuple[bool, str]:
+    """The ``send_reasoning`` provider option: earlier turns' reasoning goes back to the
+    upstream (``true`` = as ``reasoning_content``, or the key to use), or not (``false``)."""
+    if option is True or option == "reasoning_content":
+        return True, "reasoning_content"
+    if option == "reasoning":
+        return True, "reasoning"
+    if option is False:
+        return False, "reasoning_content"
+    raise ConfigError(
+        f"oneplan.toml [providers.{provider}] send_reasoning: must be true, false, "
+        '"reasoning_content" or "reasoning"'
+    )
+
+
 @register("openai-compatible")
 class OpenAICompatible(Provider):
     """Any endpoint that speaks Chat Completions: vLLM, SGLang, OpenAI itself, gateways."""
@@ -97,8 +114,15 @@ class OpenAICompatible(Provider):
     # Whether an assistant message's ``reasoning_content`` goes back to the provider.
     sends_reasoning_back = False
 
+    # The message key reasoning goes back under (vLLM's Qwen3/Kimi templates and DeepSeek read
+    # ``reasoning_content``; some servers ``reasoning``).
+    reasoning_field = "reasoning_content"
+
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
+        option = settings.options.get("send_reasoning")
+        if option is not None:
+            self.sends_reasoning_back, self.reasoning_field = _send_reasoning(option, settings.name)
         self.http = HttpTransport(settings)
         self.url = settings.base_url.rstrip("/") + "/chat/completions"
         self.headers = {"content-type": "application/json", **settings.headers}
@@ -162,6 +186,9 @@ class OpenAICompatible(Provider):
             out = {k: v for k, v in message.items() if k not in _CANONICAL_ONLY}
             if not self.sends_reasoning_back:
                 out.pop("reasoning_content", None)
+        if self.reasoning_field != "reasoning_content" and "reasoning_content" in out:
+            out = {**out}
+            out[self.reasoning_field] = out.pop("reasoning_content")
             if message.get("is_error") and isinstance(out.get("content"), str):
                 out["content"] = "Error: " + out["content"]
         content = out.get("content")

@@ -31,6 +31,8 @@ from oneplan.providers.openai_compatible import OpenAICompatible
 
 # Models that understand ``tool_stream``: GLM-4.6, 4.7, 5 and later.
 _TOOL_STREAM_MODELS = re.compile(r"^glm-(4\.[6-9]|[5-9])", re.IGNORECASE)
+# Models that always think and answer 400 to ``thinking: {"type": "disabled"}`` (GLM-5.3).
+_ALWAYS_THINKS = re.compile(r"^glm-5\.[3-9]", re.IGNORECASE)
 
 
 @register("zhipu")
@@ -51,7 +53,7 @@ class Zhipu(OpenAICompatible):
             "coding-cn": "https://open.bigmodel.cn/api/anthropic",
         },
         env_keys=("ZAI_API_KEY", "ZHIPUAI_API_KEY"),
-        models=("glm-5", "glm-4.7", "glm-4.6", "glm-4.5-air"),
+        models=("glm-5.3", "glm-5", "glm-4.7", "glm-4.5-air"),
         small_model="glm-4.5-air",
     )
     sends_reasoning_back = True
@@ -71,6 +73,8 @@ class Zhipu(OpenAICompatible):
             return
         enabled = request.thinking.enabled
         preserve = bool(self.settings.options.get("preserved_thinking"))
+        if enabled is False and _ALWAYS_THINKS.match(str(body.get("model", ""))):
+            return  # GLM-5.3 always thinks: ``disabled`` is a 400
         if enabled is False:
             body["thinking"] = {"type": "disabled"}
         elif enabled or preserve:

@@ -99,8 +99,11 @@ class Catalog:
         try:
             return self.plans[name]
         except KeyError:
+            hint = ""
+            if name == "default":
+                hint = "the built-in plan 'default' exists only while the file declares no [plans.*]; "
             raise ConfigError(
-                f"{self.source}: no plan named {name!r} (add [plans.{name}] or use one of: "
+                f"{self.source}: no plan named {name!r} ({hint}add [plans.{name}] or use one of: "
                 f"{', '.join(sorted(self.plans)) or 'none'})"
             ) from None
 

@@ -8,6 +8,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from oneplan import sealing
 from oneplan.alerts.service import Alerts
 from oneplan.config import resolve_secret
 from oneplan.errors import ConfigError
@@ -107,6 +108,7 @@ class Gateway:
         for entry in self.catalog.models.values():
             for deployment in entry.deployments:
                 await self.providers[deployment.provider].preload(self.router.target(entry, deployment))
+        sealing.install(await asyncio.to_thread(sealing.load, self.db, self.catalog.server.reasoning_keys))
         await self.ledger.start()  # first: an earlier process's rows reach the database
         await self.keys.start()
         await self.counters.start(self.db)  # the ledger is the truth; the counters its cache

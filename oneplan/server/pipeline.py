@@ -14,6 +14,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from oneplan import refusals
 from oneplan.errors import (
     InvalidRequest,
     ModelNotInPlan,
@@ -23,7 +24,7 @@ from oneplan.errors import (
     RequestTooLarge,
 )
 from oneplan.metering.counters import Reservation
-from oneplan.metering.windows import exact
+from oneplan.metering.windows import WindowState
 from oneplan.protocols.base import Protocol, StreamContext, StreamRenderer
 from oneplan.protocols.canonical import Accumulator, ChatRequest, ChatResult, Delta, Usage
 from oneplan.routing.catalog import ModelEntry, Plan
@@ -171,20 +172,7 @@ async def drain(receive: Any, max_bytes: int = 256 * 1024 * 1024, seconds: float
 
 
 def quota_headers(reservation: Reservation) -> dict[str, str]:
-    headers = {}
-    tightest = None
-    for state in reservation.states:
-        name = state.window.replace("_", "-")
-        headers[f"x-oneplan-quota-{name}-limit"] = exact(state.limit)
-        headers[f"x-oneplan-quota-{name}-remaining"] = exact(state.remaining)
-        if state.resets_at is not None:
-            headers[f"x-oneplan-quota-{name}-reset"] = str(int(state.resets_at))
-        if state.window in ("5h", "week", "month") and (tightest is None or state.remaining < tightest.remaining):
-            tightest = state
-    if tightest is not None:
-        headers["x-ratelimit-limit-requests"] = exact(tightest.limit)
-        headers["x-ratelimit-remaining-requests"] = exact(tightest.remaining)
-    return headers
+    return refusals.quota_headers(reservation.states, reservation.second)
 
 
 def served_headers(reservation: Reservation, served: Served) -> dict[str, str]:
@@ -216,7 +204,7 @@ class Pipeline:
             reservation = await gw.counters.admit(key.user_id, plan, entry.weight, request_id)
         except QuotaExceeded as exc:
             gw.ledger.record(self._row_refused(protocol, chat, key, entry, started, t0, exc))
-            return error_response(protocol, exc)
+            return error_response(protocol, exc, states=await self.windows(key, plan), now=started)
         except OneplanError as exc:
             return error_response(protocol, exc)
         except Exception as exc:  # a bug before admission: nothing to settle, still the caller's shape
@@ -226,6 +214,14 @@ class Pipeline:
         if chat.stream:
             return await self.open_stream(call)
         return await self.complete(call)
+
+    async def windows(self, key: KeyRecord, plan: Plan) -> list[WindowState] | None:
+        """The caller's quota windows as they stand, for a refusal's headers (none if the
+        counters cannot say: the refusal goes out without them)."""
+        try:
+            return await self.gw.counters.states(key.user_id, plan)
+        except OneplanError:
+            return None
 
     def resolve(self, model: str, key: KeyRecord) -> tuple[ModelEntry, Plan]:
         catalog = self.gw.catalog
@@ -250,7 +246,7 @@ class Pipeline:
                 body = orjson.dumps(call.exchange.render(result, ctx))
                 await settlement.ok(result.usage, completion=result.text)
         except OneplanError as exc:
-            return error_response(call.protocol, exc)
+            return error_response(call.protocol, exc, states=call.reservation.states, now=call.started)
         except Exception as exc:
             return internal_error(call.protocol, exc)  # settled (failed) and logged on the way out
         await self.completed(call, result, ctx)
@@ -290,7 +286,7 @@ class Pipeline:
                 )
                 settlement.hand_off()
         except OneplanError as exc:
-            return error_response(call.protocol, exc)
+            return error_response(call.protocol, exc, states=call.reservation.states, now=call.started)
         except Exception as exc:
             return internal_error(call.protocol, exc)
         return stream

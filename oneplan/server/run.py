@@ -91,9 +91,12 @@ def serve(ctx: Any, *, host: str | None, port: int | None, workers: int, local_m
     db = Database.open(data_dir, catalog.server.database_url)
     admin_key = db.ensure_admin_key()
     db.close()
+    from oneplan.server.banner import summary
+
+    click.echo(summary(catalog, ctx.config_path))
     if admin_key:
         click.echo(first_start_banner(admin_key, catalog, f"http://{host}:{port}"))
-        sys.stdout.flush()
+    sys.stdout.flush()
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options: dict[str, Any] = {
         "host": host,

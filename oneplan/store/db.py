@@ -117,6 +117,18 @@ class Database:
             if not done:
                 conn.execute(insert(schema.meta).values(key=key, value=value))
 
+    def add_meta_once(self, key: str, value: str) -> str:
+        """Store ``value`` unless ``key`` is there already; the stored value either way (when
+        several processes race, the first insert wins and every one returns it)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(schema.meta).values(key=key, value=value))
+        except IntegrityError:
+            pass
+        stored = self.get_meta(key)
+        assert stored is not None
+        return stored
+
     def ensure_admin_key(self) -> str | None:
         """Create the admin key on first start; return it then (only then), else None."""
         if self.get_meta("admin_key_hash"):

@@ -19,9 +19,14 @@ import pytest
 
 # Pinned: versions these tests were written and verified against (`npm view <pkg> version`).
 PINNED = {
-    "claude": ("@anthropic-ai/claude-code", "2.1.330"),
-    "codex": ("@openai/codex", "0.169.0"),
+    "claude": ("@anthropic-ai/claude-code", "2.1.332"),
+    "codex": ("@openai/codex", "0.171.0"),
     "qwen": ("@qwen-code/qwen-code", "0.24.4"),
+    # The conformance matrix's other agents (tests/e2e/matrix.py).
+    "opencode": ("opencode-ai", "1.18.33"),
+    "kilo": ("@kilocode/cli", "7.7.7"),
+    "cline": ("cline", "3.0.65"),
+    "cn": ("@continuedev/cli", "1.5.47"),
 }
 
 DEFAULT_CACHE = Path(__file__).resolve().parent / ".npm-cache"

@@ -233,6 +233,8 @@ class ZhipuDialect(ChatDialect):
             not isinstance(switch, dict) or switch.get("type") not in ("enabled", "disabled")
         ):
             return 400, "thinking.type must be enabled or disabled"
+        if re.match(r"^glm-5\.[3-9]", str(body.get("model", "")), re.IGNORECASE) and switch and switch.get("type") == "disabled":
+            return 400, "This model does not support disabling thinking."  # GLM-5.3 always thinks
         return None
 
     def thinking(self, body: dict[str, Any]) -> tuple[bool, int | None]:
@@ -281,12 +283,14 @@ class MoonshotDialect(ChatDialect):
     """Kimi: ``thinking.type`` on kimi-k2.5, usage inside ``choices[0]`` of the last chunk."""
 
     reasoning_key = "reasoning_content"
-    switchable = re.compile(r"^kimi-k2\.[5-9]|^kimi-for-coding", re.IGNORECASE)
+    switchable = re.compile(r"^kimi-k[3-9]|^kimi-k2\.[5-9]|^kimi-for-coding", re.IGNORECASE)
+    # K3 and K2.7-Code have no non-thinking mode: ``thinking`` disabled is a 400.
+    always = re.compile(r"thinking|^kimi-k[3-9]|^kimi-k2\.7-code", re.IGNORECASE)
     fixed = {"top_p": 0.95, "n": 1, "presence_penalty": 0, "frequency_penalty": 0}
 
     def thinking(self, body: dict[str, Any]) -> tuple[bool, int | None]:
         model = str(body.get("model", ""))
-        if "thinking" in model:
+        if self.always.search(model):
             return True, None
         if not self.switchable.search(model):
             return False, None
@@ -295,6 +299,9 @@ class MoonshotDialect(ChatDialect):
 
     def check(self, body: dict[str, Any], headers: Mapping[str, str]) -> tuple[int, str] | None:
         thinks, _ = self.thinking(body)
+        switch = body.get("thinking")
+        if self.always.search(str(body.get("model", ""))) and isinstance(switch, dict) and switch.get("type") == "disabled":
+            return 400, "thinking cannot be disabled for this model"
         if self.switchable.search(str(body.get("model", ""))):
             fixed = {**self.fixed, "temperature": 1.0 if thinks else 0.6}
             for key, value in fixed.items():
@@ -352,6 +359,14 @@ class MiniMaxDialect(ChatDialect):
         if self.switchable.search(str(body.get("model", ""))) and switch.get("type") == "disabled":
             return False, None
         return True, None
+
+    def check(self, body: dict[str, Any], headers: Mapping[str, str]) -> tuple[int, str] | None:
+        switch = body.get("thinking")
+        if self.switchable.search(str(body.get("model", ""))) and switch is not None and (
+            not isinstance(switch, dict) or switch.get("type") not in ("adaptive", "disabled")
+        ):
+            return 400, "invalid params, thinking.type must be adaptive or disabled"  # M3
+        return super().check(body, headers)
 
     def reasoning_fields(self, text: str) -> dict[str, Any]:
         detail = {

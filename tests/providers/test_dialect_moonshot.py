@@ -103,4 +103,4 @@ def test_preset_endpoints() -> None:
     assert preset.base_urls["cn"] == "https://api.moonshot.cn/v1"
     assert preset.anthropic_base_urls["default"] == "https://api.moonshot.ai/anthropic"
     assert preset.env_keys == ("MOONSHOT_API_KEY",)
-    assert "kimi-k2.5" in preset.models
+    assert preset.models[:2] == ("kimi-k3", "kimi-k2.7-code")

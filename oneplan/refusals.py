@@ -1,0 +1,129 @@
+"""What a refusal tells a client beyond its status: may it try again, which code does its SDK
+branch on, and what are the quota numbers. Decided here once, beside the error tree; each
+protocol's error renderer and ``server/errors.py`` only put the decisions into their own shape.
+
+Agents act on these, not on the message text:
+
+* ``x-should-retry`` is read by the Anthropic and OpenAI SDKs (and so by Claude Code, OpenCode,
+  Qwen Code, ...) before their own status rules: ``false`` stops them retrying a request that
+  can only fail again (a bad key, a model not in the plan, a plan window that frees up in
+  hours); without it a 401 is retried for minutes.
+* ``insufficient_quota`` is OpenAI's code for "no quota left": Codex and the OpenAI SDKs give
+  up at once on it and show the message, where ``rate_limit_exceeded`` makes them wait and
+  reconnect. A plan window that frees up within ``RETRY_SOON`` seconds stays a rate limit.
+* ``retry-after`` and the quota headers go on every 429, so a client that waits knows how
+  long and a person sees which window binds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from oneplan.errors import OneplanError, QuotaExceeded, UpstreamError, UpstreamRateLimited, retry_after_header
+
+if TYPE_CHECKING:
+    from oneplan.metering.windows import WindowState
+
+# A refusal that frees up within this many seconds is worth waiting for; a longer one is not.
+RETRY_SOON = 300.0
+# An upstream 429 that said nothing of when to come back: a short, honest guess.
+UPSTREAM_RETRY_DEFAULT = 5.0
+# The request windows that make up x-ratelimit-*-requests (the tightest of them).
+_REQUEST_WINDOWS = ("5h", "week", "month")
+
+
+def wait_seconds(error: OneplanError) -> float | None:
+    """How long the caller should wait before the same request can succeed; None if unknown."""
+    if isinstance(error, QuotaExceeded):
+        return error.retry_after
+    if isinstance(error, UpstreamRateLimited):
+        return UPSTREAM_RETRY_DEFAULT if error.retry_after is None else error.retry_after
+    if isinstance(error, UpstreamError):
+        return error.retry_after
+    return None
+
+
+def exhausted(error: OneplanError) -> bool:
+    """A plan window used up for longer than is worth waiting: OpenAI's ``insufficient_quota``.
+    A wait of 0 is a window that waiting cannot free (a limit below the model's weight, or 0)."""
+    return isinstance(error, QuotaExceeded) and (error.retry_after > RETRY_SOON or error.retry_after <= 0)
+
+
+def should_retry(error: OneplanError) -> bool | None:
+    """True or False when the answer is certain; None to leave it to the client's own rules
+    (server errors, which clients retry with backoff anyway)."""
+    if error.status == 429:
+        if exhausted(error):
+            return False
+        wait = wait_seconds(error)
+        return wait is None or wait <= RETRY_SOON
+    if error.status in (408, 409):
+        return True
+    if isinstance(error, UpstreamError) and not error.retryable:
+        return False  # the provider refused this request (or oneplan's credentials): again is no use
+    if 400 <= error.status < 500:
+        return False
+    return None
+
+
+def openai_type_and_code(error: OneplanError) -> tuple[str, str | None]:
+    """``error.type`` and ``error.code`` of the OpenAI (Chat and Responses) error body."""
+    if exhausted(error):
+        return "insufficient_quota", "insufficient_quota"
+    if error.status == 429:
+        return error.kind, "rate_limit_exceeded"
+    return error.kind, error.code
+
+
+def headers(error: OneplanError) -> dict[str, str]:
+    """The refusal's own headers: ``x-should-retry`` and ``retry-after``."""
+    out = dict(error.headers)
+    if error.status == 429 and "retry-after" not in out:
+        out.update(retry_after_header(wait_seconds(error)))
+    retry = should_retry(error)
+    if retry is not None:
+        out["x-should-retry"] = "true" if retry else "false"
+    return out
+
+
+def _duration(seconds: float) -> str:
+    """OpenAI's ``x-ratelimit-reset-*`` format: ``1h2m3s``, ``45s``."""
+    total = max(0, int(seconds + 0.999))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(f"{n}{u}" for n, u in ((hours, "h"), (minutes, "m")) if n) + f"{secs}s"
+
+
+def _rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def quota_headers(states: Iterable[WindowState], now: float, protocol: str = "") -> dict[str, str]:
+    """Each window's ``x-oneplan-quota-<window>-*``; the tightest request window as OpenAI's
+    ``x-ratelimit-*-requests`` and, for Anthropic clients, ``anthropic-ratelimit-requests-*``."""
+    from oneplan.metering.windows import exact  # windows imports this module
+
+    out: dict[str, str] = {}
+    tightest: WindowState | None = None
+    for state in states:
+        name = state.window.replace("_", "-")
+        out[f"x-oneplan-quota-{name}-limit"] = exact(state.limit)
+        out[f"x-oneplan-quota-{name}-remaining"] = exact(state.remaining)
+        if state.resets_at is not None:
+            out[f"x-oneplan-quota-{name}-reset"] = str(int(state.resets_at))
+        if state.window in _REQUEST_WINDOWS and (tightest is None or state.remaining < tightest.remaining):
+            tightest = state
+    if tightest is not None:
+        out["x-ratelimit-limit-requests"] = exact(tightest.limit)
+        out["x-ratelimit-remaining-requests"] = exact(tightest.remaining)
+        if tightest.resets_at is not None:
+            out["x-ratelimit-reset-requests"] = _duration(tightest.resets_at - now)
+        if protocol == "anthropic":
+            out["anthropic-ratelimit-requests-limit"] = exact(tightest.limit)
+            out["anthropic-ratelimit-requests-remaining"] = exact(tightest.remaining)
+            out["anthropic-ratelimit-requests-reset"] = _rfc3339(
+                tightest.resets_at if tightest.resets_at is not None else now
+            )
+    return out
