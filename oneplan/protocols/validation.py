@@ -1,0 +1,210 @@
+"""Typed validation at the protocol boundary, before any protocol code reads a request.
+
+Each inbound protocol declares the *types* of the fields it reads as pydantic models
+(``*_schema.py``): strict (no coercion: ``"10"`` is not an integer, ``true`` is not a number),
+lenient on extras (real clients send fields oneplan has never heard of), and bounded (lists and
+names far beyond what a real client sends). What a field *means* (required or not, which values
+make sense together) stays with the protocol's parser, which can then trust every type it reads.
+
+Before the model, ``check_shape`` walks the whole body once: JSON nested deeper than
+``MAX_DEPTH``, integers no encoder can write back (beyond 64 bits) and non-finite numbers are
+refused, wherever they are, extras included (pass-through forwards the body as sent).
+
+Every violation is an ``InvalidRequest`` naming the field in the protocol's own spelling:
+``messages[3].role`` for OpenAI, ``messages.3.role`` for Anthropic, and the message says what
+was expected: ``messages[3].role: expected one of system, user, assistant, tool, developer``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, ValidationError
+
+from oneplan.errors import InvalidRequest
+
+MAX_DEPTH = 64  # objects and arrays inside each other; real requests stay well under 20
+MAX_ITEMS = 100_000  # messages, input items, content parts of one message
+MAX_TOOLS = 4_096
+MAX_STOPS = 256
+MAX_NAME = 512  # model, tool and function names
+MAX_ID = 4_096  # ids the client echoes back (tool call ids, response ids)
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # what orjson (and every upstream) can encode
+
+Style = Literal["brackets", "dots"]
+
+
+class Lenient(BaseModel):
+    """A JSON object whose declared fields are typed strictly and whose extras are ignored."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, defer_build=False)
+
+
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME, pattern=_PRINTABLE)]
+Id = Annotated[str, StringConstraints(max_length=MAX_ID, pattern=_PRINTABLE)]
+Number = float  # strict float accepts JSON integers too, never booleans or strings
+JsonObject = dict[str, Any]
+
+
+def items(kind: Any, limit: int = MAX_ITEMS) -> Any:
+    return Annotated[list[kind], Field(max_length=limit)]
+
+
+def _json_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "<string>"
+    if isinstance(value, list):
+        return "<array>"
+    if isinstance(value, dict):
+        return "<object>"
+    return None
+
+
+def one_of(expected: str, **branches: Any) -> Any:
+    """A union chosen by the value's JSON type (``string=``, ``array=``, ``object=``); any other
+    type is refused with ``expected`` (e.g. "a string or an array")."""
+    members = tuple(Annotated[kind, Tag(f"<{name}>")] for name, kind in branches.items())
+    return Annotated[
+        _union(members),
+        Discriminator(_json_kind, custom_error_type="oneplan_type", custom_error_message=f"expected {expected}"),
+    ]
+
+
+def tagged(field: str, known: dict[str, Any], other: Any, absent: str | None = None) -> Any:
+    """A union of objects chosen by their ``field`` (``type``), with ``other`` for every other
+    value (the parser decides what an unknown type means) and ``absent`` naming the member for
+    an object without the field. Non-objects are refused."""
+
+    def pick(value: Any) -> str | None:
+        if not isinstance(value, dict):
+            return None
+        kind = value.get(field, absent)
+        return f"<{kind}>" if isinstance(kind, str) and kind in known else "<other>"
+
+    members = (
+        *(Annotated[kind, Tag(f"<{name}>")] for name, kind in known.items()),
+        Annotated[other, Tag("<other>")],
+    )
+    return Annotated[
+        _union(members),
+        Discriminator(pick, custom_error_type="oneplan_type", custom_error_message="expected an object"),
+    ]
+
+
+def _union(members: Sequence[Any]) -> Any:
+    from typing import Union
+
+    return Union[tuple(members)]  # noqa: UP007 - built from a runtime tuple
+
+
+def validator(model: Any) -> Callable[[Any], None]:
+    """``validate(body)`` for a model class or an annotated type."""
+    from pydantic import TypeAdapter
+
+    adapter = TypeAdapter(model)
+    return adapter.validate_python
+
+
+def validate(check: Callable[[Any], None], body: Any, style: Style) -> None:
+    """Shape first (depth, numbers), then types; the first violation as ``InvalidRequest``."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    check_shape(body, style)
+    try:
+        check(body)
+    except ValidationError as exc:
+        raise invalid(exc.errors(include_url=False, include_input=False)[0], style) from None
+
+
+def check_shape(body: Any, style: Style) -> None:
+    """Refuse nesting deeper than ``MAX_DEPTH`` and numbers that cannot be encoded again."""
+    stack: list[tuple[Any, int, tuple[Any, ...]]] = [(body, 1, ())]
+    while stack:
+        value, depth, path = stack.pop()
+        if depth > MAX_DEPTH:
+            where = path_text(path, style) or "the request body"
+            raise InvalidRequest(
+                f"{where}: JSON nested deeper than {MAX_DEPTH} levels is not accepted",
+                param=path_text(path, style) or None,
+            )
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if isinstance(inner, dict | list):
+                    stack.append((inner, depth + 1, (*path, key)))
+                elif not _encodable(inner):
+                    raise _number(path_text((*path, key), style))
+        else:
+            for index, inner in enumerate(value):
+                if isinstance(inner, dict | list):
+                    stack.append((inner, depth + 1, (*path, index)))
+                elif not _encodable(inner):
+                    raise _number(path_text((*path, index), style))
+
+
+def _encodable(value: Any) -> bool:
+    if type(value) is int:
+        return INT_MIN <= value <= INT_MAX
+    if type(value) is float:
+        return math.isfinite(value)
+    return True
+
+
+def _number(path: str) -> InvalidRequest:
+    return InvalidRequest(f"{path}: the number is out of range", param=path)
+
+
+def path_text(loc: Sequence[Any], style: Style) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, str) and part.startswith("<") and part.endswith(">"):
+            continue  # a union branch (see one_of, tagged), not a field
+        if isinstance(part, int):
+            out += f"[{part}]" if style == "brackets" else f".{part}"
+        else:
+            out += f".{part}" if out else str(part)
+    return out.lstrip(".")
+
+
+_MESSAGES = {
+    "string_type": "expected a string",
+    "int_type": "expected an integer",
+    "float_type": "expected a number",
+    "bool_type": "expected true or false",
+    "list_type": "expected an array",
+    "dict_type": "expected an object",
+    "model_type": "expected an object",
+    "model_attributes_type": "expected an object",
+    "missing": "field required",
+    "none_required": "expected null",
+}
+
+
+def reason(error: Any) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind in _MESSAGES:
+        return _MESSAGES[kind]
+    if kind == "literal_error":
+        expected = str(ctx.get("expected", ""))
+        return "expected one of " + expected.replace("'", "").replace(" or ", ", ")
+    if kind == "too_long":
+        return f"at most {ctx.get('max_length')} items are accepted"
+    if kind == "string_pattern_mismatch":
+        return "must not contain NUL or other control characters"
+    if kind == "string_too_long":
+        return f"at most {ctx.get('max_length')} characters are accepted"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        return error["msg"].replace("Input should be", "must be")
+    if kind == "oneplan_type":
+        return str(error["msg"])
+    return str(error["msg"])
+
+
+def invalid(error: Any, style: Style) -> InvalidRequest:
+    path = path_text(error["loc"], style)
+    if not path:
+        return InvalidRequest(f"the request body: {reason(error)}")
+    return InvalidRequest(f"{path}: {reason(error)}", param=path)
