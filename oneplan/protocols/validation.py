@@ -17,7 +17,9 @@ was expected: ``messages[3].role: expected one of system, user, assistant, tool,
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
@@ -156,15 +158,24 @@ def _number(path: str) -> InvalidRequest:
     return InvalidRequest(f"{path}: the number is out of range", param=path)
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+MAX_PATH_PARTS = 12
+
+
 def path_text(loc: Sequence[Any], style: Style) -> str:
+    """``("messages", 3, "role")`` as ``messages[3].role`` or ``messages.3.role``; a key that is
+    not a plain name is quoted (``metadata["a b"]``), a very deep path is cut short (``...``)."""
     out = ""
-    for part in loc:
-        if isinstance(part, str) and part.startswith("<") and part.endswith(">"):
-            continue  # a union branch (see one_of, tagged), not a field
+    parts = [p for p in loc if not (isinstance(p, str) and p.startswith("<") and p.endswith(">"))]
+    for part in parts[:MAX_PATH_PARTS]:  # (the <...> parts are union branches, not fields)
         if isinstance(part, int):
             out += f"[{part}]" if style == "brackets" else f".{part}"
+        elif _IDENTIFIER.fullmatch(part):
+            out += f".{part}" if out else part
         else:
-            out += f".{part}" if out else str(part)
+            out += "[" + json.dumps(part) + "]"
+    if len(parts) > MAX_PATH_PARTS:
+        out += "..."
     return out.lstrip(".")
 
 

@@ -142,7 +142,10 @@ def routes(gateway: Any) -> list[Route]:
         return _json({"data": gateway.router.health.snapshot()})
 
     async def usage(request: Request) -> Response:
-        return _json(await usage_report(gateway, selection(request).user))
+        try:
+            return _json(await usage_report(gateway, selection(request).user))
+        except ValueError as exc:  # no such user
+            raise InvalidRequest(f"user: {exc}", param="user") from None
 
     return [
         Route("/admin/users", admin_only(list_users), methods=["GET"]),

@@ -82,7 +82,7 @@ class Gateway:
         self.catalog = build(CatalogFile.model_validate(tomllib.loads(catalog_toml)), "test.toml")
         self.clock = clock or time.time
         plan = user_plan or next(iter(self.catalog.plans))
-        db = Database.open(self.data_dir)
+        db = Database.open(self.data_dir, self.catalog.server.database_url)
         self.admin_key = db.ensure_admin_key()
         _user, _key_id, self.key = db.create_user("alice", plan)
         db.close()
