@@ -45,7 +45,7 @@ class RefusalPart(Lenient):
 
 
 class OtherPart(Lenient):
-    type: str | None = None
+    type: Literal["text", "image_url", "refusal", "input_audio", "file"]
 
 
 Part = tagged("type", {"text": TextPart, "image_url": ImagePart, "refusal": RefusalPart}, OtherPart)

@@ -165,7 +165,7 @@ wrong_values = st.one_of(
     json_values,
     st.sampled_from([[], {}, [None], [{}], {"type": {}}, {"": None}]),
     st.integers(60, 300).map(deep),
-    st.builds(lambda n: [{"role": "user", "content": "x"}] * n, st.integers(0, 2000)),
+    st.builds(lambda n: [{"role": "user", "content": "x"}] * n, st.integers(0, 500)),
 )
 keys = st.one_of(st.text(max_size=12), st.sampled_from(["type", "role", "content", "text", "\x00", "name", "__proto__"]))
 
@@ -212,7 +212,7 @@ def mutated(draw: Any, seeds: list[Any]) -> Any:
         elif kind == "wrap":
             parent[path[-1]] = draw(st.sampled_from([[parent[path[-1]]], {"value": parent[path[-1]]}]))
         elif isinstance(parent[path[-1]], list) and parent[path[-1]]:
-            parent[path[-1]] = parent[path[-1]] * draw(st.integers(2, 300))
+            parent[path[-1]] = parent[path[-1]] * draw(st.integers(2, 50))
     return body
 
 
