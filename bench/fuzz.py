@@ -54,7 +54,7 @@ def run(cases: int, run_seed: int, database_url: str | None) -> int:
             @settings(
                 max_examples=cases, database=None, deadline=None, suppress_health_check=list(HealthCheck)
             )
-            @given(case=st.one_of(fuzz.inference_cases(), fuzz.admin_cases()))
+            @given(case=st.one_of(fuzz.inference_cases(), fuzz.inference_cases(), fuzz.inference_cases(), fuzz.admin_cases()))
             def one(case: fuzz.Case) -> None:
                 counts[case.path.split("?")[0] if not case.path.startswith(("/admin/keys/", "/v1/responses/")) else case.path.rsplit("/", 1)[0] + "/{id}"] += 1
                 try:

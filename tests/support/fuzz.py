@@ -194,6 +194,8 @@ def _parent(body: Any, path: tuple[Any, ...]) -> Any:
 @st.composite
 def mutated(draw: Any, seeds: list[Any]) -> Any:
     body = copy.deepcopy(draw(st.sampled_from(seeds)))
+    if "model" in body:  # every upstream dialect: m1 chat, ma Anthropic, mr Responses
+        body["model"] = draw(st.sampled_from(["m1", "ma", "mr", body["model"]]))
     for _ in range(draw(st.integers(1, 3))):
         spots = paths(body)
         if not spots:
