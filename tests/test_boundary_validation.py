@@ -175,14 +175,21 @@ def test_stored_response_ids_are_checked_before_the_database(gw: Gateway) -> Non
         assert openai_error(reply, 404)["param"] == "response_id"
 
 
+def receive(sock: socket.socket) -> bytes:
+    data = sock.recv(65536)
+    if not data:
+        raise ConnectionError("the server closed the connection")
+    return data
+
+
 def read_answer(sock: socket.socket) -> bytes:
     data = b""
     while b"\r\n\r\n" not in data:
-        data += sock.recv(65536)
+        data += receive(sock)
     head, _, body = data.partition(b"\r\n\r\n")
     length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
     while len(body) < length:
-        body += sock.recv(65536)
+        body += receive(sock)
     return head + b"\r\n\r\n" + body
 
 

@@ -9,84 +9,99 @@ any other block type is the parser's to refuse by name.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import (
+    Literal,
+    Required,  # pydantic needs these before Python 3.12
+)
+
+from typing_extensions import TypedDict
 
 from oneplan.protocols.validation import (
     MAX_STOPS,
     MAX_TOOLS,
     Id,
     JsonObject,
-    Lenient,
     Name,
     Number,
     items,
+    lenient,
     one_of,
     tagged,
     validator,
 )
 
 
-class TextBlock(Lenient):
-    type: Literal["text"]
-    text: str
-    cache_control: JsonObject | None = None
+@lenient
+class TextBlock(TypedDict, total=False):
+    type: Required[Literal["text"]]
+    text: Required[str]
+    cache_control: JsonObject | None
 
 
-class Source(Lenient):
-    type: str | None = None
-    media_type: str | None = None
-    data: str | None = None
-    url: str | None = None
+@lenient
+class Source(TypedDict, total=False):
+    type: str | None
+    media_type: str | None
+    data: str | None
+    url: str | None
 
 
-class TextItem(Lenient):
-    text: str | None = None
+@lenient
+class TextItem(TypedDict, total=False):
+    text: str | None
 
 
-class DocumentSource(Source):
-    content: one_of("a string or a list of text blocks", string=str, array=items(TextItem)) | None = None  # type: ignore[valid-type]
+@lenient
+class DocumentSource(Source, total=False):
+    content: one_of("a string or a list of text blocks", string=str, array=items(TextItem)) | None  # type: ignore[valid-type]
 
 
-class ImageBlock(Lenient):
-    type: Literal["image"]
-    source: Source | None = None
-    cache_control: JsonObject | None = None
+@lenient
+class ImageBlock(TypedDict, total=False):
+    type: Required[Literal["image"]]
+    source: Source | None
+    cache_control: JsonObject | None
 
 
-class DocumentBlock(Lenient):
-    type: Literal["document"]
-    source: DocumentSource | None = None
-    title: str | None = None
-    cache_control: JsonObject | None = None
+@lenient
+class DocumentBlock(TypedDict, total=False):
+    type: Required[Literal["document"]]
+    source: DocumentSource | None
+    title: str | None
+    cache_control: JsonObject | None
 
 
-class ToolUseBlock(Lenient):
-    type: Literal["tool_use"]
-    id: Id
-    name: Name
-    input: JsonObject | None = None
+@lenient
+class ToolUseBlock(TypedDict, total=False):
+    type: Required[Literal["tool_use"]]
+    id: Required[Id]
+    name: Required[Name]
+    input: JsonObject | None
 
 
-class ThinkingBlock(Lenient):
-    type: Literal["thinking"]
-    thinking: str
-    signature: str | None = None
+@lenient
+class ThinkingBlock(TypedDict, total=False):
+    type: Required[Literal["thinking"]]
+    thinking: Required[str]
+    signature: str | None
 
 
-class OtherBlock(Lenient):
-    type: str | None = None
+@lenient
+class OtherBlock(TypedDict, total=False):
+    type: str | None
 
 
 _PARTS = {"text": TextBlock, "image": ImageBlock, "document": DocumentBlock}
 Part = tagged("type", _PARTS, OtherBlock)
 
 
-class ToolResultBlock(Lenient):
-    type: Literal["tool_result"]
-    tool_use_id: Id
-    content: one_of("a string or a list of content blocks", string=str, array=items(Part)) | None = None  # type: ignore[valid-type]
-    is_error: bool | None = None
-    cache_control: JsonObject | None = None
+@lenient
+class ToolResultBlock(TypedDict, total=False):
+    type: Required[Literal["tool_result"]]
+    tool_use_id: Required[Id]
+    content: one_of("a string or a list of content blocks", string=str, array=items(Part)) | None  # type: ignore[valid-type]
+    is_error: bool | None
+    cache_control: JsonObject | None
 
 
 Block = tagged(
@@ -97,58 +112,65 @@ Block = tagged(
 Content = one_of("a string or a list of content blocks", string=str, array=items(Block))
 
 
-class Message(Lenient):
-    role: Literal["user", "assistant", "system"]
-    content: Content  # type: ignore[valid-type]
+@lenient
+class Message(TypedDict, total=False):
+    role: Required[Literal["user", "assistant", "system"]]
+    content: Required[Content]  # type: ignore[valid-type]
 
 
-class Tool(Lenient):
-    type: str | None = None
-    name: Name | None = None
-    description: str | None = None
-    input_schema: JsonObject | None = None
-    cache_control: JsonObject | None = None
+@lenient
+class Tool(TypedDict, total=False):
+    type: str | None
+    name: Name | None
+    description: str | None
+    input_schema: JsonObject | None
+    cache_control: JsonObject | None
 
 
-class ToolChoice(Lenient):
-    type: str | None = None
-    name: Name | None = None
-    disable_parallel_tool_use: bool | None = None
+@lenient
+class ToolChoice(TypedDict, total=False):
+    type: str | None
+    name: Name | None
+    disable_parallel_tool_use: bool | None
 
 
-class ThinkingConfig(Lenient):
-    type: str | None = None
-    budget_tokens: int | None = None
+@lenient
+class ThinkingConfig(TypedDict, total=False):
+    type: str | None
+    budget_tokens: int | None
 
 
-class OutputConfig(Lenient):
-    effort: str | None = None
-    format: JsonObject | None = None
+@lenient
+class OutputConfig(TypedDict, total=False):
+    effort: str | None
+    format: JsonObject | None
 
 
-class Metadata(Lenient):
-    user_id: Id | None = None
+@lenient
+class Metadata(TypedDict, total=False):
+    user_id: Id | None
 
 
 System = one_of("a string or a list of text blocks", string=str, array=items(Part))
 
 
-class MessagesRequest(Lenient):
-    model: Name | None = None
-    max_tokens: int | None = None
-    messages: items(Message) | None = None  # type: ignore[valid-type]
-    system: System | None = None  # type: ignore[valid-type]
-    tools: items(Tool, MAX_TOOLS) | None = None  # type: ignore[valid-type]
-    tool_choice: ToolChoice | None = None
-    stop_sequences: items(str, MAX_STOPS) | None = None  # type: ignore[valid-type]
-    stream: bool | None = None
-    temperature: Number | None = None
-    top_p: Number | None = None
-    top_k: int | None = None
-    thinking: ThinkingConfig | None = None
-    output_config: OutputConfig | None = None
-    output_format: JsonObject | None = None
-    metadata: Metadata | None = None
+@lenient
+class MessagesRequest(TypedDict, total=False):
+    model: Name | None
+    max_tokens: int | None
+    messages: items(Message) | None  # type: ignore[valid-type]
+    system: System | None  # type: ignore[valid-type]
+    tools: items(Tool, MAX_TOOLS) | None  # type: ignore[valid-type]
+    tool_choice: ToolChoice | None
+    stop_sequences: items(str, MAX_STOPS) | None  # type: ignore[valid-type]
+    stream: bool | None
+    temperature: Number | None
+    top_p: Number | None
+    top_k: int | None
+    thinking: ThinkingConfig | None
+    output_config: OutputConfig | None
+    output_format: JsonObject | None
+    metadata: Metadata | None
 
 
 check = validator(MessagesRequest)

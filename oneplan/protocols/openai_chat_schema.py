@@ -7,130 +7,151 @@ unread (see ``validation``). Content parts: ``text``, ``image_url``, ``input_aud
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import (
+    Literal,
+    Required,  # pydantic needs these before Python 3.12
+)
+
+from typing_extensions import TypedDict
 
 from oneplan.protocols.validation import (
     MAX_STOPS,
     MAX_TOOLS,
     Id,
     JsonObject,
-    Lenient,
     Name,
     Number,
     items,
+    lenient,
     one_of,
     tagged,
     validator,
 )
 
 
-class TextPart(Lenient):
-    type: Literal["text"]
-    text: str
+@lenient
+class TextPart(TypedDict, total=False):
+    type: Required[Literal["text"]]
+    text: Required[str]
 
 
-class ImageUrl(Lenient):
-    url: str
-    detail: str | None = None
+@lenient
+class ImageUrl(TypedDict, total=False):
+    url: Required[str]
+    detail: str | None
 
 
-class ImagePart(Lenient):
-    type: Literal["image_url"]
-    image_url: one_of("an object with a url", object=ImageUrl, string=str)  # type: ignore[valid-type]
+@lenient
+class ImagePart(TypedDict, total=False):
+    type: Required[Literal["image_url"]]
+    image_url: Required[one_of("an object with a url", object=ImageUrl, string=str)]  # type: ignore[valid-type]
 
 
-class RefusalPart(Lenient):
-    type: Literal["refusal"]
-    refusal: str
+@lenient
+class RefusalPart(TypedDict, total=False):
+    type: Required[Literal["refusal"]]
+    refusal: Required[str]
 
 
-class OtherPart(Lenient):
-    type: Literal["text", "image_url", "refusal", "input_audio", "file"]
+@lenient
+class OtherPart(TypedDict, total=False):
+    type: Required[Literal["text", "image_url", "refusal", "input_audio", "file"]]
 
 
 Part = tagged("type", {"text": TextPart, "image_url": ImagePart, "refusal": RefusalPart}, OtherPart)
 Content = one_of("a string or an array of content parts", string=str, array=items(Part))
 
 
-class CalledFunction(Lenient):
-    name: Name | None = None
-    arguments: str | None = None
+@lenient
+class CalledFunction(TypedDict, total=False):
+    name: Name | None
+    arguments: str | None
 
 
-class ToolCall(Lenient):
-    id: Id | None = None
-    type: str | None = None
-    function: CalledFunction | None = None
+@lenient
+class ToolCall(TypedDict, total=False):
+    id: Id | None
+    type: str | None
+    function: CalledFunction | None
 
 
-class Message(Lenient):
-    role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: Content | None = None  # type: ignore[valid-type]
-    name: Name | None = None
-    tool_call_id: Id | None = None
-    tool_calls: items(ToolCall) | None = None  # type: ignore[valid-type]
-    reasoning_content: str | None = None
+@lenient
+class Message(TypedDict, total=False):
+    role: Required[Literal["system", "user", "assistant", "tool", "developer"]]
+    content: Content | None  # type: ignore[valid-type]
+    name: Name | None
+    tool_call_id: Id | None
+    tool_calls: items(ToolCall) | None  # type: ignore[valid-type]
+    reasoning_content: str | None
 
 
-class Function(Lenient):
-    name: Name | None = None
-    description: str | None = None
-    parameters: JsonObject | None = None
-    strict: bool | None = None
+@lenient
+class Function(TypedDict, total=False):
+    name: Name | None
+    description: str | None
+    parameters: JsonObject | None
+    strict: bool | None
 
 
-class Tool(Lenient):
-    type: str | None = None
-    function: Function | None = None
+@lenient
+class Tool(TypedDict, total=False):
+    type: str | None
+    function: Function | None
 
 
-class NamedFunction(Lenient):
-    name: Name | None = None
+@lenient
+class NamedFunction(TypedDict, total=False):
+    name: Name | None
 
 
-class ToolChoice(Lenient):
-    type: str | None = None
-    function: NamedFunction | None = None
+@lenient
+class ToolChoice(TypedDict, total=False):
+    type: str | None
+    function: NamedFunction | None
 
 
-class ResponseFormat(Lenient):
-    type: str | None = None
-    json_schema: JsonObject | None = None
+@lenient
+class ResponseFormat(TypedDict, total=False):
+    type: str | None
+    json_schema: JsonObject | None
 
 
-class StreamOptions(Lenient):
-    include_usage: bool | None = None
+@lenient
+class StreamOptions(TypedDict, total=False):
+    include_usage: bool | None
 
 
-class ThinkingSpec(Lenient):
-    type: str | None = None
-    budget_tokens: int | None = None
+@lenient
+class ThinkingSpec(TypedDict, total=False):
+    type: str | None
+    budget_tokens: int | None
 
 
-class ChatCompletionRequest(Lenient):
-    model: Name | None = None
-    messages: items(Message) | None = None  # type: ignore[valid-type]
-    stream: bool | None = None
-    stream_options: StreamOptions | None = None
-    n: int | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: Number | None = None
-    top_p: Number | None = None
-    presence_penalty: Number | None = None
-    frequency_penalty: Number | None = None
-    seed: int | None = None
-    stop: one_of("a string or an array of strings", string=str, array=items(str, MAX_STOPS)) | None = None  # type: ignore[valid-type]
-    tools: items(Tool, MAX_TOOLS) | None = None  # type: ignore[valid-type]
-    tool_choice: one_of("a string or an object", string=str, object=ToolChoice) | None = None  # type: ignore[valid-type]
-    parallel_tool_calls: bool | None = None
-    response_format: ResponseFormat | None = None
-    reasoning_effort: str | None = None
-    thinking: ThinkingSpec | None = None
-    enable_thinking: bool | None = None
-    thinking_budget: int | None = None
-    chat_template_kwargs: JsonObject | None = None
-    user: Id | None = None
+@lenient
+class ChatCompletionRequest(TypedDict, total=False):
+    model: Name | None
+    messages: items(Message) | None  # type: ignore[valid-type]
+    stream: bool | None
+    stream_options: StreamOptions | None
+    n: int | None
+    max_tokens: int | None
+    max_completion_tokens: int | None
+    temperature: Number | None
+    top_p: Number | None
+    presence_penalty: Number | None
+    frequency_penalty: Number | None
+    seed: int | None
+    stop: one_of("a string or an array of strings", string=str, array=items(str, MAX_STOPS)) | None  # type: ignore[valid-type]
+    tools: items(Tool, MAX_TOOLS) | None  # type: ignore[valid-type]
+    tool_choice: one_of("a string or an object", string=str, object=ToolChoice) | None  # type: ignore[valid-type]
+    parallel_tool_calls: bool | None
+    response_format: ResponseFormat | None
+    reasoning_effort: str | None
+    thinking: ThinkingSpec | None
+    enable_thinking: bool | None
+    thinking_budget: int | None
+    chat_template_kwargs: JsonObject | None
+    user: Id | None
 
 
 check = validator(ChatCompletionRequest)

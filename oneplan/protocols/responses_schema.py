@@ -9,40 +9,50 @@ reads only their ``call_id``, ``name`` and ``output``.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import (
+    Any,
+    Literal,
+    Required,  # pydantic needs these before Python 3.12
+)
+
+from typing_extensions import TypedDict
 
 from oneplan.protocols.validation import (
     MAX_TOOLS,
     Id,
     JsonObject,
-    Lenient,
     Name,
     Number,
     items,
+    lenient,
     one_of,
     tagged,
     validator,
 )
 
 
-class TextPart(Lenient):
-    type: str
-    text: str | None = None
+@lenient
+class TextPart(TypedDict, total=False):
+    type: Required[str]
+    text: str | None
 
 
-class RefusalPart(Lenient):
-    type: Literal["refusal"]
-    refusal: str | None = None
+@lenient
+class RefusalPart(TypedDict, total=False):
+    type: Required[Literal["refusal"]]
+    refusal: str | None
 
 
-class ImagePart(Lenient):
-    type: Literal["input_image"]
-    image_url: str | None = None
-    detail: str | None = None
+@lenient
+class ImagePart(TypedDict, total=False):
+    type: Required[Literal["input_image"]]
+    image_url: str | None
+    detail: str | None
 
 
-class OtherPart(Lenient):
-    type: str | None = None
+@lenient
+class OtherPart(TypedDict, total=False):
+    type: str | None
 
 
 _TEXTS = ("input_text", "output_text", "text", "summary_text", "reasoning_text")
@@ -52,40 +62,45 @@ Part = tagged(
 Parts = items(Part)
 
 
-class MessageItem(Lenient):
-    type: Literal["message"] | None = None
-    role: Literal["user", "assistant", "system", "developer"]
-    content: one_of("a string or a list of content parts", string=str, array=Parts)  # type: ignore[valid-type]
+@lenient
+class MessageItem(TypedDict, total=False):
+    type: Literal["message"] | None
+    role: Required[Literal["user", "assistant", "system", "developer"]]
+    content: Required[one_of("a string or a list of content parts", string=str, array=Parts)]  # type: ignore[valid-type]
 
 
-class ReasoningItem(Lenient):
-    type: Literal["reasoning"]
-    encrypted_content: str | None = None
-    summary: items(Any) | None = None  # type: ignore[valid-type]
-    content: items(Any) | None = None  # type: ignore[valid-type]
+@lenient
+class ReasoningItem(TypedDict, total=False):
+    type: Required[Literal["reasoning"]]
+    encrypted_content: str | None
+    summary: items(Any) | None  # type: ignore[valid-type]
+    content: items(Any) | None  # type: ignore[valid-type]
 
 
-class FunctionCallItem(Lenient):
-    type: Literal["function_call", "custom_tool_call"]
-    name: Name | None = None
-    namespace: Name | None = None
-    call_id: Id | None = None
-    id: Id | None = None
+@lenient
+class FunctionCallItem(TypedDict, total=False):
+    type: Required[Literal["function_call", "custom_tool_call"]]
+    name: Name | None
+    namespace: Name | None
+    call_id: Id | None
+    id: Id | None
 
 
-class ItemReference(Lenient):
-    type: Literal["item_reference"]
-    id: Id | None = None
+@lenient
+class ItemReference(TypedDict, total=False):
+    type: Required[Literal["item_reference"]]
+    id: Id | None
 
 
-class OtherItem(Lenient):
+@lenient
+class OtherItem(TypedDict, total=False):
     """``function_call_output``, ``custom_tool_call_output``, ``local_shell_call``,
     ``web_search_call``...: oneplan reads only these."""
 
-    type: str | None = None
-    call_id: Id | None = None
-    id: Id | None = None
-    output: one_of("a string or a list of content parts", string=str, array=Parts, object=JsonObject) | None = None  # type: ignore[valid-type]
+    type: str | None
+    call_id: Id | None
+    id: Id | None
+    output: one_of("a string or a list of content parts", string=str, array=Parts, object=JsonObject) | None  # type: ignore[valid-type]
 
 
 Item = tagged(
@@ -102,90 +117,100 @@ Item = tagged(
 )
 
 
-class Grammar(Lenient):
-    type: str | None = None
-    syntax: str | None = None
-    definition: str | None = None
+@lenient
+class Grammar(TypedDict, total=False):
+    type: str | None
+    syntax: str | None
+    definition: str | None
 
 
-class FunctionTool(Lenient):
-    type: Literal["function", "custom"]
-    name: Name | None = None
-    description: str | None = None
-    parameters: JsonObject | None = None
-    strict: bool | None = None
-    format: Grammar | None = None
+@lenient
+class FunctionTool(TypedDict, total=False):
+    type: Required[Literal["function", "custom"]]
+    name: Name | None
+    description: str | None
+    parameters: JsonObject | None
+    strict: bool | None
+    format: Grammar | None
 
 
-class HostedTool(Lenient):
-    type: str
+@lenient
+class HostedTool(TypedDict, total=False):
+    type: Required[str]
 
 
 InnerTool = tagged("type", {"function": FunctionTool, "custom": FunctionTool}, HostedTool)
 
 
-class NamespaceTool(Lenient):
-    type: Literal["namespace"]
-    name: Name
-    description: str | None = None
-    tools: items(InnerTool, MAX_TOOLS) | None = None  # type: ignore[valid-type]
+@lenient
+class NamespaceTool(TypedDict, total=False):
+    type: Required[Literal["namespace"]]
+    name: Required[Name]
+    description: str | None
+    tools: items(InnerTool, MAX_TOOLS) | None  # type: ignore[valid-type]
 
 
 Tool = tagged("type", {"function": FunctionTool, "custom": FunctionTool, "namespace": NamespaceTool}, HostedTool)
 
 
-class AllowedTool(Lenient):
-    name: Name | None = None
-    namespace: Name | None = None
+@lenient
+class AllowedTool(TypedDict, total=False):
+    name: Name | None
+    namespace: Name | None
 
 
-class ToolChoice(Lenient):
-    type: str | None = None
-    name: Name | None = None
-    mode: str | None = None
-    tools: items(AllowedTool, MAX_TOOLS) | None = None  # type: ignore[valid-type]
+@lenient
+class ToolChoice(TypedDict, total=False):
+    type: str | None
+    name: Name | None
+    mode: str | None
+    tools: items(AllowedTool, MAX_TOOLS) | None  # type: ignore[valid-type]
 
 
-class TextFormat(Lenient):
+@lenient
+class TextFormat(TypedDict, total=False):
     """``text.format``; its ``schema`` is the parser's to check."""
 
-    type: str | None = None
-    name: Name | None = None
-    strict: bool | None = None
-    description: str | None = None
+    type: str | None
+    name: Name | None
+    strict: bool | None
+    description: str | None
 
 
-class TextConfig(Lenient):
-    format: TextFormat | None = None
-    verbosity: str | None = None
+@lenient
+class TextConfig(TypedDict, total=False):
+    format: TextFormat | None
+    verbosity: str | None
 
 
-class Reasoning(Lenient):
-    effort: str | None = None
-    summary: str | None = None
+@lenient
+class Reasoning(TypedDict, total=False):
+    effort: str | None
+    summary: str | None
 
 
-class ResponsesRequest(Lenient):
-    model: Name | None = None
-    input: one_of("a string or a list of items", string=str, array=items(Item)) | None = None  # type: ignore[valid-type]
-    instructions: str | None = None
-    previous_response_id: Id | None = None
-    store: bool | None = None
-    stream: bool | None = None
-    metadata: JsonObject | None = None
-    tools: items(Tool, MAX_TOOLS) | None = None  # type: ignore[valid-type]
-    tool_choice: one_of("a string or an object", string=str, object=ToolChoice) | None = None  # type: ignore[valid-type]
-    parallel_tool_calls: bool | None = None
-    max_output_tokens: int | None = None
-    temperature: Number | None = None
-    top_p: Number | None = None
-    text: TextConfig | None = None
-    reasoning: Reasoning | None = None
-    include: items(str, 64) | None = None  # type: ignore[valid-type]
-    truncation: str | None = None
-    user: Id | None = None
-    prompt_cache_key: Id | None = None
-    service_tier: str | None = None
+@lenient
+class ResponsesRequest(TypedDict, total=False):
+    model: Name | None
+    input: one_of("a string or a list of items", string=str, array=items(Item)) | None  # type: ignore[valid-type]
+    instructions: str | None
+    previous_response_id: Id | None
+    store: bool | None
+    stream: bool | None
+    metadata: JsonObject | None
+    tools: items(Tool, MAX_TOOLS) | None  # type: ignore[valid-type]
+    tool_choice: one_of("a string or an object", string=str, object=ToolChoice) | None  # type: ignore[valid-type]
+    parallel_tool_calls: bool | None
+    max_output_tokens: int | None
+    temperature: Number | None
+    top_p: Number | None
+    text: TextConfig | None
+    reasoning: Reasoning | None
+    include: items(str, 64) | None  # type: ignore[valid-type]
+    truncation: str | None
+    user: Id | None
+    prompt_cache_key: Id | None
+    service_tier: str | None
 
 
 check = validator(ResponsesRequest)
