@@ -1,12 +1,12 @@
 """Typed validation at the protocol boundary, before any protocol code reads a request.
 
-Each inbound protocol declares the *types* of the fields it reads as pydantic models
-(``*_schema.py``): strict (no coercion: ``"10"`` is not an integer, ``true`` is not a number),
+Each inbound protocol declares the *types* of the fields it reads (``*_schema.py``, TypedDicts
+that pydantic validates in place): strict (no coercion: ``"10"`` is not an integer, ``true`` is not a number),
 lenient on extras (real clients send fields oneplan has never heard of), and bounded (lists and
 names far beyond what a real client sends). What a field *means* (required or not, which values
 make sense together) stays with the protocol's parser, which can then trust every type it reads.
 
-Before the model, ``check_shape`` walks the whole body once: JSON nested deeper than
+Before the types, ``check_shape`` walks the whole body once: JSON nested deeper than
 ``MAX_DEPTH``, integers no encoder can write back (beyond 64 bits) and non-finite numbers are
 refused, wherever they are, extras included (pass-through forwards the body as sent).
 
@@ -30,6 +30,7 @@ from pydantic import (
     Field,
     StringConstraints,
     Tag,
+    TypeAdapter,
     ValidationError,
     with_config,
 )
@@ -120,9 +121,7 @@ def _union(members: Sequence[Any]) -> Any:
 
 
 def validator(model: Any) -> Callable[[Any], None]:
-    """``validate(body)`` for a model class or an annotated type."""
-    from pydantic import TypeAdapter
-
+    """``validate(body)`` for a schema (a TypedDict, a model or an annotated type)."""
     adapter = TypeAdapter(model)
     return adapter.validate_python
 
