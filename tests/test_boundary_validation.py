@@ -23,11 +23,39 @@ MESSAGES = {"model": "m1", "max_tokens": 10, "messages": [{"role": "user", "cont
 RESPONSES = {"model": "m1", "input": "hi"}
 
 
-@pytest.fixture
-def gw(tmp_path: Path, upstream: FakeUpstream) -> Iterator[Gateway]:
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, FakeUpstream]]:
+    """One gateway for the module (each test only sends requests that must be refused, or
+    checks its own effects)."""
     extra = "[server]\nresponses_retention_days = 1"
-    with Gateway(tmp_path, catalog_for(upstream, extra=extra)) as gateway:
+    with FakeUpstream(dialect="openai") as up, Gateway(tmp_path_factory.mktemp("gw"), catalog_for(up, extra=extra)) as gw:
+        yield gw, up
+
+
+@pytest.fixture
+def gw(shared: tuple[Gateway, FakeUpstream]) -> Gateway:
+    return shared[0]
+
+
+@pytest.fixture
+def upstream(shared: tuple[Gateway, FakeUpstream]) -> FakeUpstream:
+    return shared[1]
+
+
+@pytest.fixture
+def own_gw(tmp_path: Path) -> Iterator[Gateway]:
+    """A gateway of the test's own (for a test that changes the app)."""
+    with FakeUpstream(dialect="openai") as up, Gateway(tmp_path, catalog_for(up)) as gateway:
         yield gateway
+
+
+def untouched(gw: Gateway, upstream: FakeUpstream, before: tuple[int, int]) -> bool:
+    """Nothing reached the upstream or the ledger since ``before`` (see ``counts``)."""
+    return counts(gw, upstream) == before
+
+
+def counts(gw: Gateway, upstream: FakeUpstream) -> tuple[int, int]:
+    return len(upstream.requests), len(gw.ledger())
 
 
 def post(gw: Gateway, path: str, body: Any, key: str | None = None) -> httpx.Response:
@@ -70,11 +98,12 @@ def anthropic_error(reply: httpx.Response, status: int) -> dict[str, Any]:
     ],
 )
 def test_chat_completions(gw: Gateway, upstream: FakeUpstream, fields: dict[str, Any], param: str, says: str) -> None:
+    before = counts(gw, upstream)
     error = openai_error(post(gw, "/v1/chat/completions", {**CHAT, **fields}), 400)
     assert error["type"] == "invalid_request_error"
     assert error["param"].startswith(param) and error["message"].startswith(param)
     assert says in error["message"]
-    assert upstream.requests == [] and gw.ledger() == []
+    assert untouched(gw, upstream, before)
 
 
 @pytest.mark.parametrize(
@@ -96,10 +125,11 @@ def test_chat_completions(gw: Gateway, upstream: FakeUpstream, fields: dict[str,
     ],
 )
 def test_responses(gw: Gateway, upstream: FakeUpstream, fields: dict[str, Any], param: str, says: str) -> None:
+    before = counts(gw, upstream)
     error = openai_error(post(gw, "/v1/responses", {**RESPONSES, **fields}), 400)
     assert error["param"] == param and error["message"].startswith(f"{param}: ")
     assert says in error["message"]
-    assert upstream.requests == [] and gw.ledger() == []
+    assert untouched(gw, upstream, before)
 
 
 @pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens"])
@@ -118,10 +148,11 @@ def test_responses(gw: Gateway, upstream: FakeUpstream, fields: dict[str, Any], 
 )
 def test_anthropic_messages(gw: Gateway, upstream: FakeUpstream, path: str, fields: dict[str, Any], field: str,
                             says: str) -> None:
+    before = counts(gw, upstream)
     error = anthropic_error(post(gw, path, {**MESSAGES, **fields}), 400)
     assert error["type"] == "invalid_request_error"
     assert error["message"].startswith(f"{field}: ") and says in error["message"]
-    assert upstream.requests == [] and gw.ledger() == []
+    assert untouched(gw, upstream, before)
 
 
 def test_unknown_fields_and_unicode_are_still_welcome(gw: Gateway, upstream: FakeUpstream) -> None:
@@ -207,9 +238,11 @@ def raw_exchange(gw: Gateway, request: bytes) -> tuple[bytes, bool]:
     return answer, reused
 
 
-def test_unexpected_exceptions_are_500s_in_the_callers_protocol(gw: Gateway) -> None:
+def test_unexpected_exceptions_are_500s_in_the_callers_protocol(own_gw: Gateway) -> None:
     """Routes that raise something nobody expected: on Starlette's routes the answer says
     ``connection: close`` and the connection is closed; on the hot POST path it is kept."""
+
+    gw = own_gw
 
     async def boom(request: Request) -> None:
         raise RuntimeError("a bug")
