@@ -9,12 +9,9 @@ any other block type is the parser's to refuse by name.
 
 from __future__ import annotations
 
-from typing import (
-    Literal,
-    Required,  # pydantic needs these before Python 3.12
-)
+from typing import Literal, Required
 
-from typing_extensions import TypedDict
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from oneplan.protocols.validation import (
     MAX_STOPS,

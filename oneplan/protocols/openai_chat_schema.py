@@ -1,18 +1,16 @@
 """The types of an OpenAI Chat Completions request, as the API reference documents them.
 
 Only what oneplan reads or forwards is declared; everything else a client sends is accepted
-unread (see ``validation``). Content parts: ``text``, ``image_url``, ``input_audio``, ``file``,
-``refusal``; other part types are left to the provider.
+unread (see ``validation``). Content parts ``text``, ``image_url`` and ``refusal`` are read;
+other part types (``input_audio``, ``file``, a vLLM ``video_url``...) must still say their
+type, and are left to the provider.
 """
 
 from __future__ import annotations
 
-from typing import (
-    Literal,
-    Required,  # pydantic needs these before Python 3.12
-)
+from typing import Literal, Required
 
-from typing_extensions import TypedDict
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from oneplan.protocols.validation import (
     MAX_STOPS,
@@ -55,7 +53,7 @@ class RefusalPart(TypedDict, total=False):
 
 @lenient
 class OtherPart(TypedDict, total=False):
-    type: Required[Literal["text", "image_url", "refusal", "input_audio", "file"]]
+    type: Required[str]  # input_audio, file, or what an OpenAI-compatible upstream knows
 
 
 Part = tagged("type", {"text": TextPart, "image_url": ImagePart, "refusal": RefusalPart}, OtherPart)

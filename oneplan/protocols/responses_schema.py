@@ -9,13 +9,9 @@ reads only their ``call_id``, ``name`` and ``output``.
 
 from __future__ import annotations
 
-from typing import (
-    Any,
-    Literal,
-    Required,  # pydantic needs these before Python 3.12
-)
+from typing import Any, Literal, Required
 
-from typing_extensions import TypedDict
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from oneplan.protocols.validation import (
     MAX_TOOLS,
