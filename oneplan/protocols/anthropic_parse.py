@@ -24,7 +24,9 @@ import orjson
 
 from oneplan.errors import InvalidRequest
 from oneplan.protocols.anthropic_render import reasoning_from_signature
+from oneplan.protocols.anthropic_schema import check
 from oneplan.protocols.canonical import ChatRequest, Thinking
+from oneplan.protocols.validation import validate
 
 _EFFORTS = frozenset({"low", "medium", "high"})
 _DISPLAYS = frozenset({"summarized", "omitted"})
@@ -363,8 +365,7 @@ def _response_format(body: dict[str, Any]) -> dict[str, Any] | None:
 
 def parse(body: Any) -> ChatRequest:
     """Validate an Anthropic Messages body and translate it; ``InvalidRequest`` names the field."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object")
+    validate(check, body, "dots")  # every type below is now the documented one
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _fail("field required (a model name)", "model")

@@ -81,7 +81,10 @@ def _part(part: dict[str, Any]) -> dict[str, Any] | None:
         else:
             source = {"type": "url", "url": url}
         return _with_cache({"type": "image", "source": source}, part)
-    raise InvalidRequest(f"content part type {kind!r} cannot be sent to an Anthropic-dialect upstream")
+    raise InvalidRequest(
+        f"messages: a content part of type {kind!r} cannot be sent to an Anthropic-dialect upstream",
+        param="messages",
+    )
 
 
 def _blocks(content: Any) -> list[dict[str, Any]]:

@@ -14,6 +14,8 @@ from oneplan import refusals
 from oneplan.errors import InvalidRequest, OneplanError
 from oneplan.protocols.base import Protocol, StreamContext, StreamRenderer
 from oneplan.protocols.canonical import ChatRequest, ChatResult, Delta, Thinking, Usage
+from oneplan.protocols.openai_chat_schema import check
+from oneplan.protocols.validation import validate
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _NUMBERS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
@@ -123,8 +125,7 @@ class OpenAIChat(Protocol):
     name = "openai_chat"
 
     def parse(self, body: Any) -> ChatRequest:
-        if not isinstance(body, dict):
-            raise _fail("the request body must be a JSON object")
+        validate(check, body, "brackets")  # every type below is now the documented one
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise _fail("model is required", "model")

@@ -45,6 +45,8 @@ from oneplan.protocols.responses_options import (
     thinking_for,
     tools_and_choice,
 )
+from oneplan.protocols.responses_schema import check
+from oneplan.protocols.validation import validate
 
 Resolver = Callable[[str], "dict[str, Any] | None"]
 
@@ -110,7 +112,7 @@ class ResponsesEnvelope:
 def parse_request(body: Any, resolve: Resolver | None = None) -> ChatRequest:
     """Validate a Responses body and translate it. ``resolve`` looks up ``item_reference`` ids
     (the server's store); without it a reference is an ``InvalidRequest``."""
-    body = require_object(body)
+    validate(check, body, "brackets")  # every type below is now the documented one
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model: a model name is required", param="model")

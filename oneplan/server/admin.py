@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from pydantic import Field, StringConstraints, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -15,10 +16,44 @@ from oneplan.console.access import admin_refusal
 from oneplan.errors import BackendUnavailable, InvalidRequest, NotFound, OneplanError
 from oneplan.metering.report import usage_report as build_report
 from oneplan.protocols import openai_chat
+from oneplan.protocols.validation import Lenient, check_shape, invalid
 from oneplan.server.auth import bearer
 from oneplan.server.errors import error_response
+from oneplan.server.pipeline import read_json
 
 OPENAI = openai_chat.PROTOCOL
+MAX_ADMIN_BODY = 64 * 1024  # a user, a key: a few hundred bytes
+
+# Names as the database holds them (users.name is 200 characters): printable, never empty.
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+UserName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_PRINTABLE)]
+PlanName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_PRINTABLE)]
+KeyId = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=_PRINTABLE)]
+
+
+class NewUser(Lenient):
+    name: UserName
+    plan: PlanName
+
+
+class NewKey(Lenient):
+    user: UserName
+    expires_at: Annotated[float, Field(allow_inf_nan=False)] | None = None
+
+
+class Selection(Lenient):
+    """Query parameters naming a user (``?user=``) or a key (the path)."""
+
+    user: UserName | None = None
+    key_id: KeyId | None = None
+
+
+def payload(model: type[Lenient], data: Any) -> Any:
+    """``data`` as ``model``, or an ``InvalidRequest`` naming the field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid(exc.errors(include_url=False, include_input=False)[0], "brackets") from None
 
 
 async def usage_report(gateway: Any, user_name: str | None) -> dict[str, Any]:
@@ -67,43 +102,45 @@ def routes(gateway: Any) -> list[Route]:
 
         return endpoint
 
-    async def body(request: Request) -> dict[str, Any]:
-        try:
-            data = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
-            raise InvalidRequest("The request body is not valid JSON.") from None
+    async def body(request: Request, model: type[Lenient]) -> Any:
+        data = await read_json(request, MAX_ADMIN_BODY)  # RequestTooLarge (413) beyond it
         if not isinstance(data, dict):
             raise InvalidRequest("The request body must be a JSON object.")
-        return data
+        check_shape(data, "brackets")
+        return payload(model, data)
+
+    def selection(request: Request) -> Selection:
+        return payload(Selection, {**request.query_params, **request.path_params})
 
     async def list_users(request: Request) -> Response:
         users = await asyncio.to_thread(gateway.db.list_users)
         return _json({"data": [{"name": u.name, "plan": u.plan, "created_at": u.created_at} for u in users]})
 
     async def create_user(request: Request) -> Response:
-        data = await body(request)
-        name, plan = data.get("name"), data.get("plan")
-        if not isinstance(name, str) or not name or not isinstance(plan, str):
-            raise InvalidRequest("Send {\"name\": ..., \"plan\": ...}.")
+        data = await body(request, NewUser)
+        name, plan = data.name, data.plan
         if plan not in gateway.catalog.plans:
             _no_plan(gateway, plan)
-        user, key_id, key = await asyncio.to_thread(gateway.db.create_user, name, plan)
+        try:
+            user, key_id, key = await asyncio.to_thread(gateway.db.create_user, name, plan)
+        except ValueError as exc:  # the name is taken
+            raise InvalidRequest(f"name: {exc}", param="name") from None
         return _json({"name": user.name, "plan": user.plan, "key_id": key_id, "key": key}, 201)
 
     async def create_key(request: Request) -> Response:
-        data = await body(request)
-        name = data.get("user")
-        if not isinstance(name, str):
-            raise InvalidRequest("Send {\"user\": NAME}.")
-        key_id, key = await asyncio.to_thread(gateway.db.create_key, name, data.get("expires_at"))
+        data = await body(request, NewKey)
+        try:
+            key_id, key = await asyncio.to_thread(gateway.db.create_key, data.user, data.expires_at)
+        except ValueError as exc:  # no such user
+            raise InvalidRequest(f"user: {exc}", param="user") from None
         return _json({"key_id": key_id, "key": key}, 201)
 
     async def list_keys(request: Request) -> Response:
-        keys = await asyncio.to_thread(gateway.db.list_keys, request.query_params.get("user"))
+        keys = await asyncio.to_thread(gateway.db.list_keys, selection(request).user)
         return _json({"data": keys})
 
     async def revoke_key(request: Request) -> Response:
-        key_id = request.path_params["key_id"]
+        key_id = selection(request).key_id
         if not await asyncio.to_thread(gateway.db.revoke_key, key_id):
             raise NotFound(f"No active key {key_id!r}.")
         await gateway.keys.reload()
@@ -115,7 +152,10 @@ def routes(gateway: Any) -> list[Route]:
         return _json({"data": gateway.router.health.snapshot()})
 
     async def usage(request: Request) -> Response:
-        return _json(await usage_report(gateway, request.query_params.get("user")))
+        try:
+            return _json(await usage_report(gateway, selection(request).user))
+        except ValueError as exc:  # no such user
+            raise InvalidRequest(f"user: {exc}", param="user") from None
 
     return [
         Route("/admin/users", admin_only(list_users), methods=["GET"]),
@@ -129,4 +169,6 @@ def routes(gateway: Any) -> list[Route]:
 
 
 def _no_plan(gateway: Any, plan: str) -> None:
-    raise InvalidRequest(f"No plan {plan!r}: use one of {', '.join(sorted(gateway.catalog.plans))}.")
+    raise InvalidRequest(
+        f"plan: no plan {plan!r}: use one of {', '.join(sorted(gateway.catalog.plans))}.", param="plan"
+    )

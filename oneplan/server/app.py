@@ -21,7 +21,7 @@ from oneplan.server import admin
 from oneplan.server.alerts_api import routes as alerts_routes
 from oneplan.server.anthropic import routes as anthropic_routes
 from oneplan.server.auth import bearer
-from oneplan.server.errors import error_response
+from oneplan.server.errors import error_response, internal_error, protocol_for
 from oneplan.server.gateway import Gateway
 from oneplan.server.pipeline import ExchangeFactory, shared
 from oneplan.server.responses import routes as responses_routes
@@ -67,12 +67,28 @@ class FastFront:
                     response = await endpoint(request)
                 except Exception:
                     log.exception("unhandled error on POST %s", scope["path"])
-                    response = error_response(
-                        OPENAI, OneplanError("Internal error in oneplan; the operator's log has the details.")
-                    )
+                    response = internal_error(scope["path"])
                 await response(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = False
+
+        async def tracked(message: Any) -> None:
+            nonlocal sent
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                sent = True
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            # Starlette re-raises after its exception handler answered (``server_error`` below,
+            # which logged it): the answer is out and says ``connection: close``. Only an
+            # exception mid-response is left to uvicorn, which must cut the connection.
+            if not sent:
+                raise
 
 
 def create_app(gateway: Gateway) -> FastFront:
@@ -142,20 +158,26 @@ def create_app(gateway: Gateway) -> FastFront:
             await gateway.close()
 
     async def http_error(request: Request, exc: Exception) -> Response:
+        """Starlette's own 404 and 405 (and any ``HTTPException``), in the path's protocol."""
         assert isinstance(exc, HTTPException)
         status = exc.status_code
+        path = request.url.path
         error: OneplanError
+        headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
         if status == 404:
-            error = NotFound(f"No route {request.method} {request.url.path}.")
+            error = NotFound(f"No route {request.method} {path}.")
         else:
-            error = OneplanError(str(exc.detail))
+            message = str(exc.detail)
+            if status == 405 and "allow" in headers:
+                message = f"{request.method} is not allowed on {path}: use {headers['allow']}."
+            error = OneplanError(message)
             error.status = status
             error.kind = "invalid_request_error"
-        return error_response(OPENAI, error)
+        return error_response(protocol_for(path), error, headers)
 
     async def server_error(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(OPENAI, OneplanError("Internal error in oneplan; the operator's log has the details."))
+        return internal_error(request.url.path, close=True)
 
     app = Starlette(
         routes=routes,

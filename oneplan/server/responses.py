@@ -129,7 +129,10 @@ def routes(gateway: Any, endpoint: Any) -> list[Route]:
             key = await gateway.keys.authenticate(bearer(request.headers), gateway.clock())
         except OneplanError as exc:
             return error_response(PROTOCOL, exc)
-        return key, request.path_params["response_id"]
+        response_id = request.path_params["response_id"]
+        if len(response_id) > 200 or not response_id.isprintable():
+            return missing(response_id[:200])  # no stored id looks like that
+        return key, response_id
 
     def missing(response_id: str) -> Response:
         return error_response(PROTOCOL, NotFound(f"Response with id '{response_id}' not found.", param="response_id"))
@@ -156,9 +159,11 @@ def routes(gateway: Any, endpoint: Any) -> list[Route]:
             media_type="application/json",
         )
 
+    async def one(request: Request) -> Response:
+        return await (remove if request.method == "DELETE" else get)(request)
+
     return [
         Route("/v1/responses", endpoint(gateway, exchanges), methods=["POST"]),
         Route("/responses", endpoint(gateway, exchanges), methods=["POST"]),
-        Route("/v1/responses/{response_id}", get, methods=["GET"]),
-        Route("/v1/responses/{response_id}", remove, methods=["DELETE"]),
+        Route("/v1/responses/{response_id}", one, methods=["GET", "DELETE"]),
     ]

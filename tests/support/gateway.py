@@ -32,7 +32,9 @@ class ManualClock:
 
 
 def free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and
+    # without it every answer written in two parts waits out the client's delayed ACK (~40 ms).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     return sock
@@ -82,7 +84,7 @@ class Gateway:
         self.catalog = build(CatalogFile.model_validate(tomllib.loads(catalog_toml)), "test.toml")
         self.clock = clock or time.time
         plan = user_plan or next(iter(self.catalog.plans))
-        db = Database.open(self.data_dir)
+        db = Database.open(self.data_dir, self.catalog.server.database_url)
         self.admin_key = db.ensure_admin_key()
         _user, _key_id, self.key = db.create_user("alice", plan)
         db.close()
