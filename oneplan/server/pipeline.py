@@ -220,7 +220,7 @@ class Pipeline:
         counters cannot say: the refusal goes out without them)."""
         try:
             return await self.gw.counters.states(key.user_id, plan)
-        except OneplanError:
+        except Exception:  # an unreachable Redis, say: the refusal itself still goes out
             return None
 
     def resolve(self, model: str, key: KeyRecord) -> tuple[ModelEntry, Plan]:
