@@ -100,6 +100,7 @@ def test_a_malformed_upstream_200_fails_over_or_is_a_502_and_costs_nothing(
         rows = gw.ledger()
         assert [r["status"] for r in rows] == ["ok", "failed", "failed"]
         assert rows[1]["error_class"] == "UpstreamError" and rows[1]["weight"] == 0
+        assert rows[1]["provider"] == "broken"  # who failed, for errors by provider
         usage = httpx.get(gw.base_url + "/v1/usage", headers={"authorization": f"Bearer {gw.key}"}).json()
         (window,) = usage["users"][0]["windows"]
         assert window["used"] == 1  # only the answered request is charged

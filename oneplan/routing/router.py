@@ -220,6 +220,7 @@ class Router:
                     raise unreadable(c.deployment.provider, exc) from exc
             except UpstreamError as exc:
                 now = health.now()
+                exc.deployment = c.deployment  # type: ignore[attr-defined]  # who failed, for the ledger
                 if not exc.retryable:
                     c.health.neutral()
                     exc.attempts = attempts  # type: ignore[attr-defined]

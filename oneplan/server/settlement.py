@@ -113,6 +113,10 @@ class Settlement:
         cause = getattr(error, "cause", None)
         row["error_class"] = type(error).__name__ + (f":{type(cause).__name__}" if cause is not None else "")
         row["attempts"] = getattr(error, "attempts", row.get("attempts", 1))
+        failed_at = getattr(error, "deployment", None)  # the last deployment tried, if any was
+        if self.served is None and failed_at is not None:
+            row["provider"] = failed_at.provider
+            row["upstream_model"] = failed_at.upstream
         self.gw.ledger.record(row)
         self.gw.observe(row)
         await self.gw.counters.release(self.call.reservation)
