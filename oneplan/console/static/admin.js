@@ -131,14 +131,14 @@
           text: t(p[0]) + " " + C.num(res.counts[p[0]]) }));
       });
       C.fill("delivery-table", C.table([
-        { key: "created_at", label: t("time"), fmt: C.when },
-        { key: "kind", label: t("event") },
-        { key: "channel", label: t("delivery_channel"), test: "channel" },
         { key: "state", label: t("delivery_state"), test: "state", fmt: function (v) {
             return el("span", { class: "badge " + (v === "failed" ? "bad" : "warn"), text: t(v) }); } },
+        { key: "channel", label: t("delivery_channel"), test: "channel" },
         { key: "attempts", label: t("attempts"), num: true, fmt: C.num, test: "attempts" },
-        { key: "next_at", label: t("next_attempt"), fmt: function (v, r) { return r.state === "failed" ? "–" : C.when(v); } },
         { key: "last_error", label: t("last_error"), cls: "wrap", test: "error" },
+        { key: "kind", label: t("event") },
+        { key: "created_at", label: t("time"), fmt: C.when },
+        { key: "next_at", label: t("next_attempt"), fmt: function (v, r) { return r.state === "failed" ? "–" : C.when(v); } },
       ], res.open, t("empty_deliveries")));
     }).catch(C.failed("delivery-table"));
   }
