@@ -168,4 +168,5 @@ EN: dict[str, str] = {
     "last_error": "Last error",
     "event": "Event",
     "empty_deliveries": "Every delivery went out: nothing pending or failed. Channels are set under [alerts] in the configuration.",
+    "no_deliveries": "No alert has been delivered yet. Channels (webhook, chat, email, SMS) are set under [alerts] in the configuration; oneplan alerts status shows the same from the command line.",
 }

@@ -139,7 +139,7 @@
         { key: "kind", label: t("event") },
         { key: "created_at", label: t("time"), fmt: C.when },
         { key: "next_at", label: t("next_attempt"), fmt: function (v, r) { return r.state === "failed" ? "–" : C.when(v); } },
-      ], res.open, t("empty_deliveries")));
+      ], res.open, t(res.counts.sent ? "empty_deliveries" : "no_deliveries")));
     }).catch(C.failed("delivery-table"));
   }
 
