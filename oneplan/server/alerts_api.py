@@ -1,6 +1,7 @@
-"""Alert endpoints: a developer's own settings (``GET``/``PUT /v1/alerts``, with their key),
-their weekly insights (``GET /v1/insights``), and the outbox for the operator
-(``GET /admin/alerts``, admin key)."""
+"""Alert endpoints: a developer's own settings (``GET``/``PUT /v1/alerts``, with their key or
+console session), their weekly insights (``GET /v1/insights``; the team's for the operator), and
+the outbox for the operator (``GET /admin/alerts``, admin key or operator session). A ``PUT``
+without ``channels`` keeps the stored ones (the console's form changes thresholds only)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from starlette.routing import Route
 
 from oneplan.alerts import messages, subscriptions
 from oneplan.alerts.digest import last_week_start, weekly
-from oneplan.errors import AuthenticationFailed, InvalidRequest, OneplanError
+from oneplan.console.access import admin_refusal, caller
+from oneplan.console.sessions import SessionStore
+from oneplan.errors import InvalidRequest, OneplanError
 from oneplan.protocols import openai_chat
 from oneplan.server.auth import bearer
 from oneplan.server.errors import error_response
@@ -28,13 +31,19 @@ def _json(data: Any, status: int = 200) -> Response:
 
 def routes(gateway: Any) -> list[Route]:
     alerts = gateway.alerts
+    sessions = SessionStore(gateway.db)
 
     async def mine(request: Request) -> Response:
         try:
-            key = await gateway.keys.authenticate(bearer(request.headers), gateway.clock())
+            key = await caller(gateway, sessions, request)
+            if key.user_id is None:
+                raise InvalidRequest("The admin key has no alerts of its own: see GET /admin/alerts.")
             if request.method == "PUT":
                 try:
                     data = orjson.loads(await request.body())
+                    if isinstance(data, dict) and "channels" not in data:
+                        kept = await asyncio.to_thread(subscriptions.load, gateway.db, key.user_id)
+                        data = {**data, "channels": (kept.get(key.user_id) or {}).get("channels", [])}
                     settings = subscriptions.validate(alerts.config, data)
                 except orjson.JSONDecodeError:
                     raise InvalidRequest("The request body is not valid JSON.") from None
@@ -55,16 +64,16 @@ def routes(gateway: Any) -> list[Route]:
 
     async def insights(request: Request) -> Response:
         try:
-            key = await gateway.keys.authenticate(bearer(request.headers), gateway.clock())
+            key = await caller(gateway, sessions, request)
         except OneplanError as exc:
             return error_response(OPENAI, exc)
         await gateway.ledger.flush()
-        plan = gateway.catalog.plans.get(key.plan)
+        plan = gateway.catalog.plans.get(key.plan or "")
         start = last_week_start(gateway.periods, gateway.clock())
         payload = await asyncio.to_thread(
             lambda: weekly(
                 gateway.db, start, tz=gateway.catalog.server.quota_timezone, user_id=key.user_id,
-                who=key.user_name, plan_models=list(plan.models) if plan else None,
+                who=key.user_name or "the team", plan_models=list(plan.models) if plan else None,
                 link=messages.link(alerts.config.console_url, "usage"),
             )
         )
@@ -72,7 +81,9 @@ def routes(gateway: Any) -> list[Route]:
 
     async def outbox(request: Request) -> Response:
         if not gateway.keys.is_admin(bearer(request.headers)):
-            return error_response(OPENAI, AuthenticationFailed("This endpoint needs the admin key."))
+            refused = await admin_refusal(gateway, request)
+            if refused is not None:
+                return error_response(OPENAI, refused)
         return _json(await asyncio.to_thread(alerts.outbox.status))
 
     return [

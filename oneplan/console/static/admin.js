@@ -1,4 +1,5 @@
-/* The operator's page: users, team totals, top users and models, errors, providers, ledger. */
+/* The operator's page: users, team totals, top users and models, errors, providers, alert
+   deliveries and the team digest, ledger. */
 (function () {
   "use strict";
   var C = window.Console, t = C.t, el = C.el;
@@ -121,6 +122,33 @@
     }).catch(C.failed("provider-table"));
   }
 
+  function loadDeliveries() {
+    return C.api("GET", "/admin/alerts").then(function (res) {
+      var counts = document.getElementById("delivery-counts");
+      counts.textContent = "";
+      [["pending", "warn"], ["sent", "ok"], ["failed", "bad"]].forEach(function (p) {
+        counts.appendChild(el("span", { class: "badge " + (res.counts[p[0]] ? p[1] : ""), "data-state": p[0], "data-count": String(res.counts[p[0]]),
+          text: t(p[0]) + " " + C.num(res.counts[p[0]]) }));
+      });
+      C.fill("delivery-table", C.table([
+        { key: "state", label: t("delivery_state"), test: "state", fmt: function (v) {
+            return el("span", { class: "badge " + (v === "failed" ? "bad" : "warn"), text: t(v) }); } },
+        { key: "channel", label: t("delivery_channel"), test: "channel" },
+        { key: "attempts", label: t("attempts"), num: true, fmt: C.num, test: "attempts" },
+        { key: "last_error", label: t("last_error"), cls: "wrap", test: "error" },
+        { key: "kind", label: t("event") },
+        { key: "created_at", label: t("time"), fmt: C.when },
+        { key: "next_at", label: t("next_attempt"), fmt: function (v, r) { return r.state === "failed" ? "–" : C.when(v); } },
+      ], res.open, t(res.counts.sent ? "empty_deliveries" : "no_deliveries")));
+    }).catch(C.failed("delivery-table"));
+  }
+
+  function loadTeamInsights() {
+    return C.api("GET", "/v1/insights").then(function (res) {
+      C.fill("insights-body", C.digest(res, t("empty_team_insights")));
+    }).catch(C.failed("insights-body"));
+  }
+
   var next = null;
   function ledgerParams() {
     var form = document.getElementById("ledger-form"), params = new URLSearchParams();
@@ -155,5 +183,5 @@
   ["range", "by", "metric"].forEach(function (id) { document.getElementById(id).addEventListener("change", loadTeam); });
 
   Promise.all([loadUsers(), loadTeam(), breakdownTable("user", "top-users"), breakdownTable("model", "top-models"),
-               loadErrors(), loadProviders(), loadLedger(false)]).then(function () { document.body.setAttribute("data-loaded", "1"); });
+               loadErrors(), loadProviders(), loadLedger(false), loadDeliveries(), loadTeamInsights()]).then(function () { document.body.setAttribute("data-loaded", "1"); });
 })();

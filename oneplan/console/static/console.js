@@ -77,7 +77,7 @@
     var body = rows.map(function (r) {
       return el("tr", {}, columns.map(function (c) {
         var v = c.fmt ? c.fmt(r[c.key], r) : r[c.key];
-        var cell = el("td", { class: c.num ? "num" : "" });
+        var cell = el("td", { class: (c.num ? "num" : "") + (c.cls ? " " + c.cls : "") });
         if (v instanceof Node) cell.appendChild(v); else cell.textContent = v == null ? "–" : String(v);
         if (c.test) cell.setAttribute("data-" + c.test, r[c.key] == null ? "" : String(r[c.key]));
         return cell;
@@ -147,6 +147,37 @@
     }
   });
 
+  /* The weekly digest (GET /v1/insights): this week against last, shares, limit hits, suggestions. */
+  function digest(data, emptyText) {
+    var f = data.figures, tw = f.this_week, lw = f.last_week, ch = f.change_percent;
+    document.getElementById("insights-week").textContent = t("week_of", { date: new Date(f.week_start * 1000).toLocaleDateString() });
+    if (!tw.requests && !lw.requests && !f.limit_hits.total) return el("p", { class: "empty", text: emptyText });
+    function change(v) { return v == null ? "–" : (v > 0 ? "+" : "") + nf1.format(v) + " %"; }
+    var totals = table([
+      { key: "what", label: "" },
+      { key: "this", label: t("this_week"), num: true, test: "this" },
+      { key: "last", label: t("last_week"), num: true },
+      { key: "change", label: t("change"), num: true, fmt: change },
+    ], [
+      { what: t("requests"), this: num(tw.requests), last: num(lw.requests), change: ch.requests },
+      { what: t("tokens"), this: num(tw.tokens), last: num(lw.tokens), change: ch.tokens },
+      { what: t("cost"), this: cost(tw.cost), last: cost(lw.cost), change: ch.cost },
+    ]);
+    var hits = f.limit_hits;
+    var facts = [
+      [t("model_share"), f.models.map(function (m) { return m.model + " " + pct(m.share); }).join(", ") || "–"],
+      [t("limit_hits"), hits.total ? num(hits.total) + " (" + Object.keys(hits.by_window).map(function (w) { return w + " " + hits.by_window[w]; }).join(", ") + ")" : t("none")],
+      [t("cache_hits"), f.cache_hit_share == null ? "–" : pct(f.cache_hit_share)],
+      [t("busiest_hours"), f.busiest_hours.map(function (h) { return (h.hour < 10 ? "0" : "") + h.hour + ":00 (" + num(h.requests) + ")"; }).join(", ") || "–"],
+      [t("slowest_model"), f.slowest_model ? f.slowest_model.model + " · " + ms(f.slowest_model.ttft_median_ms) : "–"],
+    ];
+    var list = el("dl", { class: "facts" }, [].concat.apply([], facts.map(function (p) { return [el("dt", { text: p[0] }), el("dd", { text: p[1] })]; })));
+    var tips = f.suggestions.length
+      ? el("ul", { class: "tips", id: "insights-suggestions" }, f.suggestions.map(function (s) { return el("li", { text: s }); }))
+      : el("p", { class: "muted", text: t("no_suggestions") });
+    return el("div", { class: "digest" }, [el("div", { class: "scroll" }, [totals]), list, el("h3", { text: t("suggestions") }), tips]);
+  }
+
   window.Console = { t: t, api: api, el: el, fill: fill, failed: failed, table: table, chart: chart, num: num, ms: ms,
-                     pct: pct, cost: cost, when: when, clock: clock, unitValue: unitValue, TZ: TZ };
+                     pct: pct, cost: cost, when: when, clock: clock, unitValue: unitValue, TZ: TZ, digest: digest };
 })();

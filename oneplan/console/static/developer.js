@@ -1,4 +1,5 @@
-/* The developer's page: windows, usage chart, per-model table, recent requests, keys. */
+/* The developer's page: windows, usage chart, per-model table, recent requests, alerts and
+   their settings, weekly insights, keys. */
 (function () {
   "use strict";
   var C = window.Console, t = C.t, el = C.el;
@@ -97,6 +98,57 @@
     C.api("DELETE", "/v1/me/keys/" + encodeURIComponent(id)).then(loadKeys).catch(C.failed("key-table"));
   }
 
+  function usedOf(v, row) { return row.limit == null ? "–" : num(row.used) + " / " + num(row.limit); }
+  var num = C.num;
+
+  function loadAlerts() {
+    return C.api("GET", "/v1/alerts").then(function (res) {
+      var rows = res.events.slice().reverse();
+      C.fill("alert-table", C.table([
+        { key: "title", label: t("alert_what"), cls: "wrap", test: "alert", fmt: function (v, r) { return v || r.kind; } },
+        { key: "window", label: t("alert_window"), test: "window" },
+        { key: "used", label: t("alert_used"), num: true, fmt: usedOf, test: "used" },
+        { key: "at", label: t("alert_when"), fmt: C.when },
+      ], rows, t("empty_alerts")));
+      var s = res.settings, form = document.getElementById("alert-form");
+      form.elements.thresholds.value = s.thresholds ? s.thresholds.join(", ") : "";
+      form.elements.forecast_minutes.value = s.forecast_minutes == null ? "" : s.forecast_minutes;
+      form.elements.runaway_factor.value = s.runaway_factor == null ? "" : s.runaway_factor;
+      form.elements.digest.checked = !!s.digest;
+      C.fill("channel-table", C.table([
+        { key: "kind", label: t("channel_kind"), test: "kind" },
+        { key: "to", label: t("channel_target"), cls: "wrap", fmt: function (v, c) {
+            return v ? [].concat(v).join(", ") : (c.url || "–"); } },
+      ], s.channels, t("empty_channels")));
+    }).catch(C.failed("alert-table"));
+  }
+
+  function loadInsights() {
+    return C.api("GET", "/v1/insights").then(function (res) {
+      C.fill("insights-body", C.digest(res, t("empty_insights")));
+    }).catch(C.failed("insights-body"));
+  }
+
+  document.getElementById("alert-form").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var form = ev.target, status = document.getElementById("alert-form-status");
+    var raw = form.elements.thresholds.value.trim();
+    var body = {
+      thresholds: raw ? raw.split(/[,\s]+/).filter(Boolean).map(Number) : null,
+      forecast_minutes: form.elements.forecast_minutes.value === "" ? null : Number(form.elements.forecast_minutes.value),
+      runaway_factor: form.elements.runaway_factor.value === "" ? null : Number(form.elements.runaway_factor.value),
+      digest: form.elements.digest.checked,
+    };
+    status.className = "muted"; status.textContent = "";
+    C.api("PUT", "/v1/alerts", body).then(function () {
+      status.textContent = t("saved");
+      return loadAlerts();
+    }).catch(function (err) {
+      if (err.message === "signed out") return;
+      status.className = "error"; status.textContent = err.message;
+    });
+  });
+
   document.getElementById("key-form").addEventListener("submit", function (ev) {
     ev.preventDefault();
     var body = { name: document.getElementById("key-name").value || null };
@@ -112,7 +164,7 @@
   document.getElementById("range").addEventListener("change", loadChart);
   document.getElementById("metric").addEventListener("change", loadChart);
 
-  Promise.all([loadMe(), loadChart(), loadModels(), loadRequests(), loadKeys()]).then(function () {
+  Promise.all([loadMe(), loadChart(), loadModels(), loadRequests(), loadKeys(), loadAlerts(), loadInsights()]).then(function () {
     document.body.setAttribute("data-loaded", "1");
   });
 })();
