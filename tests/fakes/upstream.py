@@ -363,10 +363,14 @@ class FakeUpstream:
                     return response
             if kind == "drip" and number:
                 await asyncio.sleep(fault.delay)  # type: ignore[union-attr]
+            if number == len(frames) - 1 and kind != "malformed_json":
+                # Billed as the last frame goes out: a client that has read the whole answer
+                # can rely on the fake's count already including it.
+                self._served(reported)
             await response.write(frame)
-        await response.write_eof()
-        if kind != "malformed_json":
+        if not frames and kind != "malformed_json":
             self._served(reported)
+        await response.write_eof()
         return response
 
     def _served(self, reported: Tokens | None) -> None:
