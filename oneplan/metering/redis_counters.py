@@ -173,8 +173,6 @@ class RedisCounters(Counters):
                 raise refusal(exhausted, now)
             gen, total, frees, week, month, tokens, cost = result[1:]
             gen = str(gen)
-            if gen != self._gen_seen:
-                await self._learned(gen)
             used = {"5h": float(total), "week": float(week), "month": float(month),
                     "tokens_month": float(tokens), "cost_month": float(cost)}
             resets = {"5h": float(frees) if frees else None, "week": week_end, "month": month_end,
@@ -185,6 +183,13 @@ class RedisCounters(Counters):
             )
             if weight:
                 self._outstanding[field] = reservation
+            if gen != self._gen_seen:
+                # The request is admitted: replanting older ones must not fail it (its weight is
+                # charged and would leak). If Redis drops now, the flusher replants later.
+                try:
+                    await self._learned(gen)
+                except self._errors as exc:
+                    self._unavailable(exc)
             return reservation
         raise BackendUnavailable("The quota counters are being rebuilt; try again shortly.", retry_after=2)
 
