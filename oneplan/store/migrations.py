@@ -244,7 +244,36 @@ def m004_console(conn: Connection) -> None:
     # migration never runs today's code).
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_responses, m003_ledger_dead, m004_console, m005_alerts]
+def m006_plans(conn: Connection) -> None:
+    """Plans with any windows (issue 12): cache writes and credits in the ledger and its
+    roll-up, the peak multiplier a row was charged under, subscription anniversaries, and plans
+    managed at run time."""
+
+    def add(table: str, name: str, type_: object, default: str | None) -> None:
+        ddl = type_.compile(dialect=conn.dialect)  # type: ignore[attr-defined]
+        tail = f" NOT NULL DEFAULT {default}" if default is not None else ""
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}{tail}")
+
+    add("ledger", "cache_write_tokens", Integer(), "0")
+    add("ledger", "credits", Float(), "0")
+    add("ledger", "multiplier", Float(), "1")
+    add("users", "subscribed_at", Float(), None)
+    for table in ("usage_hourly", "usage_team_hourly", "usage_user_hourly", "usage_team_daily", "usage_user_daily"):
+        add(table, "cache_write_tokens", BigInteger(), "0")
+        add(table, "credits", Float(), "0")
+    md = MetaData()
+    Table(
+        "plans", md,
+        Column("name", String(200), primary_key=True),
+        Column("spec", Text, nullable=False),
+        Column("updated_at", Float, nullable=False),
+    )
+    md.create_all(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Migration] = [
+    m001_initial, m002_responses, m003_ledger_dead, m004_console, m005_alerts, m006_plans,
+]
 
 
 def migrate(conn: Connection) -> list[str]:

@@ -42,6 +42,9 @@ users = Table(
     Column("plan", String(200), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
+    # When the subscription began: anniversary windows (a month from the renewal date) count
+    # from it; NULL counts from ``created_at``.
+    Column("subscribed_at", Float, nullable=True),
 )
 
 api_keys = Table(
@@ -84,6 +87,9 @@ ledger = Table(
     Column("prompt", Text, nullable=True),  # only with server.store_prompts = true
     Column("completion", Text, nullable=True),
     Column("anomalies", String(200), nullable=True),  # values changed to fit (see metering/ledger.py)
+    Column("cache_write_tokens", Integer, nullable=False, server_default="0"),  # in input_tokens
+    Column("credits", Float, nullable=False, server_default="0"),  # plan credits, before the multiplier
+    Column("multiplier", Float, nullable=False, server_default="1"),  # peak multiplier charged under
     Index("ledger_user_ts", "user_id", "ts"),
     Index("ledger_ts", "ts"),
     Index("ledger_status_ts", "status", "ts"),  # the console's ledger explorer
@@ -182,8 +188,12 @@ def _usage_sums(histograms: bool) -> list[Column]:  # type: ignore[type-arg]
         Column("reasoning_tokens", BigInteger, nullable=False),
         Column("cost", Float, nullable=False),
     ]
+    added = [  # by m006, at the end
+        Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
+        Column("credits", Float, nullable=False, server_default="0"),
+    ]
     if not histograms:
-        return [*columns, Column("errors", BigInteger, nullable=False)]  # requests not ok
+        return [*columns, Column("errors", BigInteger, nullable=False), *added]  # errors: requests not ok
     return [
         *columns,
         Column("latency_ms_sum", Float, nullable=False),
@@ -191,6 +201,7 @@ def _usage_sums(histograms: bool) -> list[Column]:  # type: ignore[type-arg]
         Column("ttft_count", BigInteger, nullable=False),
         *(Column(f"lat_b{i:02d}", BigInteger, nullable=False) for i in range(16)),  # latency histogram
         *(Column(f"ttft_b{i:02d}", BigInteger, nullable=False) for i in range(16)),
+        *added,
     ]
 
 
@@ -249,6 +260,16 @@ usage_user_daily = Table(
     Column("user_id", Integer, primary_key=True),
     *_usage_sums(histograms=False),
     sqlite_with_rowid=False,  # clustered by its key on SQLite: range reads are sequential
+)
+
+# Plans created or changed at run time (admin API, ``oneplan plans``): a plan here overrides the
+# catalog's of the same name. ``spec`` is the plan's JSON, as ``[plans.NAME]`` takes it.
+plans = Table(
+    "plans",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("spec", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )
 
 # Console sign-ins: only the SHA-256 of the session token is stored.
