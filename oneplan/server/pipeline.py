@@ -23,7 +23,7 @@ from oneplan.errors import (
     QuotaExceeded,
     RequestTooLarge,
 )
-from oneplan.metering.counters import Reservation
+from oneplan.metering.counters import Demand, Reservation
 from oneplan.metering.windows import WindowState
 from oneplan.protocols.base import Protocol, StreamContext, StreamRenderer
 from oneplan.protocols.canonical import Accumulator, ChatRequest, ChatResult, Delta, Usage
@@ -56,6 +56,42 @@ def cap_output(chat: ChatRequest, cap: int) -> None:
     field = _OUTPUT_FIELD.get(chat.source_protocol or "")
     if field and chat.source_body is not None and field in chat.source_body:
         chat.source_body = {**chat.source_body, field: cap}
+
+
+def set_output(chat: ChatRequest, tokens: int) -> None:
+    """Ask for at most ``tokens`` of output (the plan's room lowered it), in the canonical form
+    and the pass-through body - with a thinking budget kept below it."""
+    chat.max_tokens = tokens
+    budget = chat.thinking.budget_tokens
+    if budget is not None and budget >= tokens:
+        chat.thinking.budget_tokens = max(1, tokens - 1)
+    field = _OUTPUT_FIELD.get(chat.source_protocol or "")
+    if field and chat.source_body is not None:
+        body = {**chat.source_body, field: tokens}
+        thinking = body.get("thinking")
+        if isinstance(thinking, dict) and isinstance(thinking.get("budget_tokens"), int) and thinking["budget_tokens"] >= tokens:
+            if tokens > 1024:  # Anthropic's smallest budget
+                body["thinking"] = {**thinking, "budget_tokens": tokens - 1}
+            else:
+                body.pop("thinking")
+        chat.source_body = body
+
+
+# The output bound a plan that meters tokens, credits or cost reserves for a request that asks
+# for none and whose model declares no ``max_output_tokens`` (it is sent upstream as max_tokens).
+DEFAULT_OUTPUT_BOUND = 8192
+
+
+def demand(chat: ChatRequest, entry: ModelEntry, plan: Plan, key: KeyRecord, input_bound: int, now: float) -> Demand:
+    """What this request may cost against each of its plan's windows."""
+    multiplier = plan.multiplier(now, entry.name) if plan.peak else 1.0
+    requested = chat.max_tokens
+    if requested is None and plan.meters_output:
+        requested = entry.max_output_tokens or DEFAULT_OUTPUT_BOUND
+    return Demand(
+        plan.needs(entry, entry.weight, input_bound, multiplier), entry.weight, requested, multiplier,
+        getattr(key, "subscribed_at", None),
+    )
 
 
 def new_id(protocol: Protocol) -> str:
@@ -123,6 +159,11 @@ class Call:
 
 
 async def read_json(request: Request, limit: int) -> Any:
+    return (await read_body(request, limit))[0]
+
+
+async def read_body(request: Request, limit: int) -> tuple[Any, int]:
+    """The body as JSON, and its size in bytes (a bound on its tokens)."""
     length = request.headers.get("content-length")
     receive = request.receive
     if length is not None and length.isdigit() and int(length) > limit:
@@ -148,7 +189,7 @@ async def read_json(request: Request, limit: int) -> Any:
     if not raw:
         raise InvalidRequest("The request body is empty: send a JSON object.")
     try:
-        return orjson.loads(raw)
+        return orjson.loads(raw), len(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
 
@@ -179,6 +220,11 @@ def served_headers(reservation: Reservation, served: Served) -> dict[str, str]:
     """Quota headers, and which model on which provider answered (a fallback may have)."""
     headers = quota_headers(reservation)
     headers["x-oneplan-served-by"] = served.label
+    if reservation.lowered_from is not None:
+        headers["x-oneplan-max-tokens-lowered"] = (
+            f"{reservation.lowered_from} to {reservation.output}: what is left of the plan's "
+            f"{reservation.binding or 'quota'} window"
+        )
     return headers
 
 
@@ -193,7 +239,7 @@ class Pipeline:
         protocol = exchange.protocol
         try:
             key = await gw.keys.authenticate(bearer(request.headers), started)
-            body = await read_json(request, gw.catalog.server.max_body_bytes)
+            body, size = await read_body(request, gw.catalog.server.max_body_bytes)
             chat = await exchange.parse(body, key)
             chat.source_protocol, chat.source_body = protocol.name, body
             chat.tenant = str(key.user_id)  # whose cached prefixes a local model may reuse
@@ -201,7 +247,11 @@ class Pipeline:
             if entry.max_output_tokens is not None:
                 cap_output(chat, entry.max_output_tokens)
             request_id = new_id(protocol)
-            reservation = await gw.counters.admit(key.user_id, plan, entry.weight, request_id)
+            reservation = await gw.counters.admit(
+                key.user_id, plan, demand(chat, entry, plan, key, size, started), request_id
+            )
+            if reservation.output is not None and (chat.max_tokens is None or reservation.output < chat.max_tokens):
+                set_output(chat, reservation.output)
         except QuotaExceeded as exc:
             gw.ledger.record(self._row_refused(protocol, chat, key, entry, started, t0, exc))
             return error_response(protocol, exc, states=await self.windows(key, plan), now=started)
@@ -219,7 +269,7 @@ class Pipeline:
         """The caller's quota windows as they stand, for a refusal's headers (none if the
         counters cannot say: the refusal goes out without them)."""
         try:
-            return await self.gw.counters.states(key.user_id, plan)
+            return await self.gw.counters.states(key.user_id, plan, getattr(key, "subscribed_at", None))
         except Exception:  # an unreachable Redis, say: the refusal itself still goes out
             return None
 
