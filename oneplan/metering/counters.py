@@ -208,6 +208,12 @@ class Counters(ABC):
         """Release connections."""
 
 
+def span_of(charge: Charge) -> float:
+    if charge.rolling:
+        return float(charge.window.seconds)
+    return charge.end - float(charge.key.rsplit(":", 1)[1])
+
+
 def row_amounts(row: tuple[Any, ...]) -> tuple[int, int, Amounts, float, str | None, float | None]:
     """A ``charged_since`` row: (user_id, second, amounts, multiplier, plan, anchor). Rows of
     five values (user_id, second, weight, tokens, cost) are the old shape."""
@@ -326,7 +332,7 @@ class MemoryCounters(Counters):
                 frees = rolling.frees_at(need, w.limit, w.seconds, now) if rolling and rolling.buckets else None
             else:
                 frees = charge.end
-            out.append(WindowState(w.name, used, w.limit, frees, w.unit))
+            out.append(WindowState(w.name, used, w.limit, frees, w.unit, span_of(charge)))
         return out
 
     async def admit(self, user_id: int, plan: Plan, demand: Demand | int, request_id: str = "") -> Reservation:

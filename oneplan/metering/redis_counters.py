@@ -50,6 +50,7 @@ from oneplan.metering.counters import (
     legacy_demand,
     refusal,
     row_amounts,
+    span_of,
     too_big,
 )
 from oneplan.metering.plans import Amounts, Plan
@@ -253,7 +254,9 @@ class RedisCounters(Counters):
             states = []
             for j, c in enumerate(charges):
                 used, frees = float(result[3 + 2 * j]), result[4 + 2 * j]
-                states.append(WindowState(c.window.name, used, c.window.limit, float(frees) if frees else None, c.window.unit))
+                states.append(WindowState(
+                    c.window.name, used, c.window.limit, float(frees) if frees else None, c.window.unit, span_of(c)
+                ))
             granted = None if output < 0 else output
             for c in charges:
                 c.amount = c.fixed + c.per_output * (granted or 0)

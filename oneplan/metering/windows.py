@@ -30,6 +30,7 @@ class WindowState:
     limit: float
     resets_at: float | None  # when (unix seconds) capacity next frees up; None if nothing used
     unit: str = "requests"  # requests | calls | credits | tokens | cost | concurrency
+    span: float | None = None  # the window's length in seconds (a period's, this time)
 
     @property
     def remaining(self) -> float:
