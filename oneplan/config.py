@@ -169,6 +169,7 @@ class PlanConfig(_Strict):
     requests_per_minute: int | None = Field(None, ge=0)  # calls, whatever the model's weight
     peak: list[PeakConfig] = []
     peak_units: list[Unit] = ["requests", "credits"]  # what peak multipliers multiply
+    off_peak_multiplier: float = Field(1.0, gt=0, allow_inf_nan=False)  # when no peak rule applies
     timezone: str | None = None  # calendar windows; default: server.quota_timezone
     on_exceed: Literal["shorten", "refuse"] = "shorten"  # a worst case that does not fit
     min_output_tokens: int = Field(1, ge=1)  # shortening below this refuses instead

@@ -333,3 +333,13 @@ def test_rebuilt_from_the_ledger_every_window_comes_back(tmp_path: Path) -> None
     c.load(rows)
     states = {s.window: s.used for s in c.snapshot(1, plan, T0 - 10 * 86400)}
     assert states == {"5h": 6, "cr": 2100}
+
+
+def test_off_peak_hours_charge_the_off_peak_multiplier() -> None:
+    plan = plan_of(requests_per_5h=100, off_peak_multiplier=0.5,
+                   peak=[{"multiplier": 1, "days": ["mon", "tue", "wed", "thu", "fri"], "hours": "14-18",
+                          "timezone": "Asia/Singapore"}])
+    sgt = ZoneInfo("Asia/Singapore")
+    assert plan.multiplier(datetime(2026, 11, 18, 15, 0, tzinfo=sgt).timestamp(), "glm") == 1
+    assert plan.multiplier(datetime(2026, 11, 18, 18, 0, tzinfo=sgt).timestamp(), "glm") == 0.5
+    assert plan.multiplier(datetime(2026, 11, 21, 15, 0, tzinfo=sgt).timestamp(), "glm") == 0.5

@@ -84,7 +84,7 @@ DEFAULT_OUTPUT_BOUND = 8192
 
 def demand(chat: ChatRequest, entry: ModelEntry, plan: Plan, key: KeyRecord, input_bound: int, now: float) -> Demand:
     """What this request may cost against each of its plan's windows."""
-    multiplier = plan.multiplier(now, entry.name) if plan.peak else 1.0
+    multiplier = plan.multiplier(now, entry.name) if plan.peak or plan.off_peak_multiplier != 1.0 else 1.0
     requested = chat.max_tokens
     if requested is None and plan.meters_output:
         requested = entry.max_output_tokens or DEFAULT_OUTPUT_BOUND
