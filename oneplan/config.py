@@ -183,7 +183,12 @@ class PlanConfig(_Strict):
     def _names(self) -> PlanConfig:
         from oneplan.metering.plans import default_name
 
-        seen = {"5h", "week", "month", "tokens_month", "cost_month", "rpm"}
+        shorthands = (
+            ("5h", self.requests_per_5h), ("week", self.requests_per_week), ("month", self.requests_per_month),
+            ("tokens_month", self.tokens_per_month), ("cost_month", self.cost_per_month),
+            ("rpm", self.requests_per_minute),
+        )
+        seen = {name for name, value in shorthands if value is not None}
         for w in self.windows:
             name = w.name or default_name(w.unit, w.kind, w.length)
             if name in seen:
