@@ -382,10 +382,9 @@ class Pipeline:
                     if cut:
                         # The output reached what the plan reserved for it (an upstream that
                         # ignores max_tokens): end it as the protocol ends a length stop.
-                        stop = Delta(finish_reason="length")
+                        stop = Delta(finish_reason="length", usage=cut_usage(acc.usage, call, limit or 0))
                         acc.add(stop)
                         held.append(renderer.feed(stop))
-                        acc.usage = cut_usage(acc.usage, call, limit or 0)
                         log.warning("stream %s reached its reserved %s output tokens: ended there", call.id, limit)
                 except Exception as exc:
                     error = exc if isinstance(exc, OneplanError) else InternalError(exc)
