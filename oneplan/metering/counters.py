@@ -438,10 +438,21 @@ class MemoryCounters(Counters):
         return states
 
     def load(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Rows go into the windows of their user's plan now; rows whose plan is not known
+        (the old row shape, a plan gone from the catalog) wait for the first plan asked about."""
         self._users.clear()
+        plans: dict[int, tuple[str | None, float | None]] = {}
         for row in sorted(rows, key=lambda r: r[1]):
-            user_id, second, amounts, multiplier, _, _ = row_amounts(row)
+            user_id, second, amounts, multiplier, plan, anchor = row_amounts(row)
             user = self._user(user_id)
             if user.pending is None:
                 user.pending = []
             user.pending.append((second, amounts, multiplier))
+            plans[user_id] = (plan, anchor)
+        now = self.clock()
+        for user_id, (name, anchor) in plans.items():
+            plan = self.plans(name) if name else None
+            if plan is not None:
+                demand = legacy_demand(plan, 0)
+                demand.anchor = anchor
+                self._place(self._users[user_id], plan, self.charges(plan, demand, now), now)
