@@ -451,8 +451,8 @@ class MemoryCounters(Counters):
             plans[user_id] = (plan, anchor)
         now = self.clock()
         for user_id, (name, anchor) in plans.items():
-            plan = self.plans(name) if name else None
-            if plan is not None:
-                demand = legacy_demand(plan, 0)
+            found = self.plans(name) if name else None
+            if found is not None:
+                demand = legacy_demand(found, 0)
                 demand.anchor = anchor
-                self._place(self._users[user_id], plan, self.charges(plan, demand, now), now)
+                self._place(self._users[user_id], found, self.charges(found, demand, now), now)
