@@ -78,12 +78,19 @@ def _empty(delta: Delta) -> bool:
 
 def _flatten_text(parts: list[Any], *, keep_cache: bool) -> Any:
     """Text-only content as one string (every provider accepts that; several reject arrays on
-    text models); otherwise the parts, without ``cache_control`` unless the provider keeps it."""
-    if all(isinstance(p, dict) and p.get("type") == "text" for p in parts) and not (
-        keep_cache and any("cache_control" in p for p in parts)
-    ):
+    text models); otherwise the parts, without ``cache_control`` unless the provider keeps it.
+
+    A provider that caches explicitly (``keep_cache``) gets several parts as they are, marked
+    or not: joining them would change an earlier turn's prompt as soon as the client moves its
+    breakpoint to a later turn (Claude Code does, every turn), and lose the cached prefix."""
+    text_only = all(isinstance(p, dict) and p.get("type") == "text" for p in parts)
+    if keep_cache:
+        if text_only and len(parts) == 1 and "cache_control" not in parts[0]:
+            return str(parts[0].get("text", ""))  # the same prompt as the one-part list
+        return parts
+    if text_only:
         return "\n\n".join(str(p.get("text", "")) for p in parts)
-    if keep_cache or not any(isinstance(p, dict) and "cache_control" in p for p in parts):
+    if not any(isinstance(p, dict) and "cache_control" in p for p in parts):
         return parts
     return [{k: v for k, v in p.items() if k != "cache_control"} if isinstance(p, dict) else p for p in parts]
 

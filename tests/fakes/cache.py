@@ -6,8 +6,9 @@ It behaves like the explicit caches of Anthropic, DashScope and MiniMax, in smal
   then system blocks, then each message's content blocks; Chat Completions: each message's
   content parts); a block carrying ``cache_control`` is a breakpoint, and the prefix up to and
   including it is what gets cached;
-* a request reads the longest prefix at one of its breakpoints that an earlier request cached,
-  and writes what lies between that and its last breakpoint (nothing when the last one hit);
+* a request reads the longest cached prefix found looking back up to 20 blocks from each of
+  its breakpoints (both providers document that window), and writes what lies between that
+  and its last breakpoint (nothing when the last one hit);
 * a breakpoint with ``cache_control.ttl == "1h"`` writes with a one-hour lifetime.
 
 Sizes are the fakes' usual estimate (a token per four bytes of JSON), so a test knows exactly
@@ -20,6 +21,8 @@ import hashlib
 import json
 import threading
 from typing import Any
+
+LOOKBACK = 20
 
 
 def blocks(body: dict[str, Any], *, anthropic: bool) -> list[dict[str, Any]]:
@@ -60,19 +63,27 @@ class PromptCache:
         """``(read, write, write_1h)`` for this request, remembering what it wrote."""
         digest = hashlib.sha256()
         size = 0
-        points: list[tuple[str, int, bool]] = []  # (prefix key, prefix tokens, one hour)
+        prefixes: list[tuple[str, int]] = []  # (prefix key, prefix tokens) after each block
+        points: list[tuple[int, bool]] = []  # breakpoints: (block index, one hour)
         for block in blocks(body, anthropic=self.anthropic):
             plain = {k: v for k, v in block.items() if k != "cache_control"}
             digest.update(json.dumps(plain, sort_keys=True).encode())
             size += _size(block)
+            prefixes.append((digest.hexdigest(), size))
             marker = block.get("cache_control")
             if isinstance(marker, dict):
-                points.append((digest.hexdigest(), size, marker.get("ttl") == "1h"))
+                points.append((len(prefixes) - 1, marker.get("ttl") == "1h"))
         if not points:
             return 0, 0, 0
         with self._lock:
-            read = max((tokens for key, tokens, _ in points if key in self._known), default=0)
-            last_key, last_tokens, one_hour = points[-1]
-            write = 0 if last_key in self._known else last_tokens - read
-            self._known.update(key for key, _, _ in points)
+            read = 0
+            for index, _ in points:  # each breakpoint looks back LOOKBACK blocks for a hit
+                for j in range(index, max(-1, index - LOOKBACK), -1):
+                    if prefixes[j][0] in self._known:
+                        read = max(read, prefixes[j][1])
+                        break
+            last, one_hour = points[-1]
+            last_key, last_tokens = prefixes[last]
+            write = 0 if last_key in self._known else max(0, last_tokens - read)
+            self._known.update(prefixes[i][0] for i, _ in points)
         return read, write, write if one_hour else 0
