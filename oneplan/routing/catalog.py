@@ -47,6 +47,16 @@ class ModelEntry:
     max_output_tokens: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def max_input_price(self) -> float:
+        """The most an input token can cost (per million), whichever cache class it lands in:
+        what a worst case reserved before the answer must assume (cache writes can cost more
+        than fresh input)."""
+        write = self.input_price if self.cache_write_price is None else self.cache_write_price
+        write_1h = write if self.cache_write_1h_price is None else self.cache_write_1h_price
+        read = self.input_price if self.cached_input_price is None else self.cached_input_price
+        return max(self.input_price, read, write, write_1h)
+
     def cost(self, usage: Usage | int, output_tokens: int = 0, cached_tokens: int = 0) -> float:
         """What ``usage`` costs at this model's prices, each token class at its own: uncached
         input, cache reads (``cached_input_price``), cache writes (``cache_write_price``,

@@ -165,6 +165,8 @@ def test_each_class_has_its_price_and_unset_prices_fall_back() -> None:
     assert five.cost(usage) == pytest.approx((700 * INPUT + 300 * WRITE + 200 * OUTPUT) / 1e6)
     # The positional form (input, output, cached) still prices a usage without writes.
     assert priced.cost(1000, 200, 600) == pytest.approx(0.002520)
+    # A worst case reserved in advance must price input at its dearest class.
+    assert (priced.max_input_price, plain.max_input_price, five.max_input_price) == (WRITE_1H, INPUT, WRITE)
 
 
 @pytest.mark.parametrize(
