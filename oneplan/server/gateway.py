@@ -111,6 +111,7 @@ class Gateway:
         sealing.install(await asyncio.to_thread(sealing.load, self.db, self.catalog.server.reasoning_keys))
         await self.ledger.start()  # first: an earlier process's rows reach the database
         await self.keys.start()
+        self.counters.plans = lambda name: self.catalog.plans.get(name)  # rebuilding windows from rows
         await self.counters.start(self.db)  # the ledger is the truth; the counters its cache
         self.ledger.on_replay = self.counters.adopt
         await self.ledger.adopt_replayed()  # a killed predecessor's requests, settled from its rows
