@@ -6,8 +6,8 @@ It is OpenAI Chat Completions, typed, plus what Chat Completions lacks:
   ``reasoning_content`` (the model's earlier reasoning, which Kimi, GLM and MiniMax want back on
   later turns) and ``reasoning_signature`` (an Anthropic thinking signature, kept opaque).
   Content parts are ``{"type": "text", "text"}`` and ``{"type": "image_url", "image_url": {"url"}}``;
-  a part may keep an Anthropic ``cache_control`` hint. A ``tool`` message may carry
-  ``is_error: True``.
+  a part may keep an Anthropic ``cache_control`` hint, and so may a tool definition (beside
+  its ``function``). A ``tool`` message may carry ``is_error: True``.
 * ``ChatRequest.thinking`` says whether the caller wants reasoning, whatever the inbound protocol
   called it (``reasoning_effort``, ``thinking``, ``reasoning.effort``).
 * A streamed answer is a sequence of ``Delta`` values, one per upstream chunk; ``Accumulator``

@@ -79,6 +79,7 @@ cached_input_price = {CACHED}
 cache_write_price = {WRITE}
 cache_write_1h_price = {WRITE_1H}
 output_price = {OUTPUT}
+credits = {{ input = 6.9, cached_input = 1.7, cache_write = 8.0, output = 24 }}
 
 [plans.pro]
 requests_per_5h = 100
@@ -143,6 +144,8 @@ def test_cache_classes_and_cost_match_hand_computed_values(setup: tuple[Gateway,
         assert row["input_tokens"] == 1000 and row["output_tokens"] == 200
         assert classes(row) == (uncached, read, write)
         assert row["cost"] == pytest.approx(case.cost, rel=1e-12)
+        # Credits weigh the same classes (GLM-5.3-like coefficients; writes at 8 credits).
+        assert row["credits"] == pytest.approx(uncached * 6.9 + read * 1.7 + write * 8.0 + 200 * 24)
 
 
 # -- pricing, as a pure function ------------------------------------------------------------
