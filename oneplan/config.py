@@ -81,6 +81,10 @@ class ModelConfig(BaseModel):
     input_price: float = Field(0.0, ge=0)  # per million tokens
     output_price: float = Field(0.0, ge=0)
     cached_input_price: float | None = Field(None, ge=0)
+    # Prompt-cache writes per million (default: the input price); one-hour writes (Anthropic's
+    # ``ttl: "1h"``; default: the cache write price).
+    cache_write_price: float | None = Field(None, ge=0)
+    cache_write_1h_price: float | None = Field(None, ge=0)
     weight: int = Field(1, ge=0)  # requests this model costs against request quotas
     fallbacks: list[str] = []
     aliases: list[str] = []

@@ -20,11 +20,13 @@ TEAM_DAILY = schema.usage_team_daily  # the team's and each user's totals per UT
 PER_USER_DAILY = schema.usage_user_daily
 UTC = ZoneInfo("UTC")
 L = schema.ledger
-TOKENS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
+# Token classes as the ledger keeps them: input_tokens holds the cache reads (cached_tokens)
+# and the cache writes (cache_write_tokens); output_tokens holds reasoning_tokens.
+TOKENS = ("input_tokens", "cached_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
 REQUEST_COLUMNS = (
     "id", "ts", "model", "protocol", "provider", "stream", "status", "http_status", "error_class",
-    "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "cost", "latency_ms", "ttft_ms",
-    "attempts",
+    "input_tokens", "cached_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens", "cost",
+    "latency_ms", "ttft_ms", "attempts",
 )
 DIMENSIONS = ("model", "provider", "protocol", "user")
 
@@ -79,6 +81,7 @@ def breakdown(
         func.sum(table.c.weight),
         *(func.sum(table.c[t]) for t in TOKENS),
         func.sum(table.c.cost),
+        func.sum(table.c.credits),
         errors,
         *(_hist(table, "lat_b") + _hist(table, "ttft_b") if latency else ()),
     ).group_by(dim)
@@ -86,20 +89,24 @@ def breakdown(
         rows = conn.execute(_where(query, table, user_id, since)).all()
     out = []
     n = rollup.BUCKETS
+    cost = 3 + len(TOKENS)  # the columns after the dimension, requests, weight and tokens
+    hist = cost + 3  # after cost, credits and errors
     for row in rows:
         requests = int(row[1] or 0)
+        errors_n = int(row[cost + 2] or 0)
         entry = {
             by: row[0],
             "requests": requests,
             "charged_requests": int(row[2] or 0),
             **{t: int(row[3 + i] or 0) for i, t in enumerate(TOKENS)},
-            "cost": float(row[7] or 0.0),
-            "errors": int(row[8] or 0),
-            "error_rate": (int(row[8] or 0) / requests) if requests else 0.0,
+            "cost": float(row[cost] or 0.0),
+            "credits": float(row[cost + 1] or 0.0),
+            "errors": errors_n,
+            "error_rate": (errors_n / requests) if requests else 0.0,
         }
         if latency:
-            entry["p50_latency_ms"] = rollup.percentile([int(v or 0) for v in row[9 : 9 + n]], 0.5)
-            entry["p50_ttft_ms"] = rollup.percentile([int(v or 0) for v in row[9 + n : 9 + 2 * n]], 0.5)
+            entry["p50_latency_ms"] = rollup.percentile([int(v or 0) for v in row[hist : hist + n]], 0.5)
+            entry["p50_ttft_ms"] = rollup.percentile([int(v or 0) for v in row[hist + n : hist + 2 * n]], 0.5)
         out.append(entry)
     out.sort(key=lambda r: (-r["requests"], str(r[by])))
     return out

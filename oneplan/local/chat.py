@@ -84,6 +84,8 @@ def render(tokenizer: Any, request: ChatRequest, *, thinks: bool) -> str:
     if thinks and request.thinking.enabled is not None:
         kwargs["enable_thinking"] = request.thinking.enabled
     tools = request.tools if request.tools and request.tool_choice != "none" else None
+    if tools and any("cache_control" in t for t in tools):  # a hint for cloud caches, not prompt text
+        tools = [{k: v for k, v in t.items() if k != "cache_control"} for t in tools]
     try:
         text = tokenizer.apply_chat_template(
             template_messages(request.messages),

@@ -45,11 +45,11 @@ LEDGER_DEFAULTS: dict[str, Any] = {
     "input_tokens": 0,
     "output_tokens": 0,
     "cached_tokens": 0,
+    "cache_write_tokens": 0,  # in input_tokens, like cached_tokens
     "reasoning_tokens": 0,
     "cost": 0.0,
     "credits": 0.0,
     "multiplier": 1.0,
-    "cache_write_tokens": 0,
     "ttft_ms": None,
     "attempts": 1,
     "prompt": None,

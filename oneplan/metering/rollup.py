@@ -33,8 +33,15 @@ BUCKETS = len(EDGES) + 1
 LAT = tuple(f"lat_b{i:02d}" for i in range(BUCKETS))
 TTFT = tuple(f"ttft_b{i:02d}" for i in range(BUCKETS))
 DETAIL = ("model", "provider", "protocol", "status", "error_class")
-TOTALS = ("requests", "weight", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "cost")
+# Token classes: input_tokens holds cached_tokens (cache reads) and cache_write_tokens.
+TOTALS = (
+    "requests", "weight", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "cost",
+    "cache_write_tokens", "credits",
+)
 SUMS = (*TOTALS, "latency_ms_sum", "ttft_ms_sum", "ttft_count", *LAT, *TTFT)
+# A ledger row's values summed into TOTALS (after "requests", which counts rows), in order.
+_ROW_TOTALS = TOTALS[1:]
+_FLOAT_TOTALS = tuple(i for i, c in enumerate(TOTALS) if c in ("cost", "credits"))
 # table -> (key columns, summed columns)
 TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "usage_hourly": (("user_id", "hour", *DETAIL), SUMS),
@@ -47,6 +54,7 @@ DAY = 86400
 META_BUILT = "rollup_built"
 _CHUNK = 500
 _LAT0, _TTFT0 = SUMS.index(LAT[0]), SUMS.index(TTFT[0])
+_LATENCY, _TTFT_SUM, _TTFT_COUNT = SUMS.index("latency_ms_sum"), SUMS.index("ttft_ms_sum"), SUMS.index("ttft_count")
 
 
 def hour_of(ts: float) -> int:
@@ -68,20 +76,17 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, dict[tuple[Any, ...],
         acc = detail.get(key)
         if acc is None:
             acc = detail[key] = [0] * len(SUMS)
-            acc[6] = 0.0
+            for i in _FLOAT_TOTALS:
+                acc[i] = 0.0
         acc[0] += 1
-        acc[1] += row["weight"]
-        acc[2] += row["input_tokens"]
-        acc[3] += row["output_tokens"]
-        acc[4] += row["cached_tokens"]
-        acc[5] += row["reasoning_tokens"]
-        acc[6] += row["cost"]
-        acc[7] += row["latency_ms"]
+        for i, column in enumerate(_ROW_TOTALS, 1):
+            acc[i] += row.get(column) or 0  # credits: what the plan charged, 0 on rows without
+        acc[_LATENCY] += row["latency_ms"]
         acc[_LAT0 + bucket(row["latency_ms"])] += 1
         ttft = row.get("ttft_ms")
         if ttft is not None:
-            acc[8] += ttft
-            acc[9] += 1
+            acc[_TTFT_SUM] += ttft
+            acc[_TTFT_COUNT] += 1
             acc[_TTFT0 + bucket(ttft)] += 1
     team: dict[tuple[Any, ...], list[Any]] = {}
     users: dict[tuple[Any, ...], list[Any]] = {}
@@ -170,8 +175,8 @@ def _rebuild_detail_sql(dialect: str) -> str:
     key, sums = TABLES["usage_hourly"]
     select = [
         "user_id", hour, "model", "COALESCE(provider, '')", "protocol", "status", "COALESCE(error_class, '')",
-        "COUNT(*)", "SUM(weight)", "SUM(input_tokens)", "SUM(output_tokens)", "SUM(cached_tokens)",
-        "SUM(reasoning_tokens)", "SUM(cost)", "SUM(latency_ms)", "COALESCE(SUM(ttft_ms), 0)", "COUNT(ttft_ms)",
+        "COUNT(*)", *(f"SUM({c})" for c in _ROW_TOTALS), "SUM(latency_ms)", "COALESCE(SUM(ttft_ms), 0)",
+        "COUNT(ttft_ms)",
         *hist("latency_ms"), *hist("ttft_ms"),
     ]
     return (

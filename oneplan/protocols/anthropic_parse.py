@@ -10,8 +10,9 @@ What does not map one-to-one, and why:
 * Anthropic *server* tools (``web_search_…``, ``code_execution_…``, ``bash_…`` and the other
   typed tools) run on Anthropic's side; no other provider can run them, so a request naming one
   is refused with a message saying so rather than answered as if the tool did not exist.
-* ``cache_control`` stays on text and image parts (providers with explicit caching use it);
-  on tool definitions and tool-use blocks it has no canonical slot and is dropped.
+* ``cache_control`` stays on text and image parts and on tool definitions (providers with
+  explicit caching use it; the outbound codecs drop it where the upstream would refuse it); on
+  tool-use blocks it has no canonical slot and is dropped.
 * Unknown top-level fields are ignored: Anthropic adds fields often, and refusing a whole
   request over an optional one helps nobody.
 """
@@ -294,7 +295,10 @@ def _tools(raw: Any) -> list[dict[str, Any]] | None:
         }
         if tool.get("description") is not None:
             function["description"] = _str(tool["description"], f"{path}.description")
-        tools.append({"type": "function", "function": function})
+        canonical: dict[str, Any] = {"type": "function", "function": function}
+        if isinstance(tool.get("cache_control"), dict):  # a cache breakpoint after the tools
+            canonical["cache_control"] = tool["cache_control"]
+        tools.append(canonical)
     return tools or None
 
 

@@ -120,15 +120,22 @@ def matched_stop_sequence(text_tail: str, stops: list[str] | None) -> str | None
     return None
 
 
-def wire_usage(usage: Usage) -> dict[str, int]:
-    """Canonical usage -> Anthropic's, whose ``input_tokens`` exclude both cache counts."""
-    fresh = usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens
-    return {
-        "input_tokens": max(0, fresh),
+def wire_usage(usage: Usage) -> dict[str, Any]:
+    """Canonical usage -> Anthropic's, whose ``input_tokens`` exclude both cache counts. Writes
+    with a one-hour lifetime are also split out in ``cache_creation`` (Anthropic's shape);
+    without any, every write is a five-minute one and the total says it all."""
+    out: dict[str, Any] = {
+        "input_tokens": usage.uncached_input_tokens,
         "output_tokens": usage.output_tokens,
         "cache_creation_input_tokens": usage.cache_write_tokens,
         "cache_read_input_tokens": usage.cached_tokens,
     }
+    if usage.cache_write_1h_tokens:
+        out["cache_creation"] = {
+            "ephemeral_5m_input_tokens": usage.cache_write_5m_tokens,
+            "ephemeral_1h_input_tokens": usage.cache_write_1h_tokens,
+        }
+    return out
 
 
 def tool_input(arguments: str) -> dict[str, Any]:

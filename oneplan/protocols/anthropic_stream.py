@@ -188,7 +188,7 @@ class AnthropicStreamRenderer(StreamRenderer):
         sequence = None
         if self._finish in (None, "stop"):
             sequence = matched_stop_sequence(self._tail, self._stops)
-        usage: dict[str, int]
+        usage: dict[str, Any]
         if self._usage is not None:
             usage = wire_usage(self._usage)
         else:

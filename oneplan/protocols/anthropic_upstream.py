@@ -6,7 +6,8 @@ and feeds each decoded SSE ``data`` object to an ``UpstreamStreamParser``. For s
 traffic the server relays the upstream's events untouched and feeds them to a ``UsageMeter``.
 
 Usage meets the canonical convention here: canonical ``input_tokens`` include cache reads and
-cache writes (Anthropic reports them beside ``input_tokens``), ``cached_tokens`` are the reads.
+cache writes (Anthropic reports them beside ``input_tokens``), ``cached_tokens`` are the reads,
+``cache_write_tokens`` the writes (``cache_write_1h_tokens`` those with a one-hour lifetime).
 """
 
 from __future__ import annotations
@@ -223,6 +224,7 @@ def to_upstream(request: ChatRequest, upstream_model: str) -> dict[str, Any]:
                 "name": fn.get("name", ""),
                 **({"description": fn["description"]} if fn.get("description") else {}),
                 "input_schema": fn.get("parameters") or {"type": "object", "properties": {}},
+                **({"cache_control": tool["cache_control"]} if tool.get("cache_control") else {}),
             }
             for tool in request.tools
             if (fn := tool.get("function") or {})
@@ -252,16 +254,25 @@ def finish_reason(stop_reason: str | None) -> str | None:
 
 
 def usage_from_anthropic(usage: dict[str, Any] | None) -> Usage:
-    """Anthropic usage -> canonical (input includes both cache counts)."""
+    """Anthropic usage -> canonical. Anthropic's ``input_tokens`` exclude both cache counts,
+    which it reports beside them (``cache_read_input_tokens``, ``cache_creation_input_tokens``)
+    and splits writes by lifetime in ``cache_creation.ephemeral_5m_input_tokens`` /
+    ``ephemeral_1h_input_tokens``; MiniMax's, DashScope's and Kimi's Anthropic endpoints use
+    the same fields. Canonical input includes them all."""
     usage = usage or {}
-    fresh = usage.get("input_tokens") or 0
-    read = usage.get("cache_read_input_tokens") or 0
-    write = usage.get("cache_creation_input_tokens") or 0
-    return Usage(
-        input_tokens=fresh + read + write,
-        output_tokens=usage.get("output_tokens") or 0,
-        cached_tokens=read,
-        cache_write_tokens=write,
+    creation = usage.get("cache_creation")
+    creation = creation if isinstance(creation, dict) else {}
+    write = usage.get("cache_creation_input_tokens")
+    split_5m = creation.get("ephemeral_5m_input_tokens")
+    split_1h = creation.get("ephemeral_1h_input_tokens")
+    if not write and creation:  # only the split was reported
+        write = sum(v for v in (split_5m, split_1h) if isinstance(v, int) and not isinstance(v, bool))
+    return Usage.from_exclusive(
+        usage.get("input_tokens") or 0,
+        usage.get("output_tokens") or 0,
+        read=usage.get("cache_read_input_tokens") or 0,
+        write=write or 0,
+        write_1h=split_1h or 0,
     )
 
 
@@ -374,6 +385,8 @@ class UsageMeter:
             for key, value in usage.items():
                 if isinstance(value, int) and not isinstance(value, bool):
                     self._usage[key] = value
+                elif key == "cache_creation" and isinstance(value, dict):  # the split by lifetime
+                    self._usage[key] = {**(self._usage.get(key) or {}), **value}
 
     @property
     def usage(self) -> Usage:

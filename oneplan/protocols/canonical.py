@@ -6,8 +6,8 @@ It is OpenAI Chat Completions, typed, plus what Chat Completions lacks:
   ``reasoning_content`` (the model's earlier reasoning, which Kimi, GLM and MiniMax want back on
   later turns) and ``reasoning_signature`` (an Anthropic thinking signature, kept opaque).
   Content parts are ``{"type": "text", "text"}`` and ``{"type": "image_url", "image_url": {"url"}}``;
-  a part may keep an Anthropic ``cache_control`` hint. A ``tool`` message may carry
-  ``is_error: True``.
+  a part may keep an Anthropic ``cache_control`` hint, and so may a tool definition (beside
+  its ``function``). A ``tool`` message may carry ``is_error: True``.
 * ``ChatRequest.thinking`` says whether the caller wants reasoning, whatever the inbound protocol
   called it (``reasoning_effort``, ``thinking``, ``reasoning.effort``).
 * A streamed answer is a sequence of ``Delta`` values, one per upstream chunk; ``Accumulator``
@@ -66,9 +66,16 @@ class ChatRequest:
 
 @dataclass(slots=True)
 class Usage:
-    """Token counts as the provider billed them.
+    """Token counts as the provider billed them, in one set of classes for every dialect.
 
-    ``input_tokens`` includes ``cached_tokens``; ``output_tokens`` includes ``reasoning_tokens``.
+    ``input_tokens`` is the whole prompt: the uncached part, the cache reads
+    (``cached_tokens``) and the cache writes (``cache_write_tokens``, of which
+    ``cache_write_1h_tokens`` were written with a one-hour lifetime, the rest with five
+    minutes). ``output_tokens`` includes ``reasoning_tokens``.
+
+    Dialects report these differently; build a ``Usage`` with ``from_inclusive`` when the
+    provider's prompt count already holds the cache counts (OpenAI-style ``prompt_tokens``) and
+    with ``from_exclusive`` when it reports them beside it (Anthropic-style ``input_tokens``).
     """
 
     input_tokens: int = 0
@@ -76,10 +83,64 @@ class Usage:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        """Input tokens neither read from nor written to the prompt cache."""
+        return max(0, self.input_tokens - self.cached_tokens - self.cache_write_tokens)
+
+    @property
+    def cache_write_5m_tokens(self) -> int:
+        return max(0, self.cache_write_tokens - self.cache_write_1h_tokens)
+
+    @classmethod
+    def from_inclusive(
+        cls, prompt: int, output: int, *, read: int = 0, write: int = 0, write_1h: int = 0, reasoning: int = 0
+    ) -> Usage:
+        """A prompt count that includes the cache reads and writes (OpenAI convention). A
+        provider whose cache counts exceed its prompt count cannot have included them: they are
+        then added, so no class ever goes negative."""
+        prompt, read, write = _count(prompt), _count(read), _count(write)
+        if read + write > prompt:
+            prompt += read + write
+        return cls._make(prompt, output, read, write, write_1h, reasoning)
+
+    @classmethod
+    def from_exclusive(
+        cls, fresh: int, output: int, *, read: int = 0, write: int = 0, write_1h: int = 0, reasoning: int = 0
+    ) -> Usage:
+        """An uncached count with the cache reads and writes reported beside it (Anthropic)."""
+        read, write = _count(read), _count(write)
+        return cls._make(_count(fresh) + read + write, output, read, write, write_1h, reasoning)
+
+    @classmethod
+    def _make(cls, prompt: int, output: int, read: int, write: int, write_1h: int, reasoning: int) -> Usage:
+        write_1h = min(_count(write_1h), write)
+        return cls(
+            input_tokens=prompt,
+            output_tokens=_count(output),
+            cached_tokens=read,
+            reasoning_tokens=_count(reasoning),
+            cache_write_tokens=write,
+            cache_write_1h_tokens=write_1h,
+        )
+
+
+def _count(value: Any) -> int:
+    """A token count from a wire value: integers (and integral floats) as they are, anything
+    else (missing, null, text, negative) as 0."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(0, value)
+    if isinstance(value, float) and value.is_integer():
+        return max(0, int(value))
+    return 0
 
 
 @dataclass(slots=True)

@@ -215,11 +215,17 @@ def _only_thinking_kwargs(body: dict[str, Any]) -> bool:
 
 
 def usage_body(usage: Usage) -> dict[str, Any]:
+    """OpenAI's usage: ``prompt_tokens`` include the cache reads (``cached_tokens``) and the
+    cache writes, which OpenAI has no field for; they are added as ``cache_write_tokens``
+    (OpenRouter's name) when there are any."""
+    details: dict[str, int] = {"cached_tokens": usage.cached_tokens}
+    if usage.cache_write_tokens:
+        details["cache_write_tokens"] = usage.cache_write_tokens
     return {
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": usage.input_tokens + usage.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "prompt_tokens_details": details,
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
     }
 

@@ -159,16 +159,21 @@ def _format(fmt: dict[str, Any]) -> dict[str, Any]:
 
 
 def usage_from(data: Any) -> Usage | None:
+    """Responses usage: ``input_tokens`` include the cache reads
+    (``input_tokens_details.cached_tokens``) and writes (``cache_write_tokens``, where an
+    upstream reports them)."""
     if not isinstance(data, dict):
         return None
-    details = data.get("input_tokens_details") or {}
-    out_details = data.get("output_tokens_details") or {}
-    return Usage(
-        input_tokens=int(data.get("input_tokens") or 0),
-        output_tokens=int(data.get("output_tokens") or 0),
-        cached_tokens=int(details.get("cached_tokens") or 0),
-        cache_write_tokens=int(details.get("cache_write_tokens") or 0),
-        reasoning_tokens=int(out_details.get("reasoning_tokens") or 0),
+    details = data.get("input_tokens_details")
+    details = details if isinstance(details, dict) else {}
+    out_details = data.get("output_tokens_details")
+    out_details = out_details if isinstance(out_details, dict) else {}
+    return Usage.from_inclusive(
+        data.get("input_tokens") or 0,
+        data.get("output_tokens") or 0,
+        read=details.get("cached_tokens") or 0,
+        write=details.get("cache_write_tokens") or 0,
+        reasoning=out_details.get("reasoning_tokens") or 0,
     )
 
 

@@ -6,7 +6,10 @@ Dialect, as documented by Model Studio ("Deep thinking", "OpenAI compatibility",
   cap it with ``thinking_budget`` (tokens). Reasoning arrives in ``reasoning_content``.
 * A stream reports usage only when ``stream_options.include_usage`` is set, in one last chunk
   whose ``choices`` is empty; cache hits are ``usage.prompt_tokens_details.cached_tokens`` and
-  explicit-cache writes ``prompt_tokens_details.cache_creation_input_tokens``.
+  explicit-cache writes ``prompt_tokens_details.cache_creation_input_tokens`` (also as
+  ``cache_creation.ephemeral_5m_input_tokens``, with ``cache_type: "ephemeral"``), both
+  inside ``prompt_tokens`` (the "Context cache" page's examples: a 3,019-token prompt
+  reports 1,500 created, then 1,500 hit). The OpenAI-compatible parser reads them all.
 * Explicit caching is asked for with ``cache_control: {"type": "ephemeral"}`` on a content part,
   the Anthropic spelling, so those hints are kept on the way out.
 
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oneplan.protocols.canonical import ChatRequest, Usage
+from oneplan.protocols.canonical import ChatRequest
 from oneplan.providers.base import Preset, register
 from oneplan.providers.openai_compatible import OpenAICompatible
 
@@ -29,7 +32,7 @@ EFFORT_BUDGETS = {"minimal": 512, "low": 2048, "medium": 8192}
 
 @register("dashscope")
 class DashScope(OpenAICompatible):
-    """Qwen on Model Studio. Only the thinking switch and cache accounting differ from OpenAI."""
+    """Qwen on Model Studio. Only the thinking switch and explicit caching differ from OpenAI."""
 
     preset = Preset(
         base_urls={
@@ -78,11 +81,3 @@ class DashScope(OpenAICompatible):
             budget = EFFORT_BUDGETS.get(thinking.effort)
         if budget is not None:
             body.setdefault("thinking_budget", int(budget))
-
-    def parse_usage(self, raw: Any) -> Usage | None:
-        usage = super().parse_usage(raw)
-        if usage is not None and isinstance(raw, dict):
-            details = raw.get("prompt_tokens_details")
-            if isinstance(details, dict):
-                usage.cache_write_tokens = int(details.get("cache_creation_input_tokens") or 0)
-        return usage

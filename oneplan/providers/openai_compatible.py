@@ -78,14 +78,45 @@ def _empty(delta: Delta) -> bool:
 
 def _flatten_text(parts: list[Any], *, keep_cache: bool) -> Any:
     """Text-only content as one string (every provider accepts that; several reject arrays on
-    text models); otherwise the parts, without ``cache_control`` unless the provider keeps it."""
-    if all(isinstance(p, dict) and p.get("type") == "text" for p in parts) and not (
-        keep_cache and any("cache_control" in p for p in parts)
-    ):
+    text models); otherwise the parts, without ``cache_control`` unless the provider keeps it.
+
+    A provider that caches explicitly (``keep_cache``) gets several parts as they are, marked
+    or not: joining them would change an earlier turn's prompt as soon as the client moves its
+    breakpoint to a later turn (Claude Code does, every turn), and lose the cached prefix."""
+    text_only = all(isinstance(p, dict) and p.get("type") == "text" for p in parts)
+    if keep_cache:
+        if text_only and len(parts) == 1 and "cache_control" not in parts[0]:
+            return str(parts[0].get("text", ""))  # the same prompt as the one-part list
+        return parts
+    if text_only:
         return "\n\n".join(str(p.get("text", "")) for p in parts)
-    if keep_cache or not any(isinstance(p, dict) and "cache_control" in p for p in parts):
+    if not any(isinstance(p, dict) and "cache_control" in p for p in parts):
         return parts
     return [{k: v for k, v in p.items() if k != "cache_control"} if isinstance(p, dict) else p for p in parts]
+
+
+def _flag(value: Any, provider: str, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"oneplan.toml [providers.{provider}] {key}: must be true or false")
+
+
+def _without_cache(tool: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in tool.items() if k != "cache_control"} if "cache_control" in tool else tool
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return max(0, int(value)) if value == value and abs(value) != float("inf") else 0
+
+
+def _first(*values: Any) -> int:
+    """The first non-zero count of several spellings of one count."""
+    for value in values:
+        if (count := _int(value)):
+            return count
+    return 0
 
 
 def _send_reasoning(option: Any, provider: str) -> tuple[bool, str]:
@@ -120,6 +151,9 @@ class OpenAICompatible(Provider):
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
+        cache = settings.options.get("cache_control")
+        if cache is not None:  # the operator knows the endpoint takes (or refuses) the hints
+            self.keeps_cache_control = _flag(cache, settings.name, "cache_control")
         option = settings.options.get("send_reasoning")
         if option is not None:
             self.sends_reasoning_back, self.reasoning_field = _send_reasoning(option, settings.name)
@@ -154,7 +188,9 @@ class OpenAICompatible(Provider):
         if request.response_format is not None:
             body["response_format"] = request.response_format
         if request.tools:
-            body["tools"] = request.tools
+            # A tool's ``cache_control`` (from an Anthropic client) has no Chat Completions
+            # slot: DashScope's explicit cache reads markers in ``messages`` only.
+            body["tools"] = [_without_cache(t) for t in request.tools]
             if request.tool_choice is not None:
                 body["tool_choice"] = request.tool_choice
             if request.parallel_tool_calls is not None:
@@ -210,26 +246,50 @@ class OpenAICompatible(Provider):
         return value if isinstance(value, str) and value else None
 
     def parse_usage(self, raw: Any) -> Usage | None:
+        """Chat Completions usage in the canonical classes. ``prompt_tokens`` includes the
+        cache reads and writes (the OpenAI convention, which every preset here follows); the
+        providers spell the cache counts differently:
+
+        * reads: ``prompt_tokens_details.cached_tokens`` (OpenAI, DashScope, Zhipu, MiniMax),
+          ``cached_tokens`` beside ``prompt_tokens`` (Moonshot), ``prompt_cache_hit_tokens``
+          (DeepSeek, whose ``prompt_tokens`` is hits plus ``prompt_cache_miss_tokens``),
+          ``cache_read_input_tokens`` (Anthropic-style names on some compatible servers);
+        * writes: ``prompt_tokens_details.cache_creation_input_tokens`` (DashScope's explicit
+          cache, with ``cache_creation.ephemeral_5m_input_tokens``), ``cache_write_tokens``
+          (OpenRouter-style), ``cache_creation_input_tokens`` beside ``prompt_tokens``.
+        """
         if not isinstance(raw, dict):
             return None
-        prompt_details = raw.get("prompt_tokens_details") or {}
-        completion_details = raw.get("completion_tokens_details") or {}
-        cached = (
-            (prompt_details.get("cached_tokens") if isinstance(prompt_details, dict) else None)
-            or raw.get("cached_tokens")  # Moonshot
-            or raw.get("prompt_cache_hit_tokens")  # DeepSeek
-            or 0
+        details = raw.get("prompt_tokens_details")
+        details = details if isinstance(details, dict) else {}
+        completion_details = raw.get("completion_tokens_details")
+        completion_details = completion_details if isinstance(completion_details, dict) else {}
+        creation = details.get("cache_creation") or raw.get("cache_creation")
+        creation = creation if isinstance(creation, dict) else {}
+        prompt = raw.get("prompt_tokens")
+        if prompt is None and "prompt_cache_miss_tokens" in raw:  # DeepSeek's two halves
+            prompt = _int(raw.get("prompt_cache_hit_tokens")) + _int(raw.get("prompt_cache_miss_tokens"))
+        read = _first(
+            details.get("cached_tokens"),
+            raw.get("cached_tokens"),
+            raw.get("prompt_cache_hit_tokens"),
+            details.get("cache_read_input_tokens"),
+            raw.get("cache_read_input_tokens"),
         )
-        reasoning = (
-            completion_details.get("reasoning_tokens")
-            if isinstance(completion_details, dict)
-            else None
-        ) or 0
-        return Usage(
-            input_tokens=int(raw.get("prompt_tokens") or 0),
-            output_tokens=int(raw.get("completion_tokens") or 0),
-            cached_tokens=int(cached),
-            reasoning_tokens=int(reasoning),
+        write = _first(
+            details.get("cache_creation_input_tokens"),
+            details.get("cache_write_tokens"),
+            raw.get("cache_creation_input_tokens"),
+        )
+        if not write and creation:
+            write = sum(_int(v) for v in creation.values())
+        return Usage.from_inclusive(
+            _int(prompt),
+            _int(raw.get("completion_tokens")),
+            read=read,
+            write=write,
+            write_1h=_int(creation.get("ephemeral_1h_input_tokens")),
+            reasoning=_int(completion_details.get("reasoning_tokens")),
         )
 
     def parse_chunk(self, obj: dict[str, Any]) -> Delta | None:

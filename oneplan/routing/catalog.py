@@ -17,6 +17,7 @@ from oneplan.alerts.config import AlertsConfig
 from oneplan.config import CatalogFile, PlanConfig, ProviderConfig, RoutingConfig, ServerConfig
 from oneplan.errors import ConfigError, ModelNotFound
 from oneplan.metering.plans import Credits, Plan, plan_from_config
+from oneplan.protocols.canonical import Usage
 from oneplan.providers.base import kinds
 
 # A default plan shaped like a cloud coding plan's "Pro" tier.
@@ -39,6 +40,8 @@ class ModelEntry:
     input_price: float = 0.0  # per million tokens
     output_price: float = 0.0
     cached_input_price: float | None = None
+    cache_write_price: float | None = None  # None: the input price
+    cache_write_1h_price: float | None = None  # None: the cache write price
     weight: int = 1
     fallbacks: tuple[str, ...] = ()
     context_length: int | None = None
@@ -46,11 +49,32 @@ class ModelEntry:
     options: dict[str, Any] = field(default_factory=dict)
     credits: Credits = field(default_factory=Credits)
 
-    def cost(self, input_tokens: int, output_tokens: int, cached_tokens: int) -> float:
-        cached_price = self.input_price if self.cached_input_price is None else self.cached_input_price
-        fresh = max(0, input_tokens - cached_tokens)
+    @property
+    def max_input_price(self) -> float:
+        """The most an input token can cost (per million), whichever cache class it lands in:
+        what a worst case reserved before the answer must assume (cache writes can cost more
+        than fresh input)."""
+        write = self.input_price if self.cache_write_price is None else self.cache_write_price
+        write_1h = write if self.cache_write_1h_price is None else self.cache_write_1h_price
+        read = self.input_price if self.cached_input_price is None else self.cached_input_price
+        return max(self.input_price, read, write, write_1h)
+
+    def cost(self, usage: Usage | int, output_tokens: int = 0, cached_tokens: int = 0) -> float:
+        """What ``usage`` costs at this model's prices, each token class at its own: uncached
+        input, cache reads (``cached_input_price``), cache writes (``cache_write_price``,
+        one-hour writes ``cache_write_1h_price``) and output (reasoning included). The old
+        form ``cost(input, output, cached)`` still works, for a usage without cache writes."""
+        if not isinstance(usage, Usage):
+            usage = Usage(input_tokens=usage, output_tokens=output_tokens, cached_tokens=cached_tokens)
+        read_price = self.input_price if self.cached_input_price is None else self.cached_input_price
+        write_price = self.input_price if self.cache_write_price is None else self.cache_write_price
+        write_1h_price = write_price if self.cache_write_1h_price is None else self.cache_write_1h_price
         return (
-            fresh * self.input_price + cached_tokens * cached_price + output_tokens * self.output_price
+            usage.uncached_input_tokens * self.input_price
+            + usage.cached_tokens * read_price
+            + usage.cache_write_5m_tokens * write_price
+            + usage.cache_write_1h_tokens * write_1h_price
+            + usage.output_tokens * self.output_price
         ) / 1_000_000
 
 
@@ -130,6 +154,8 @@ def build(file: CatalogFile, source: str) -> Catalog:
             input_price=model.input_price,
             output_price=model.output_price,
             cached_input_price=model.cached_input_price,
+            cache_write_price=model.cache_write_price,
+            cache_write_1h_price=model.cache_write_1h_price,
             weight=model.weight,
             fallbacks=tuple(model.fallbacks),
             context_length=model.context_length,

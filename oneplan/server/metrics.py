@@ -30,7 +30,8 @@ from oneplan.routing.health import CLOSED, OPEN, Health
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
-_TOKEN_KINDS = ("input", "output", "cached", "reasoning")
+# "input" holds "cached" (cache reads) and "cache_write"; "output" holds "reasoning".
+_TOKEN_KINDS = ("input", "output", "cached", "reasoning", "cache_write")
 
 
 class HealthCollector(Collector):
@@ -113,7 +114,7 @@ class Metrics:
             ["model", "provider"], buckets=TTFT_BUCKETS, registry=own,
         )
         self.tokens = Counter(
-            "oneplan_tokens", "Tokens as the providers reported them.", ["model", "provider", "kind"], registry=own,
+            "oneplan_tokens", "Tokens as the providers reported them, by class (input includes cached and cache_write).", ["model", "provider", "kind"], registry=own,
         )
         self.refusals = Counter(
             "oneplan_quota_refusals", "Requests refused by a plan's quota, by window.", ["model", "window"], registry=own,
@@ -151,7 +152,7 @@ class Metrics:
                 self.ttft.labels(model, provider),
                 *(self.tokens.labels(model, provider, kind) for kind in _TOKEN_KINDS),
             )
-        requests, latency, ttft, t_in, t_out, t_cached, t_reasoning = bound
+        requests, latency, ttft, t_in, t_out, t_cached, t_reasoning, t_write = bound
         requests.inc()
         latency.observe(row["latency_ms"] / 1000.0)
         if status == "failed":
@@ -167,6 +168,8 @@ class Metrics:
             t_cached.inc(row["cached_tokens"])
         if row["reasoning_tokens"]:
             t_reasoning.inc(row["reasoning_tokens"])
+        if row.get("cache_write_tokens"):
+            t_write.inc(row["cache_write_tokens"])
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

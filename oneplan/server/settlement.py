@@ -150,7 +150,7 @@ class Settlement:
     def row(self, status: str, http_status: int, usage: Usage) -> dict[str, Any]:
         call, served = self.call, self.served
         model = served.model if served else call.entry
-        cost = model.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens)
+        cost = model.cost(usage)
         row: dict[str, Any] = {
             "id": call.id,
             "ts": call.started,
@@ -165,6 +165,7 @@ class Settlement:
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
             "cached_tokens": usage.cached_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
             "reasoning_tokens": usage.reasoning_tokens,
             "cost": cost if status in (OK, CANCELLED) else 0.0,
             "credits": credits_of(model, usage) if status in (OK, CANCELLED) else 0.0,

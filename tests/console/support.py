@@ -14,11 +14,11 @@ from sqlalchemy import text
 DETAIL = "model, COALESCE(provider, ''), protocol, status, COALESCE(error_class, '')"
 LEDGER_SUMS = (
     "COUNT(*), SUM(weight), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), SUM(reasoning_tokens), "
-    "SUM(cost)"
+    "SUM(cost), SUM(cache_write_tokens), SUM(credits)"
 )
 ROLLUP_SUMS = (
     "SUM(requests), SUM(weight), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), SUM(reasoning_tokens), "
-    "SUM(cost)"
+    "SUM(cost), SUM(cache_write_tokens), SUM(credits)"
 )
 
 

@@ -48,6 +48,11 @@ def rows(user_ids: list[int], n: int, seed: int) -> list[dict[str, object]]:
             "cached_tokens": 0, "reasoning_tokens": 0, "cost": rnd.random() / 100, "latency_ms": rnd.lognormvariate(6, 1),
             "ttft_ms": None if failed else rnd.lognormvariate(5, 1),
         })
+        row = out[-1]
+        if not failed:  # cache reads and writes inside the input, credits as a plan would charge
+            row["cached_tokens"] = rnd.randrange(0, row["input_tokens"] // 2 + 1)
+            row["cache_write_tokens"] = rnd.randrange(0, row["input_tokens"] // 3 + 1)
+            row["credits"] = round(rnd.uniform(0, 50), 3)
     return out
 
 
@@ -66,6 +71,10 @@ def test_rollup_follows_the_ledger_and_rebuilds_from_it(db: Database) -> None:
     assert rollup_sums(db.engine) == ledger_sums(db.engine)
     by_model = {r["model"]: r for r in queries.breakdown(db, "model", since=time.time() - 4 * 86400, daily=True)}
     assert sum(r["requests"] for r in by_model.values()) == 400
+    every = {r["id"]: r for r in first + rows(ids, 100, 2)}.values()  # each row once
+    for column in ("cache_write_tokens", "cached_tokens"):
+        assert sum(r[column] for r in by_model.values()) == sum(r[column] for r in every)
+    assert sum(r["credits"] for r in by_model.values()) == pytest.approx(sum(r["credits"] for r in every))
     per_user = queries.breakdown(db, "user", since=time.time() - 4 * 86400)
     assert sum(r["requests"] for r in per_user) == 400 and sum(r["errors"] for r in per_user) == sum(
         1 for r in first + rows(ids, 100, 2) if r["status"] == "failed"

@@ -6,7 +6,11 @@
         ...
 
 Dialects: ``openai`` (vLLM-like), ``dashscope``, ``zhipu``, ``moonshot``, ``minimax``,
-``anthropic``, ``responses``. See ``tests/fakes/upstream.py`` for the full scripting API.
+``deepseek``, ``anthropic`` and the presets' Anthropic endpoints (``anthropic-dashscope``,
+``anthropic-minimax``, ``anthropic-moonshot``, ``anthropic-zhipu``), ``responses``. Each reports
+cache reads and writes the way its provider does; the explicit caches (Anthropic, DashScope,
+MiniMax's Anthropic endpoint) honour ``cache_control`` (``tests/fakes/cache.py``). See
+``tests/fakes/upstream.py`` for the full scripting API.
 """
 
 from tests.fakes.answers import Answer, Tokens

@@ -21,20 +21,31 @@ DEFAULT_REASONING = "The user greets me; a short friendly answer will do."
 
 @dataclass(slots=True)
 class Tokens:
-    """Token totals, as a fake reported them in usage."""
+    """Token totals, as a fake reported them in usage, in oneplan's classes: ``input_tokens``
+    is the whole prompt, cache reads (``cached_tokens``) and writes (``cache_write_tokens``, of
+    which ``cache_write_1h_tokens`` with a one-hour lifetime) included. Each dialect renders
+    them in its own convention."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     @property
     def total(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    @property
+    def uncached(self) -> int:
+        return self.input_tokens - self.cached_tokens - self.cache_write_tokens
+
     def add(self, other: Tokens) -> None:
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
         self.cached_tokens += other.cached_tokens
+        self.cache_write_tokens += other.cache_write_tokens
+        self.cache_write_1h_tokens += other.cache_write_1h_tokens
 
 
 @dataclass(slots=True)
@@ -48,9 +59,12 @@ class ToolCallSpec:
 class Answer:
     """One scripted answer. ``reasoning`` is only sent when the request has thinking on.
 
-    ``usage=(input, output)`` fixes the reported counts; otherwise they are derived from the
-    request and the answer. ``finish`` is the dialect's own finish value (e.g. ``"length"``,
-    Zhipu's ``"sensitive"``); by default it follows from whether there are tool calls.
+    ``usage=(input, output)`` fixes the reported counts (``input`` the whole prompt, with
+    ``cached`` reads and ``cache_write`` writes, ``cache_write_1h`` of them one-hour ones, inside
+    it); otherwise they are derived from the request and the answer, the cache classes from the
+    fake's own prompt cache where its dialect has one. ``finish`` is the dialect's own finish
+    value (e.g. ``"length"``, Zhipu's ``"sensitive"``); by default it follows from whether there
+    are tool calls.
     """
 
     text: str | None = None
@@ -59,6 +73,8 @@ class Answer:
     usage: tuple[int, int] | None = None
     cached: int = 0
     finish: str | None = None
+    cache_write: int = 0
+    cache_write_1h: int = 0
 
     @classmethod
     def make(
@@ -69,6 +85,8 @@ class Answer:
         usage: tuple[int, int] | None = None,
         cached: int = 0,
         finish: str | None = None,
+        cache_write: int = 0,
+        cache_write_1h: int = 0,
     ) -> Answer:
         calls = []
         for call in tool_calls or ():
@@ -80,7 +98,7 @@ class Answer:
                     id=call.get("id"),
                 )
             )
-        return cls(text, reasoning, calls, usage, cached, finish)
+        return cls(text, reasoning, calls, usage, cached, finish, cache_write, cache_write_1h)
 
     @classmethod
     def default(cls) -> Answer:
@@ -134,17 +152,27 @@ def estimate_input(body: Any) -> int:
     return max(1, len(json.dumps(payload, ensure_ascii=False)) // 4)
 
 
-def plan(answer: Answer, body: dict[str, Any], *, thinking: bool, budget: int | None = None) -> Plan:
+def plan(
+    answer: Answer,
+    body: dict[str, Any],
+    *,
+    thinking: bool,
+    budget: int | None = None,
+    cache: tuple[int, int, int] | None = None,
+) -> Plan:
+    """``cache``: ``(read, write, write_1h)`` as the fake's prompt cache found this request
+    (used unless the answer fixes its usage)."""
     reasoning = pieces(answer.reasoning) if thinking else []
     if budget is not None:
         reasoning = reasoning[: max(0, budget)]
     text = pieces(answer.text)
     args = [split_args(call.arguments) for call in answer.tool_calls]
     if answer.usage is not None:
-        tokens = Tokens(answer.usage[0], answer.usage[1], answer.cached)
+        tokens = Tokens(answer.usage[0], answer.usage[1], answer.cached, answer.cache_write, answer.cache_write_1h)
     else:
         out = len(text) + len(reasoning) + sum(len(a) for a in args)
-        tokens = Tokens(estimate_input(body), max(1, out), answer.cached)
+        read, write, write_1h = cache or (answer.cached, answer.cache_write, answer.cache_write_1h)
+        tokens = Tokens(estimate_input(body), max(1, out), read, write, write_1h)
     return Plan(
         model=str(body.get("model") or "fake-model"),
         text_pieces=text,

@@ -181,10 +181,25 @@ dialect("openai")(ChatDialect)
 
 @dialect("dashscope")
 class DashScopeDialect(ChatDialect):
-    """Model Studio compatible mode: ``enable_thinking`` / ``thinking_budget``."""
+    """Model Studio compatible mode: ``enable_thinking`` / ``thinking_budget``; explicit cache
+    at ``cache_control`` markers in ``messages``, reported inside ``prompt_tokens`` as
+    ``prompt_tokens_details.cached_tokens`` (hits) and ``cache_creation_input_tokens`` /
+    ``cache_creation.ephemeral_5m_input_tokens`` (writes) ("Context cache")."""
 
     prefix = "/compatible-mode/v1"
     reasoning_key = "reasoning_content"
+    explicit_cache = True
+
+    def usage(self, plan: Plan) -> dict[str, Any]:
+        out = super().usage(plan)
+        t = plan.tokens
+        if t.cache_write_tokens:
+            out["prompt_tokens_details"].update(
+                cache_creation_input_tokens=t.cache_write_tokens,
+                cache_creation={"ephemeral_5m_input_tokens": t.cache_write_tokens},
+                cache_type="ephemeral",
+            )
+        return out
     # Hybrid models that think when the request does not say: Qwen3.5 and later, and the
     # thinking-only models.
     thinks_by_default = re.compile(r"^qwen3\.[5-9]|thinking|^qwq", re.IGNORECASE)
@@ -434,3 +449,23 @@ class MiniMaxDialect(ChatDialect):
     def error_body(self, status: int, message: str | None = None) -> dict[str, Any]:
         code, text = self._CODES.get(status, (1000, "unknown error"))
         return {"base_resp": {"status_code": code, "status_msg": message or text}}
+
+
+@dialect("deepseek")
+class DeepSeekDialect(ChatDialect):
+    """DeepSeek: implicit context caching reported as ``prompt_cache_hit_tokens`` and
+    ``prompt_cache_miss_tokens``, whose sum is ``prompt_tokens`` ("Context Caching")."""
+
+    prefix = ""
+    reasoning_key = "reasoning_content"
+
+    def usage(self, plan: Plan) -> dict[str, Any]:
+        t = plan.tokens
+        return {
+            "prompt_tokens": t.input_tokens,
+            "completion_tokens": t.output_tokens,
+            "total_tokens": t.total,
+            "prompt_cache_hit_tokens": t.cached_tokens,
+            "prompt_cache_miss_tokens": t.input_tokens - t.cached_tokens,
+            "completion_tokens_details": {"reasoning_tokens": plan.reasoning_tokens},
+        }

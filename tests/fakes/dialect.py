@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import orjson
 
 from tests.fakes.answers import Plan, Tokens
+from tests.fakes.cache import PromptCache
 
 DIALECTS: dict[str, type[Dialect]] = {}
 
@@ -38,9 +39,13 @@ class Dialect(ABC):
     name: ClassVar[str]
     prefix: ClassVar[str]  # path of the base URL a client is configured with
     endpoint: ClassVar[str]  # appended to the prefix by clients
+    # Whether the provider caches explicitly at ``cache_control`` breakpoints (tests/fakes/cache.py).
+    explicit_cache: ClassVar[bool] = False
+    cache_order_anthropic: ClassVar[bool] = False  # tools and system blocks come first
 
     def __init__(self) -> None:
         self.created = int(time.time())
+        self.cache = PromptCache(anthropic=self.cache_order_anthropic) if self.explicit_cache else None
 
     # -- request side ----------------------------------------------------------------------
 

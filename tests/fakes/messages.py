@@ -33,8 +33,15 @@ _STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 
 @dialect("anthropic")
 class AnthropicDialect(Dialect):
+    """Anthropic itself: explicit caching at ``cache_control`` breakpoints, usage with
+    ``input_tokens`` *excluding* the cache reads and writes reported beside it, and the writes
+    split by lifetime in ``cache_creation``."""
+
     prefix = ""
     endpoint = "/v1/messages"
+    explicit_cache = True
+    cache_order_anthropic = True
+    splits_cache_creation = True  # usage.cache_creation.ephemeral_5m/1h_input_tokens
 
     def __init__(self) -> None:
         super().__init__()
@@ -91,12 +98,18 @@ class AnthropicDialect(Dialect):
 
     def usage(self, plan: Plan, *, output: int | None = None) -> dict[str, Any]:
         t = plan.tokens
-        return {
-            "input_tokens": t.input_tokens - t.cached_tokens,
-            "cache_creation_input_tokens": 0,
+        out: dict[str, Any] = {
+            "input_tokens": t.uncached,
+            "cache_creation_input_tokens": t.cache_write_tokens,
             "cache_read_input_tokens": t.cached_tokens,
             "output_tokens": t.output_tokens if output is None else output,
         }
+        if self.splits_cache_creation:
+            out["cache_creation"] = {
+                "ephemeral_5m_input_tokens": t.cache_write_tokens - t.cache_write_1h_tokens,
+                "ephemeral_1h_input_tokens": t.cache_write_1h_tokens,
+            }
+        return out
 
     def tool_id(self, plan: Plan, index: int) -> str:
         return plan.tool_calls[index].id or f"toolu_{plan.uid:010d}{index:02d}"
@@ -179,3 +192,48 @@ def _block(index: int, block: dict[str, Any], deltas: list[dict[str, Any]]) -> l
     ]
     out.append(sse({"type": "content_block_stop", "index": index}, "content_block_stop"))
     return out
+
+
+@dialect("anthropic-dashscope")
+class DashScopeAnthropicDialect(AnthropicDialect):
+    """Model Studio's ``/apps/anthropic``: explicit cache (5 min only, Claude Code's markers are
+    honoured: "Explicit Cache Best Practices"), Anthropic usage fields [V]; no lifetime split [I]."""
+
+    prefix = "/apps/anthropic"
+    splits_cache_creation = False
+
+
+@dialect("anthropic-minimax")
+class MiniMaxAnthropicDialect(AnthropicDialect):
+    """MiniMax's ``/anthropic``: explicit cache with ``cache_control``, usage exactly
+    ``{cache_creation_input_tokens, cache_read_input_tokens, input_tokens, output_tokens}``
+    ("Explicit Prompt Caching (Anthropic API)") [V]."""
+
+    prefix = "/anthropic"
+    splits_cache_creation = False
+
+
+@dialect("anthropic-moonshot")
+class MoonshotAnthropicDialect(AnthropicDialect):
+    """Kimi's ``/anthropic``: automatic caching only, ``cache_control`` accepted and ignored,
+    ``cache_creation_input_tokens`` always 0 [3P]; reads are scripted with ``cached=``."""
+
+    prefix = "/anthropic"
+    explicit_cache = False
+    splits_cache_creation = False
+
+    def usage(self, plan: Plan, *, output: int | None = None) -> dict[str, Any]:
+        t = plan.tokens
+        return {
+            "input_tokens": t.input_tokens - t.cached_tokens,  # a write is fresh input here
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": t.cached_tokens,
+            "output_tokens": t.output_tokens if output is None else output,
+        }
+
+
+@dialect("anthropic-zhipu")
+class ZhipuAnthropicDialect(MoonshotAnthropicDialect):
+    """Z.ai's ``/api/anthropic``: GLM caches implicitly [V]; reported as Anthropic reads [I]."""
+
+    prefix = "/api/anthropic"

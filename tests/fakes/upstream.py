@@ -189,10 +189,14 @@ class FakeUpstream:
         cached: int = 0,
         finish: str | None = None,
         times: int = 1,
+        cache_write: int = 0,
+        cache_write_1h: int = 0,
     ) -> FakeUpstream:
         """Queue the next answer(s). With an empty queue the fake answers a short greeting
-        (with reasoning, when the request has thinking on)."""
-        answer = Answer.make(text, reasoning, tool_calls, usage, cached, finish)
+        (with reasoning, when the request has thinking on). ``usage=(input, output)`` with
+        ``cached`` / ``cache_write`` / ``cache_write_1h`` fixes what the fake reports (input
+        includes the cache classes; each dialect reports them in its own convention)."""
+        answer = Answer.make(text, reasoning, tool_calls, usage, cached, finish, cache_write, cache_write_1h)
         with self._lock:
             self._answers.extend([answer] * times)
         return self
@@ -324,7 +328,8 @@ class FakeUpstream:
         if kind == "error_in_200":
             return web.json_response(d.error_in_200(fault.status, fault.message))  # type: ignore[union-attr]
         thinks, budget = d.thinking(body)
-        the_plan = plan(answer, body, thinking=thinks, budget=budget)
+        cache = d.cache.lookup(body) if d.cache is not None and answer.usage is None else None
+        the_plan = plan(answer, body, thinking=thinks, budget=budget, cache=cache)
         if not d.wants_stream(body):
             if kind == "malformed_json":
                 return web.Response(body=b'{"id": "broken", "choices": [', content_type="application/json")

@@ -236,6 +236,8 @@ def test_tools_and_tool_choice() -> None:
                 "description": "Current weather",
                 "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
             },
+            # Kept for the upstreams that cache explicitly (dropped on the way to the others).
+            "cache_control": {"type": "ephemeral"},
         }
     ]
     assert req.tool_choice == "required"

@@ -90,6 +90,8 @@
         { key: by, label: t(by) },
         { key: "requests", label: t("requests"), num: true, fmt: C.num },
         { key: "input_tokens", label: t("input"), num: true, fmt: C.num },
+        { key: "cached_tokens", label: t("cached"), num: true, fmt: C.num },
+        { key: "cache_write_tokens", label: t("cache_writes"), num: true, fmt: C.num },
         { key: "output_tokens", label: t("output"), num: true, fmt: C.num },
         { key: "cost", label: t("cost"), num: true, fmt: C.cost },
         { key: "error_rate", label: t("error_rate"), num: true, fmt: C.pct },
@@ -173,6 +175,8 @@
         { key: "status", label: t("status"), fmt: function (v) { return el("span", { class: "badge " + (v === "ok" ? "ok" : "bad"), text: v }); } },
         { key: "error_class", label: t("error_class") },
         { key: "input_tokens", label: t("input"), num: true, fmt: C.num },
+        { key: "cached_tokens", label: t("cached"), num: true, fmt: C.num },
+        { key: "cache_write_tokens", label: t("cache_writes"), num: true, fmt: C.num },
         { key: "output_tokens", label: t("output"), num: true, fmt: C.num },
         { key: "latency_ms", label: t("latency"), num: true, fmt: C.ms },
       ], res.data));
