@@ -144,7 +144,9 @@ def test_300_concurrent_streams_never_spend_past_the_budget(tmp_path: Path, depl
         ok = [r for r in results if r[0] == 200]
         refused = [r for r in results if r[0] == 429]
         assert len(ok) + len(refused) == 300
-        assert len(ok) == 40  # exactly the worst cases that fit
+        # The 40 worst cases that fit - and, if some finish before the last arrivals are
+        # admitted (a loaded machine), what their settlement gave back.
+        assert len(ok) >= 40
         for _status, _headers, text in refused:
             message = orjson.loads(text)["error"]["message"]
             assert "budget" in message and ("used up" in message or "lower max_tokens" in message)
@@ -153,11 +155,11 @@ def test_300_concurrent_streams_never_spend_past_the_budget(tmp_path: Path, depl
             finishes = [c["finish_reason"] for f in frames for c in f.get("choices", []) if c.get("finish_reason")]
             assert finishes == ["length"]  # ended where the reservation ended, as a length stop
         rows = [r for r in gw.ledger() if r["status"] == "ok"]
-        assert len(rows) == 40 and all(r["output_tokens"] == MAX_TOKENS for r in rows)
+        assert len(rows) == len(ok) and all(r["output_tokens"] == MAX_TOKENS for r in rows)
         spent = sum({
             "credits": r["credits"], "tokens": r["input_tokens"] + r["output_tokens"], "cost": r["cost"],
         }[unit] for r in rows)
         overshoot = max(0.0, spent - limit)
-        print(f"\n{(deployment and 'two replicas') or 'one process'} {unit}: 40 of 300 admitted, "
+        print(f"\n{(deployment and 'two replicas') or 'one process'} {unit}: {len(ok)} of 300 admitted, "
               f"spent {spent:.6g} of {limit:.6g}: overshoot {overshoot}")
         assert overshoot == 0

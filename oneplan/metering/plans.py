@@ -247,14 +247,9 @@ class Plan:
             elif w.unit == "credits":
                 out.append(Need(w, input_bound * credits.worst_input * f, credits.output * f))
             else:  # cost
-                worst = max(entry.input_price, _write_price(entry), entry.cached_input_price or 0.0)
+                worst = entry.max_input_price
                 out.append(Need(w, input_bound * worst / 1e6 * f, entry.output_price / 1e6 * f))
         return out
-
-
-def _write_price(entry: ModelEntry) -> float:
-    price = getattr(entry, "cache_write_price", None)
-    return entry.input_price if price is None else float(price)
 
 
 def amounts(entry: ModelEntry, usage: Usage, weight: float, cost: float) -> Amounts:
