@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from oneplan.alerts.config import AlertsConfig
 from oneplan.errors import ConfigError
@@ -60,6 +60,16 @@ class DeploymentRef(_Strict):
     upstream: str | None = None
 
 
+class CreditsConfig(_Strict):
+    """``credits = {input, cached_input, cache_write, output}`` on a model: plan credits per
+    token of each class (unset cached_input / cache_write: as input)."""
+
+    input: float = Field(1.0, ge=0, allow_inf_nan=False)
+    cached_input: float | None = Field(None, ge=0, allow_inf_nan=False)
+    cache_write: float | None = Field(None, ge=0, allow_inf_nan=False)
+    output: float = Field(1.0, ge=0, allow_inf_nan=False)
+
+
 class ModelConfig(BaseModel):
     """``[models."NAME"]``. Keys beyond these reach the provider as ``Target.options``."""
 
@@ -78,10 +88,73 @@ class ModelConfig(BaseModel):
     # Requests asking for more output than this are capped to it (Claude Code asks for up to
     # 128k tokens, more than most providers accept).
     max_output_tokens: int | None = Field(None, gt=0)
+    credits: CreditsConfig = CreditsConfig()  # plan credits per token (credit windows)
 
     @property
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+
+Unit = Literal["requests", "credits", "tokens", "cost"]
+
+
+class WindowConfig(_Strict):
+    """One quota window: ``{unit, kind, length, limit}`` (see ``oneplan/metering/plans.py``)."""
+
+    unit: Unit
+    kind: Literal["rolling", "calendar", "anniversary"] = "rolling"
+    length: str
+    limit: float = Field(ge=0, allow_inf_nan=False)
+    name: str | None = Field(None, min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+    @model_validator(mode="after")
+    def _length(self) -> WindowConfig:
+        from oneplan.metering.plans import ANNIVERSARY, CALENDAR, rolling_seconds
+
+        if self.kind == "rolling":
+            rolling_seconds(self.length)
+        elif self.kind == "calendar" and self.length not in CALENDAR:
+            raise ValueError(f"a calendar window's length is one of {', '.join(CALENDAR)} - not {self.length!r}")
+        elif self.kind == "anniversary" and self.length not in ANNIVERSARY:
+            raise ValueError(f"an anniversary window's length is one of {', '.join(ANNIVERSARY)} - not {self.length!r}")
+        return self
+
+
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class PeakConfig(_Strict):
+    """``peak = [{multiplier = 3, days = ["mon", ...], hours = "14-18"}]``: charges multiplied
+    in those hours (the plan's time zone unless ``timezone``), for ``models`` (default all)."""
+
+    multiplier: float = Field(gt=0, allow_inf_nan=False)
+    days: list[Day] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    hours: str = "0-24"
+    timezone: str | None = None
+    models: list[str] = ["*"]
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        from oneplan.metering.plans import hours
+
+        hours(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None else _timezone(value)
+
+
+def _timezone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"not a time zone name (like 'Asia/Shanghai' or 'UTC'): {value!r}") from None
+    return value
 
 
 class PlanConfig(_Strict):
@@ -89,8 +162,33 @@ class PlanConfig(_Strict):
     requests_per_week: int | None = Field(None, ge=0)
     requests_per_month: int | None = Field(None, ge=0)
     tokens_per_month: int | None = Field(None, ge=0)
-    cost_per_month: float | None = Field(None, ge=0)
+    cost_per_month: float | None = Field(None, ge=0, allow_inf_nan=False)
     models: list[str] = ["*"]
+    windows: list[WindowConfig] = []
+    concurrency: int | None = Field(None, gt=0)  # requests in flight per user
+    requests_per_minute: int | None = Field(None, ge=0)  # calls, whatever the model's weight
+    peak: list[PeakConfig] = []
+    peak_units: list[Unit] = ["requests", "credits"]  # what peak multipliers multiply
+    timezone: str | None = None  # calendar windows; default: server.quota_timezone
+    on_exceed: Literal["shorten", "refuse"] = "shorten"  # a worst case that does not fit
+    min_output_tokens: int = Field(1, ge=1)  # shortening below this refuses instead
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None else _timezone(value)
+
+    @model_validator(mode="after")
+    def _names(self) -> PlanConfig:
+        from oneplan.metering.plans import default_name
+
+        seen = {"5h", "week", "month", "tokens_month", "cost_month", "rpm"}
+        for w in self.windows:
+            name = w.name or default_name(w.unit, w.kind, w.length)
+            if name in seen:
+                raise ValueError(f"two windows are named {name!r}: give one a distinct name")
+            seen.add(name)
+        return self
 
 
 class ServerConfig(_Strict):

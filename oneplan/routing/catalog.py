@@ -16,6 +16,7 @@ from typing import Any
 from oneplan.alerts.config import AlertsConfig
 from oneplan.config import CatalogFile, PlanConfig, ProviderConfig, RoutingConfig, ServerConfig
 from oneplan.errors import ConfigError, ModelNotFound
+from oneplan.metering.plans import Credits, Plan, plan_from_config
 from oneplan.providers.base import kinds
 
 # A default plan shaped like a cloud coding plan's "Pro" tier.
@@ -43,6 +44,7 @@ class ModelEntry:
     context_length: int | None = None
     max_output_tokens: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    credits: Credits = field(default_factory=Credits)
 
     def cost(self, input_tokens: int, output_tokens: int, cached_tokens: int) -> float:
         cached_price = self.input_price if self.cached_input_price is None else self.cached_input_price
@@ -50,20 +52,6 @@ class ModelEntry:
         return (
             fresh * self.input_price + cached_tokens * cached_price + output_tokens * self.output_price
         ) / 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    name: str
-    requests_per_5h: int | None = None
-    requests_per_week: int | None = None
-    requests_per_month: int | None = None
-    tokens_per_month: int | None = None
-    cost_per_month: float | None = None
-    models: tuple[str, ...] = ("*",)
-
-    def includes(self, model: str) -> bool:
-        return any(p == "*" or p == model or fnmatch.fnmatchcase(model, p) for p in self.models)
 
 
 @dataclass(slots=True)
@@ -108,8 +96,8 @@ class Catalog:
             ) from None
 
 
-def _plan(name: str, config: PlanConfig) -> Plan:
-    return Plan(name=name, **{**config.model_dump(), "models": tuple(config.models)})
+def _plan(name: str, config: PlanConfig, timezone: str = "UTC") -> Plan:
+    return plan_from_config(name, config, timezone)
 
 
 def build(file: CatalogFile, source: str) -> Catalog:
@@ -146,6 +134,7 @@ def build(file: CatalogFile, source: str) -> Catalog:
             fallbacks=tuple(model.fallbacks),
             context_length=model.context_length,
             max_output_tokens=model.max_output_tokens,
+            credits=Credits(**model.credits.model_dump()),
             options=model.options,
         )
     for name, model in file.models.items():
@@ -159,8 +148,9 @@ def build(file: CatalogFile, source: str) -> Catalog:
         if target not in models:
             raise ConfigError(f'{source}: aliases."{pattern}": no model named {target!r}')
         aliases.append((pattern, target))
-    plans = {name: _plan(name, plan) for name, plan in file.plans.items()} or {
-        "default": _plan("default", DEFAULT_PLAN)
+    tz = file.server.quota_timezone
+    plans = {name: _plan(name, plan, tz) for name, plan in file.plans.items()} or {
+        "default": _plan("default", DEFAULT_PLAN, tz)
     }
     file.alerts.check(source, set(plans))
     catalog = Catalog(source, file.server, dict(file.providers), models, plans, aliases, file.routing, file.alerts)
