@@ -12,7 +12,6 @@ plans or the new ones, never a mixture, and never waits for the database (the se
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from datetime import datetime
@@ -22,9 +21,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
-from oneplan.config import PlanConfig
 from oneplan.errors import ConfigError
-from oneplan.routing.catalog import DEFAULT_PLAN, Catalog, Plan, _plan
+from oneplan.metering.plans import Plan, plan_from_spec
+from oneplan.routing.catalog import DEFAULT_PLAN, Catalog
 from oneplan.store.db import PlanRow
 
 log = logging.getLogger("oneplan.plans")
@@ -40,17 +39,12 @@ class SpecError(ValueError):
         self.field = field
 
 
-def _build(name: str, spec: dict[str, Any], default_timezone: str) -> Plan:
-    """Until the plan engine's ``plan_from_spec`` lands: the catalog's own path."""
-    return _plan(name, PlanConfig.model_validate(spec))
-
-
 def build_plan(name: str, spec: Any, default_timezone: str) -> Plan:
     """``spec`` as a ``Plan``, or a ``SpecError`` naming the field."""
     if not isinstance(spec, dict):
         raise SpecError("spec", "must be a JSON object (the keys [plans.NAME] takes)")
     try:
-        return _build(name, spec, default_timezone)
+        return plan_from_spec(name, spec, default_timezone)
     except ValidationError as exc:
         error = exc.errors(include_url=False, include_input=False)[0]
         path = ".".join(str(p) for p in ("spec", *error["loc"]))
@@ -74,16 +68,6 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return out
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_json_safe(v) for v in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _json_safe(dataclasses.asdict(value))
-    return value
-
-
 def catalog_specs(source: str, plans: dict[str, Plan], timezone: str) -> dict[str, dict[str, Any] | None]:
     """Each catalog plan's spec as the operator wrote it (``None`` where it cannot be told)."""
     if set(plans) == {"default"}:
@@ -98,21 +82,8 @@ def catalog_specs(source: str, plans: dict[str, Plan], timezone: str) -> dict[st
                 return {name: declared[name].model_dump(mode="json", exclude_unset=True) for name in plans}
         except ConfigError:
             pass  # the file changed on disk since start-up: fall back to what was built
-    specs: dict[str, dict[str, Any] | None] = {}
-    try:
-        defaults = PlanConfig().model_dump(mode="json")
-    except ValidationError:
-        defaults = {}
-    for name, plan in plans.items():
-        # A catalog built from a string (tests) or an edited file: the built plan's values,
-        # kept only if the engine reads them back as the same plan.
-        try:
-            spec = {k: v for k, v in _json_safe(dataclasses.asdict(plan)).items() if k != "name"}
-            spec = {k: v for k, v in spec.items() if v is not None and v != defaults.get(k)}
-            specs[name] = spec if _build(name, spec, timezone) == plan else None
-        except Exception:
-            specs[name] = None
-    return specs
+    # A catalog built from a string (tests) or a file edited since: the specs are not known.
+    return dict.fromkeys(plans)
 
 
 class PlanBook:
