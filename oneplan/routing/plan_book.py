@@ -47,7 +47,7 @@ def build_plan(name: str, spec: Any, default_timezone: str) -> Plan:
         return plan_from_spec(name, spec, default_timezone)
     except ValidationError as exc:
         error = exc.errors(include_url=False, include_input=False)[0]
-        path = ".".join(str(p) for p in ("spec", *error["loc"]))
+        path = "spec" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
         message = "unknown key (check its spelling)" if error["type"] == "extra_forbidden" else error["msg"]
         raise SpecError(path, message) from None
     except (ConfigError, ValueError, TypeError) as exc:
