@@ -107,14 +107,20 @@ def quota_headers(states: Iterable[WindowState], now: float, protocol: str = "")
 
     out: dict[str, str] = {}
     tightest: WindowState | None = None
-    for state in states:
+    states_list = list(states)
+    for state in states_list:
         name = state.window.replace("_", "-")
         out[f"x-oneplan-quota-{name}-limit"] = exact(state.limit)
         out[f"x-oneplan-quota-{name}-remaining"] = exact(state.remaining)
         if state.resets_at is not None:
             out[f"x-oneplan-quota-{name}-reset"] = str(int(state.resets_at))
-        if state.window in _REQUEST_WINDOWS and (tightest is None or state.remaining < tightest.remaining):
+        if (state.window in _REQUEST_WINDOWS or state.unit == "requests") and (
+            tightest is None or state.remaining < tightest.remaining
+        ):
             tightest = state
+    out.update(ietf_headers(states_list, now))
+    if protocol == "anthropic":
+        out.update(_anthropic_tokens(states_list, now))
     if tightest is not None:
         out["x-ratelimit-limit-requests"] = exact(tightest.limit)
         out["x-ratelimit-remaining-requests"] = exact(tightest.remaining)
@@ -127,3 +133,47 @@ def quota_headers(states: Iterable[WindowState], now: float, protocol: str = "")
                 tightest.resets_at if tightest.resets_at is not None else now
             )
     return out
+
+
+# The IETF draft's quota units (draft-ietf-httpapi-ratelimit-headers): "requests" and
+# "concurrent-requests" are its own; token, credit and cost windows name their unit.
+_IETF_UNIT = {"requests": "requests", "calls": "requests", "concurrency": "concurrent-requests",
+              "tokens": "tokens", "credits": "credits", "cost": "cost"}
+
+
+def ietf_headers(states: list[WindowState], now: float) -> dict[str, str]:
+    """``RateLimit-Policy`` (every window: quota, length, unit) and ``RateLimit`` (what is
+    left and when it frees up), as Structured Field lists. Values are integers there: a
+    window with a fractional limit (a cost budget of 12.5) is left out."""
+    policies, limits = [], []
+    for state in states:
+        if not float(state.limit).is_integer():
+            continue
+        name = state.window.replace("\\", "").replace('"', "")
+        policy = f'"{name}";q={int(state.limit)}'
+        if state.span:
+            policy += f";w={int(state.span)}"
+        policy += f';qu="{_IETF_UNIT.get(state.unit, state.unit)}"'
+        policies.append(policy)
+        item = f'"{name}";r={int(state.remaining)}'
+        if state.resets_at is not None:
+            item += f";t={max(0, int(state.resets_at - now + 0.999))}"
+        limits.append(item)
+    if not policies:
+        return {}
+    return {"ratelimit-policy": ", ".join(policies), "ratelimit": ", ".join(limits)}
+
+
+def _anthropic_tokens(states: list[WindowState], now: float) -> dict[str, str]:
+    """``anthropic-ratelimit-tokens-*`` from the tightest token or credit window."""
+    from oneplan.metering.windows import exact
+
+    windows = [s for s in states if s.unit in ("tokens", "credits")]
+    if not windows:
+        return {}
+    tight = min(windows, key=lambda s: s.remaining)
+    return {
+        "anthropic-ratelimit-tokens-limit": exact(int(tight.limit)),
+        "anthropic-ratelimit-tokens-remaining": exact(int(tight.remaining)),
+        "anthropic-ratelimit-tokens-reset": _rfc3339(tight.resets_at if tight.resets_at is not None else now),
+    }

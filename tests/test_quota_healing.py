@@ -159,7 +159,7 @@ def test_released_once_even_if_a_reconciler_got_there_first(db: Database) -> Non
     async def run() -> None:
         c = await counters(prefix, db, clock)
         r = await c.admit(4, PLAN, 1, "x")
-        copy = Reservation(r.user_id, r.weight, r.second, r.week_start, r.month_start, [], gen=r.gen, field=r.field)
+        copy = Reservation(r.user_id, r.weight, r.second, [], list(r.charges), gen=r.gen, field=r.field, value=r.value)
         await c.release(r)
         await c.release(copy)  # a second release of the same request gives nothing back twice
         assert (await used(c, 4))["5h"] == 0

@@ -1,8 +1,12 @@
-"""Quota counters: admit (reserve) before forwarding, settle after with the real usage, release
-on failure. The in-process backend serves one worker; ``redis_counters`` serves several.
+"""Quota counters: admit (reserve a worst case) before forwarding, settle after with the real
+usage, release on failure. The in-process backend serves one worker; ``redis_counters`` serves
+several.
 
 Admission is atomic: the in-process backend checks and reserves with no suspension point in
-between, so N concurrent requests against Q remaining admit exactly min(N, Q).
+between, so N concurrent requests against Q remaining admit exactly what fits, in every unit.
+Each window of a plan is a ``Charge`` on the reservation: where it is counted (its shape, and
+for calendar kinds its period's start) and how much was reserved; settlement moves each charge
+from the reservation to the real usage, in the same bucket.
 """
 
 from __future__ import annotations
@@ -10,13 +14,43 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from oneplan.errors import QuotaExceeded
-from oneplan.metering.windows import ROLLING_SECONDS, Clock, Periods, WindowState, refusal_message
-from oneplan.routing.catalog import Plan
+from oneplan.metering.plans import Amounts, Need, Plan, Window, fit
+from oneplan.metering.windows import Clock, Periods, WindowState, exact, periods_in, refusal_message
+
+LOOKBACK_MONTH = 32 * 86400  # every calendar or anniversary period starts within this
+
+
+@dataclass(slots=True)
+class Charge:
+    """One window's part of a reservation."""
+
+    window: Window
+    key: str  # the counter: "<unit>:r<seconds>" (rolling) or "<unit>:<kind><length>:<start>"
+    end: float  # a period's end (rolling: 0)
+    fixed: float
+    per_output: float
+    amount: float = 0.0  # reserved
+    factor: float = 1.0  # the peak multiplier on this unit
+
+    @property
+    def rolling(self) -> bool:
+        return self.window.kind == "rolling"
+
+
+@dataclass(slots=True)
+class Demand:
+    """What a request may cost, for admission: one ``Need`` per window of its plan."""
+
+    needs: list[Need]
+    weight: int = 1  # the model's weight (the ledger's ``weight``)
+    requested: int | None = None  # output tokens asked for (None: no bound asked)
+    multiplier: float = 1.0
+    anchor: float | None = None  # the user's subscription time (anniversary windows)
 
 
 @dataclass(slots=True)
@@ -24,17 +58,21 @@ class Reservation:
     user_id: int
     weight: int
     second: int
-    week_start: float
-    month_start: float
     states: list[WindowState]
+    charges: list[Charge] = field(default_factory=list)
+    output: int | None = None  # output tokens reserved (None: output is not metered)
+    lowered_from: int | None = None  # max_tokens asked for, when lowered to fit
+    binding: str | None = None  # the window that lowered it
+    multiplier: float = 1.0
     settled: bool = False
     gen: str = ""  # the counters' generation it was admitted under (Redis)
     field: str = ""  # its in-flight entry (Redis): "<replica>:<request id>"
+    value: str = ""  # the in-flight entry's value (Redis): enough to settle or release it anywhere
 
 
-def exhausts(state: WindowState, weight: int) -> bool:
+def exhausts(state: WindowState, weight: float) -> bool:
     """Budgets admit while not used up; request windows admit while the weight still fits."""
-    if state.window in ("tokens_month", "cost_month"):
+    if state.unit in ("credits", "tokens", "cost") or state.window in ("tokens_month", "cost_month"):
         return state.used >= state.limit
     return state.used + weight > state.limit
 
@@ -46,72 +84,196 @@ def refusal(exhausted: list[WindowState], now: float) -> QuotaExceeded:
     return QuotaExceeded(refusal_message(state, now), retry_after=wait, window=state.window)
 
 
+def too_big(state: WindowState, need: float, requested: int | None, now: float) -> QuotaExceeded:
+    """The request's worst case does not fit what is left (though the window is not used up)."""
+    wait = max(0.0, (state.resets_at or now) - now)
+    asked = f" with max_tokens={requested}" if requested is not None else ""
+    return QuotaExceeded(
+        f"This request{asked} could use up to {exact(round(need, 6))} of your plan's {state.window} "
+        f"{state.unit} window, which has {exact(round(max(0.0, state.limit - state.used), 6))} of "
+        f"{exact(state.limit)} left: lower max_tokens or shorten the input, or wait until it frees up "
+        f"(in {int(wait + 0.999)}s).",
+        retry_after=wait, window=state.window,
+    )
+
+
+def concurrency_refusal(limit: int) -> QuotaExceeded:
+    return QuotaExceeded(
+        f"Your plan allows {limit} requests in flight at once and that many are running: "
+        "retry when one finishes.",
+        retry_after=1.0, window="concurrency",
+    )
+
+
+def legacy_demand(plan: Plan, weight: int) -> Demand:
+    """A request that asks for nothing but its weight (tests, usage reports)."""
+    needs = []
+    for w in plan.limits:
+        fixed = float(weight) if w.unit == "requests" else (1.0 if w.unit == "calls" else 0.0)
+        needs.append(Need(w, fixed, 0.0))
+    return Demand(needs, weight)
+
+
+def as_amounts(reservation: Reservation, tokens: int | Amounts, cost: float) -> Amounts:
+    if isinstance(tokens, Amounts):
+        return tokens
+    return Amounts(requests=float(reservation.weight), calls=1.0, tokens=float(tokens), cost=float(cost))
+
+
+def grant(demand: Demand, plan: Plan, used: Callable[[Window], float]) -> tuple[int | None, Need | None]:
+    """The output tokens to reserve, or ``(-1, need)`` / ``(-2, need)``: refused (used up /
+    the worst case does not fit)."""
+    granted, binding = fit(demand.needs, used, demand.requested)
+    if granted is not None and granted < 0:
+        return -1, binding
+    metered = any(n.per_output > 0 for n in demand.needs)
+    if not metered:
+        return None, None
+    requested = demand.requested
+    if requested is not None and granted is not None and granted < requested:
+        if plan.on_exceed == "refuse" or granted < min(plan.min_output_tokens, requested):
+            return -2, binding
+        return granted, binding
+    return (requested if requested is not None else granted), None
+
+
 class Counters(ABC):
     def __init__(self, clock: Clock, periods: Periods) -> None:
         self.clock = clock
-        self.periods = periods
+        self.periods = periods  # the server's quota time zone
+        # The plan of a user, by plan name, for rebuilding windows from ledger rows.
+        self.plans: Callable[[str], Plan | None] = lambda name: None
+
+    def periods_of(self, plan: Plan) -> Periods:
+        return self.periods if plan.timezone is None else periods_in(plan.timezone)
+
+    def charges(self, plan: Plan, demand: Demand, now: float) -> list[Charge]:
+        periods = self.periods_of(plan)
+        out = []
+        for need in demand.needs:
+            w = need.window
+            factor = plan.factor(w.unit, demand.multiplier) if w.unit != "calls" else 1.0
+            if w.kind == "rolling":
+                out.append(Charge(w, w.shape, 0.0, need.fixed, need.per_output, factor=factor))
+                continue
+            if w.kind == "calendar":
+                start, end = periods.span(w.length, now)
+            else:
+                start, end = periods.anniversary(w.length, demand.anchor if demand.anchor is not None else now, now)
+            out.append(Charge(w, f"{w.shape}:{int(start)}", end, need.fixed, need.per_output, factor=factor))
+        return out
+
+    def since(self, plans: Iterable[Plan], now: float) -> float:
+        """How far back the ledger must be read to rebuild every window of ``plans``."""
+        back = 0.0
+        for plan in plans:
+            for w in plan.limits:
+                back = max(back, w.seconds if w.kind == "rolling" else LOOKBACK_MONTH)
+        return now - max(back, LOOKBACK_MONTH)
 
     @abstractmethod
-    async def admit(self, user_id: int, plan: Plan, weight: int, request_id: str = "") -> Reservation:
-        """Reserve ``weight`` requests in every window, or raise ``QuotaExceeded``."""
+    async def admit(self, user_id: int, plan: Plan, demand: Demand | int, request_id: str = "") -> Reservation:
+        """Reserve the worst case in every window, or raise ``QuotaExceeded``."""
 
     @abstractmethod
-    def settle(self, reservation: Reservation, tokens: int, cost: float) -> None:
-        """The request succeeded (or was cancelled): keep the reservation, add its tokens and
-        cost. Synchronous - it never waits on I/O, so a cancelled task can call it."""
+    def settle(self, reservation: Reservation, tokens: int | Amounts = 0, cost: float = 0.0) -> None:
+        """The request succeeded (or was cancelled): charge its real usage instead of the
+        reservation. Synchronous - it never waits on I/O, so a cancelled task can call it."""
 
     def committed(self, rows: Iterable[dict[str, Any]], generation: str) -> None:  # noqa: B027
         """The ledger rows ``rows`` are now in the database (under counter ``generation``)."""
 
     @abstractmethod
     async def release(self, reservation: Reservation) -> None:
-        """The request failed: give the reserved requests back."""
+        """The request failed: give the reservation back."""
 
     @abstractmethod
-    async def states(self, user_id: int, plan: Plan) -> list[WindowState]:
+    async def states(self, user_id: int, plan: Plan, anchor: float | None = None) -> list[WindowState]:
         """Every window the plan limits, as it stands now."""
 
     async def adopt(self, groups: Any) -> None:  # noqa: B027
         """Rows replayed from a dead process's journal are in the database (shared counters
         settle that process's requests from them)."""
 
-    def load(self, rows: Iterable[tuple[int, int, int, int, float]]) -> None:  # noqa: B027
-        """Rebuild from the ledger: (user_id, second, weight, tokens, cost) rows."""
+    def load(self, rows: Iterable[tuple[Any, ...]]) -> None:  # noqa: B027
+        """Rebuild from the ledger (see ``store.db.Database.charged_since``)."""
 
     async def start(self, view: Any) -> None:
         """At start-up: the ledger is the truth, the counters its cache (``view`` is the
         database: ``charged_since``)."""
         now = self.clock()
-        since = min(now - ROLLING_SECONDS, self.periods.week(now)[0], self.periods.month(now)[0])
-        self.load(await asyncio.to_thread(view.charged_since, since))
+        self.load(await asyncio.to_thread(view.charged_since, now - LOOKBACK_MONTH * 2))
 
     async def aclose(self) -> None:  # noqa: B027
         """Release connections."""
 
 
-class _User:
-    __slots__ = ("cost", "month", "month_start", "rolling", "rolling_total", "tokens", "week", "week_start")
+def span_of(charge: Charge) -> float:
+    if charge.rolling:
+        return float(charge.window.seconds)
+    return charge.end - float(charge.key.rsplit(":", 1)[1])
+
+
+def row_amounts(row: tuple[Any, ...]) -> tuple[int, int, Amounts, float, str | None, float | None]:
+    """A ``charged_since`` row: (user_id, second, amounts, multiplier, plan, anchor). Rows of
+    five values (user_id, second, weight, tokens, cost) are the old shape."""
+    user_id, second, weight, tokens, cost = row[:5]
+    credits, calls, multiplier, plan, anchor = [*row[5:], 0.0, None, 1.0, None, None][:5]
+    weight = float(weight or 0)
+    amounts = Amounts(
+        requests=weight, calls=float(calls if calls is not None else (1 if weight else 0)),
+        credits=float(credits or 0.0), tokens=float(tokens or 0), cost=float(cost or 0.0),
+    )
+    return int(user_id), int(second), amounts, float(multiplier or 1.0), plan, anchor
+
+
+class _Rolling:
+    __slots__ = ("buckets", "total")
 
     def __init__(self) -> None:
-        self.rolling: deque[list[int]] = deque()  # [second, weight], oldest first
-        self.rolling_total = 0
-        self.week_start = 0.0
-        self.week = 0
-        self.month_start = 0.0
-        self.month = 0
-        self.tokens = 0
-        self.cost = 0.0
+        self.buckets: deque[list[float]] = deque()  # [second, amount], oldest first
+        self.total = 0.0
+
+    def prune(self, cutoff: int) -> None:
+        buckets = self.buckets
+        while buckets and buckets[0][0] <= cutoff:
+            self.total -= buckets.popleft()[1]
+        if not buckets:
+            self.total = 0.0  # no drift left behind
+
+    def add(self, second: int, amount: float) -> None:
+        buckets = self.buckets
+        if not buckets or buckets[-1][0] < second:
+            buckets.append([second, amount])
+        elif buckets[-1][0] == second:
+            buckets[-1][1] += amount
+        else:  # a settlement for an older second
+            i = len(buckets) - 1
+            while i >= 0 and buckets[i][0] > second:
+                i -= 1
+            if i >= 0 and buckets[i][0] == second:
+                buckets[i][1] += amount
+            else:
+                buckets.insert(i + 1, [second, amount])
+        self.total += amount
+
+    def frees_at(self, need: float, limit: float, length: int, now: float) -> float:
+        excess = self.total + need - limit
+        for second, amount in self.buckets:
+            excess -= amount
+            if excess <= 1e-9:
+                return float(second + length)
+        return float(self.buckets[-1][0] + length) if self.buckets else now
 
 
-def _fits(user: _User, plan: Plan, weight: int) -> bool:
-    """The admission test of ``exhausts`` on plain numbers (the common case, kept cheap)."""
-    return (
-        (plan.requests_per_5h is None or user.rolling_total + weight <= plan.requests_per_5h)
-        and (plan.requests_per_week is None or user.week + weight <= plan.requests_per_week)
-        and (plan.requests_per_month is None or user.month + weight <= plan.requests_per_month)
-        and (plan.tokens_per_month is None or user.tokens < plan.tokens_per_month)
-        and (plan.cost_per_month is None or user.cost < plan.cost_per_month)
-    )
+class _User:
+    __slots__ = ("inflight", "pending", "periods", "rolling")
+
+    def __init__(self) -> None:
+        self.rolling: dict[str, _Rolling] = {}
+        self.periods: dict[str, float] = {}  # "<shape>:<start>" -> used
+        self.inflight = 0
+        self.pending: list[tuple[int, Amounts, float]] | None = None  # loaded rows not yet placed
 
 
 class MemoryCounters(Counters):
@@ -119,117 +281,155 @@ class MemoryCounters(Counters):
         super().__init__(clock, periods)
         self._users: dict[int, _User] = {}
 
-    def _user(self, user_id: int, now: float) -> _User:
+    def _user(self, user_id: int) -> _User:
         user = self._users.get(user_id)
         if user is None:
             user = self._users[user_id] = _User()
-        cutoff = int(now) - ROLLING_SECONDS
-        rolling = user.rolling
-        while rolling and rolling[0][0] <= cutoff:
-            user.rolling_total -= rolling.popleft()[1]
-        week_start, _ = self.periods.week(now)
-        if user.week_start != week_start:
-            user.week_start, user.week = week_start, 0
-        month_start, _ = self.periods.month(now)
-        if user.month_start != month_start:
-            user.month_start, user.month, user.tokens, user.cost = month_start, 0, 0, 0.0
         return user
 
-    def _frees_at(self, user: _User, need: int, limit: int) -> float:
-        """When enough of the rolling window expires for ``need`` more requests."""
-        excess = user.rolling_total + need - limit
-        for second, weight in user.rolling:
-            excess -= weight
-            if excess <= 0:
-                return float(second + ROLLING_SECONDS)
-        return float(user.rolling[-1][0] + ROLLING_SECONDS) if user.rolling else self.clock()
+    def _place(self, user: _User, plan: Plan, charges: list[Charge], now: float) -> None:
+        """Loaded ledger rows go into the windows of the plan first asked about."""
+        rows, user.pending = user.pending, None
+        if not rows:
+            return
+        for charge in charges:
+            w = charge.window
+            for second, amounts, multiplier in rows:
+                factor = plan.factor(w.unit, multiplier) if w.unit != "calls" else 1.0
+                amount = amounts.of(w.unit) * factor
+                if not amount:
+                    continue
+                if charge.rolling:
+                    if second > int(now) - w.seconds:
+                        self._rolling(user, charge.key).add(second, amount)
+                else:
+                    start = float(charge.key.rsplit(":", 1)[1])
+                    if start <= second < charge.end:
+                        user.periods[charge.key] = user.periods.get(charge.key, 0.0) + amount
 
-    def _states(self, user: _User, plan: Plan, now: float, weight: int = 0) -> list[WindowState]:
+    @staticmethod
+    def _rolling(user: _User, key: str) -> _Rolling:
+        found = user.rolling.get(key)
+        if found is None:
+            found = user.rolling[key] = _Rolling()
+        return found
+
+    def _used(self, user: _User, charge: Charge, now: float) -> float:
+        if charge.rolling:
+            rolling = self._rolling(user, charge.key)
+            rolling.prune(int(now) - charge.window.seconds)
+            return rolling.total
+        return user.periods.get(charge.key, 0.0)
+
+    def _states(self, user: _User, charges: list[Charge], now: float, extra: float = 0.0) -> list[WindowState]:
         out = []
-        if plan.requests_per_5h is not None:
-            frees = self._frees_at(user, max(weight, 1), plan.requests_per_5h) if user.rolling else None
-            out.append(WindowState("5h", user.rolling_total, plan.requests_per_5h, frees))
-        if plan.requests_per_week is not None:
-            out.append(WindowState("week", user.week, plan.requests_per_week, self.periods.week(now)[1]))
-        if plan.requests_per_month is not None:
-            out.append(WindowState("month", user.month, plan.requests_per_month, self.periods.month(now)[1]))
-        if plan.tokens_per_month is not None:
-            out.append(WindowState("tokens_month", user.tokens, plan.tokens_per_month, self.periods.month(now)[1]))
-        if plan.cost_per_month is not None:
-            out.append(WindowState("cost_month", user.cost, plan.cost_per_month, self.periods.month(now)[1]))
+        for charge in charges:
+            w = charge.window
+            used = self._used(user, charge, now)
+            if charge.rolling:
+                rolling = user.rolling.get(charge.key)
+                need = max(charge.fixed, 1.0) if w.unit in ("requests", "calls") else max(extra, 1.0)
+                frees = rolling.frees_at(need, w.limit, w.seconds, now) if rolling and rolling.buckets else None
+            else:
+                frees = charge.end
+            out.append(WindowState(w.name, used, w.limit, frees, w.unit, span_of(charge)))
         return out
 
-    async def admit(self, user_id: int, plan: Plan, weight: int, request_id: str = "") -> Reservation:
-        return self.admit_now(user_id, plan, weight)
+    async def admit(self, user_id: int, plan: Plan, demand: Demand | int, request_id: str = "") -> Reservation:
+        return self.admit_now(user_id, plan, demand)
 
-    def admit_now(self, user_id: int, plan: Plan, weight: int) -> Reservation:
+    def admit_now(self, user_id: int, plan: Plan, demand: Demand | int) -> Reservation:
+        if not isinstance(demand, Demand):
+            demand = legacy_demand(plan, demand)
         now = self.clock()
-        user = self._user(user_id, now)
-        if not _fits(user, plan, weight):
-            exhausted = [s for s in self._states(user, plan, now, weight) if exhausts(s, weight)]
-            raise refusal(exhausted, now)
+        user = self._user(user_id)
+        charges = self.charges(plan, demand, now)
+        if user.pending is not None:
+            self._place(user, plan, charges, now)
+        if plan.concurrency is not None and user.inflight >= plan.concurrency:
+            raise concurrency_refusal(plan.concurrency)
+        by_window = {c.window.name: c for c in charges}
+        granted, binding = grant(demand, plan, lambda w: self._used(user, by_window[w.name], now))
+        if granted is not None and granted < 0:
+            assert binding is not None
+            states = self._states(user, charges, now)
+            state = next(s for s in states if s.window == binding.window.name)
+            if granted == -1 and exhausts(state, binding.fixed):
+                exhausted = [s for s, c in zip(states, charges, strict=True) if exhausts(s, c.fixed)]
+                raise refusal(exhausted, now)
+            raise too_big(state, binding.at(demand.requested or 0), demand.requested, now)
+        output = granted or 0
         second = int(now)
-        if weight:
-            rolling = user.rolling
-            if rolling and rolling[-1][0] == second:
-                rolling[-1][1] += weight
+        for charge in charges:
+            charge.amount = charge.fixed + charge.per_output * output
+            if not charge.amount:
+                continue
+            if charge.rolling:
+                self._rolling(user, charge.key).add(second, charge.amount)
             else:
-                rolling.append([second, weight])
-            user.rolling_total += weight
-            user.week += weight
-            user.month += weight
+                user.periods[charge.key] = user.periods.get(charge.key, 0.0) + charge.amount
+        user.inflight += 1
+        lowered = demand.requested if granted is not None and demand.requested is not None and granted < demand.requested else None
         return Reservation(
-            user_id, weight, second, user.week_start, user.month_start, self._states(user, plan, now)
+            user_id, demand.weight, second, self._states(user, charges, now), charges,
+            output=granted, lowered_from=lowered, binding=binding.window.name if lowered and binding else None,
+            multiplier=demand.multiplier,
         )
 
-    def settle(self, reservation: Reservation, tokens: int, cost: float) -> None:
+    def _move(self, user: _User, r: Reservation, charge: Charge, delta: float) -> None:
+        if not delta:
+            return
+        if charge.rolling:
+            rolling = user.rolling.get(charge.key)
+            if rolling is not None:
+                rolling.add(r.second, delta)
+        elif charge.key in user.periods or charge.end > self.clock():
+            user.periods[charge.key] = user.periods.get(charge.key, 0.0) + delta
+
+    def settle(self, reservation: Reservation, tokens: int | Amounts = 0, cost: float = 0.0) -> None:
         if reservation.settled:
             return
         reservation.settled = True
-        user = self._user(reservation.user_id, self.clock())
-        if user.month_start == reservation.month_start:
-            user.tokens += tokens
-            user.cost += cost
+        amounts = as_amounts(reservation, tokens, cost)
+        user = self._user(reservation.user_id)
+        user.inflight = max(0, user.inflight - 1)
+        for charge in reservation.charges:
+            actual = amounts.of(charge.window.unit) * charge.factor
+            self._move(user, reservation, charge, actual - charge.amount)
 
     async def release(self, reservation: Reservation) -> None:
-        if reservation.settled or not reservation.weight:
+        self.release_now(reservation)
+
+    def release_now(self, reservation: Reservation) -> None:
+        if reservation.settled:
             return
         reservation.settled = True
-        user = self._user(reservation.user_id, self.clock())
-        for entry in reversed(user.rolling):
-            if entry[0] == reservation.second:
-                entry[1] -= reservation.weight
-                user.rolling_total -= reservation.weight
-                break
-            if entry[0] < reservation.second:
-                break
-        if user.week_start == reservation.week_start:
-            user.week -= reservation.weight
-        if user.month_start == reservation.month_start:
-            user.month -= reservation.weight
+        user = self._user(reservation.user_id)
+        user.inflight = max(0, user.inflight - 1)
+        for charge in reservation.charges:
+            self._move(user, reservation, charge, -charge.amount)
 
-    async def states(self, user_id: int, plan: Plan) -> list[WindowState]:
-        return self.snapshot(user_id, plan)
+    async def states(self, user_id: int, plan: Plan, anchor: float | None = None) -> list[WindowState]:
+        return self.snapshot(user_id, plan, anchor)
 
-    def snapshot(self, user_id: int, plan: Plan) -> list[WindowState]:
+    def snapshot(self, user_id: int, plan: Plan, anchor: float | None = None) -> list[WindowState]:
         now = self.clock()
-        return self._states(self._user(user_id, now), plan, now)
+        user = self._user(user_id)
+        demand = legacy_demand(plan, 0)
+        demand.anchor = anchor
+        charges = self.charges(plan, demand, now)
+        if user.pending is not None:
+            self._place(user, plan, charges, now)
+        states = self._states(user, charges, now)
+        if plan.concurrency is not None:
+            states.append(WindowState("concurrency", float(user.inflight), float(plan.concurrency), None, "concurrency"))
+        return states
 
-    def load(self, rows: Iterable[tuple[int, int, int, int, float]]) -> None:
-        now = self.clock()
-        week_start, _ = self.periods.week(now)
-        month_start, _ = self.periods.month(now)
-        cutoff = int(now) - ROLLING_SECONDS
+    def load(self, rows: Iterable[tuple[Any, ...]]) -> None:
         self._users.clear()
-        for user_id, second, weight, tokens, cost in sorted(rows, key=lambda r: r[1]):
-            user = self._user(user_id, now)
-            weight, tokens, cost = int(weight or 0), int(tokens or 0), float(cost or 0.0)
-            if second > cutoff and weight:
-                user.rolling.append([int(second), weight])
-                user.rolling_total += weight
-            if second >= week_start:
-                user.week += weight
-            if second >= month_start:
-                user.month += weight
-                user.tokens += tokens
-                user.cost += cost
+        for row in sorted(rows, key=lambda r: r[1]):
+            user_id, second, amounts, multiplier, _, _ = row_amounts(row)
+            user = self._user(user_id)
+            if user.pending is None:
+                user.pending = []
+            user.pending.append((second, amounts, multiplier))

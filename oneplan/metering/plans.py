@@ -269,7 +269,7 @@ def fit(needs: list[Need], used: Callable[[Window], float], requested: int | Non
     for need in needs:
         w = need.window
         room = w.limit - used(w)
-        if w.budget and room <= 0 or need.fixed > room + 1e-9:
+        if (w.budget and room <= 0) or need.fixed > room + 1e-9:
             return -1, need
         if need.per_output <= 0:
             continue

@@ -15,9 +15,11 @@ What keeps the counters equal to the ledger when things go wrong:
   the others wait for ``gen`` (bounded: then a 503). A request admitted before the loss is
   either in that read (its ledger row was committed before it) or charged by its own replica
   when its row is committed later (``late`` in ``SETTLE``): never both, never neither.
-* **Tokens and cost** settle in batches after the request's ledger row is in the database
-  (``committed``), at most ``flush_seconds`` later: the lag is bounded, and what a killed
-  replica had not sent is found again from its in-flight entries.
+* **Worst cases** are reserved at admission in every window (requests, credits, tokens, cost),
+  so concurrent requests never overshoot; the real usage replaces the reservation in batches
+  after the request's ledger row is in the database (``committed``), at most
+  ``flush_seconds`` later, and what a killed replica had not sent is found again from its
+  in-flight entries (whose value names every window it charged, and how much).
 * **A replica killed with SIGKILL** leaves in-flight entries (``P:U:if``) behind. Every replica
   keeps a heartbeat; entries of a replica whose heartbeat is gone are reconciled by another
   (under a lock): a request whose ledger row says it was answered is settled with its row's
@@ -38,15 +40,32 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from oneplan.errors import BackendUnavailable
-from oneplan.metering.counters import Counters, Reservation, refusal
+from oneplan.metering.counters import (
+    Charge,
+    Counters,
+    Demand,
+    Reservation,
+    concurrency_refusal,
+    exhausts,
+    legacy_demand,
+    refusal,
+    row_amounts,
+    span_of,
+    too_big,
+)
+from oneplan.metering.plans import Amounts, Plan
 from oneplan.metering.redis_scripts import ADMIT, RECHARGE, RELEASE, REPLANT, SETTLE
 from oneplan.metering.resp import LeanRedis, RespError
-from oneplan.metering.windows import ROLLING_SECONDS, Clock, Periods, WindowState
-from oneplan.routing.catalog import Plan
+from oneplan.metering.windows import Clock, Periods, WindowState
 
 log = logging.getLogger("oneplan.quota")
 
-Rows = Sequence[tuple[int, int, int, int, float]]  # (user_id, second, weight, tokens, cost)
+# Rows of a user whose plan is unknown (gone from the catalog) rebuild the shorthand windows.
+EVERY_SHORTHAND = Plan(
+    "", requests_per_5h=0, requests_per_week=0, requests_per_month=0, tokens_per_month=0, cost_per_month=0
+)
+
+Rows = Sequence[tuple[Any, ...]]  # see store.db.Database.charged_since
 
 
 class LedgerView(Protocol):
@@ -56,20 +75,68 @@ class LedgerView(Protocol):
         """Charged rows since ``since`` and a new counter generation, in one transaction that
         no ledger flush can interleave with."""
 
-    def outcomes(self, ids: Sequence[str]) -> dict[str, tuple[str, int, float]]:
-        """Ledger rows by request id: (status, tokens, cost)."""
+    def outcomes(self, ids: Sequence[str]) -> dict[str, tuple[str, Amounts]]:
+        """Ledger rows by request id: (status, the real usage)."""
 
 
 @dataclass(slots=True)
 class _Pending:
     reservation: Reservation
-    tokens: int
-    cost: float
+    amounts: Amounts
     committed: str | None = None  # the generation its ledger row was committed under
 
 
-def _limit(value: float | None) -> str:
-    return "-1" if value is None else repr(value)
+@dataclass(slots=True)
+class _Entry:
+    """An in-flight entry's value, decoded: each window it charged, and how much."""
+
+    charges: list[tuple[str, str, str, float, float]]  # (kind, counter, unit, factor, amount, span)
+    spans: list[float]
+    second: int
+    output: int
+    gen: str
+
+
+def encode(charges: list[Charge]) -> str:
+    """The entry's charges: "kind,counter,unit,factor,fixed,per-output,span;..." """
+    return ";".join(
+        f"{'r' if c.rolling else 'p'},{c.key},{c.window.unit},{c.factor!r},{c.fixed!r},{c.per_output!r},"
+        f"{c.window.seconds if c.rolling else int(c.end)}"
+        for c in charges
+    )
+
+
+def decode(value: str) -> _Entry:
+    specs, second, output, gen = value.rsplit("|", 3)
+    out = max(int(float(output)), 0)
+    charges, spans = [], []
+    for spec in specs.split(";") if specs else []:
+        kind, key, unit, factor, fixed, per, span = spec.split(",")
+        charges.append((kind, key, unit, float(factor), float(fixed) + float(per) * out))
+        spans.append(float(span))
+    return _Entry(charges, spans, int(float(second)), int(float(output)), gen)
+
+
+def _entry_of(r: Reservation) -> _Entry:
+    return _Entry(
+        [("r" if c.rolling else "p", c.key, c.window.unit, c.factor, c.amount) for c in r.charges],
+        [float(c.window.seconds if c.rolling else int(c.end)) for c in r.charges],
+        r.second, -1 if r.output is None else r.output, r.gen,
+    )
+
+
+def _moves(entry: _Entry, amounts: Amounts | None, *, full: bool) -> list[Any]:
+    """4 values per window: kind, counter, amount, span - the real usage (``full``), or its
+    difference from the reservation, or (``amounts`` None) the reservation itself."""
+    out: list[Any] = [len(entry.charges)]
+    for (kind, key, unit, factor, reserved), span in zip(entry.charges, entry.spans, strict=True):
+        if amounts is None:
+            amount = reserved
+        else:
+            actual = amounts.of(unit) * factor
+            amount = actual if full else actual - reserved
+        out += [kind, key, repr(float(amount)), repr(span) if kind == "r" else str(int(span))]
+    return out
 
 
 class RedisCounters(Counters):
@@ -121,6 +188,7 @@ class RedisCounters(Counters):
         self._pending: dict[str, _Pending] = {}  # field -> settled, row not yet committed
         self._ready: list[_Pending] = []  # rows committed: to send to Redis
         self._releases: list[Reservation] = []  # releases Redis did not take yet
+        self._finished: dict[int, list[str]] = {}  # user -> requests settled, still "running" in Redis
         self._recovering: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._down = False
@@ -132,60 +200,87 @@ class RedisCounters(Counters):
     def _base(self, user_id: int) -> str:
         return f"{self.prefix}:{{{user_id}}}"
 
-    def _keys(self, user_id: int, week_start: float, month_start: float) -> list[str]:
-        base = self._base(user_id)
-        return [
-            f"{base}:5h:z", f"{base}:5h:c", f"{base}:5h:t",
-            f"{base}:w:{int(week_start)}", f"{base}:m:{int(month_start)}",
-            f"{base}:mt:{int(month_start)}", f"{base}:mc:{int(month_start)}",
-        ]
-
     @property
     def _gen_key(self) -> str:
         return f"{self.prefix}:gen"
 
     # -- admission --------------------------------------------------------------------------
 
-    async def admit(self, user_id: int, plan: Plan, weight: int, request_id: str = "") -> Reservation:
+    async def admit(self, user_id: int, plan: Plan, demand: Demand | int, request_id: str = "") -> Reservation:
+        return await self._admit_or_probe(user_id, plan, demand, request_id, probe=False)
+
+    async def _admit_or_probe(
+        self, user_id: int, plan: Plan, demand: Demand | int, request_id: str, *, probe: bool
+    ) -> Reservation:
+        if not isinstance(demand, Demand):
+            demand = legacy_demand(plan, demand)
         for _ in range(3):
             now = self.clock()
-            week_start, week_end = self.periods.week(now)
-            month_start, month_end = self.periods.month(now)
+            charges = self.charges(plan, demand, now)
             field = f"{self.replica}:{request_id or secrets.token_hex(8)}"
+            finished = [] if probe else self._finished.pop(user_id, [])
             try:
-                result = await self._call_admit(
-                    user_id, plan, weight, now, week_start, week_end, month_start, month_end, field
-                )
+                result = await self._call_admit(user_id, plan, demand, charges, now, field, finished, probe)
                 status = int(result[0])
                 if status == -1:
                     await self.recover()
                     continue
             except self._errors as exc:
+                if finished:
+                    self._finished.setdefault(user_id, []).extend(finished)
                 raise self._unavailable(exc) from exc
             self._up()
+            if status == 3:
+                raise concurrency_refusal(int(plan.concurrency or 0))
+            by_name = {c.window.name: c for c in charges}
             if status == 0:
-                limits = _limits(plan)
-                exhausted = []
-                for i in range(1, len(result), 3):
-                    window, used, frees = result[i], float(result[i + 1]), result[i + 2]
-                    resets = float(frees) if frees else (week_end if window == "week" else month_end)
-                    exhausted.append(WindowState(window, used, limits[window], resets))
-                raise refusal(exhausted, now)
-            gen, total, frees, week, month, tokens, cost = result[1:]
-            gen = str(gen)
-            used = {"5h": float(total), "week": float(week), "month": float(month),
-                    "tokens_month": float(tokens), "cost_month": float(cost)}
-            resets = {"5h": float(frees) if frees else None, "week": week_end, "month": month_end,
-                      "tokens_month": month_end, "cost_month": month_end}
-            states = [WindowState(w, used[w], limit, resets[w]) for w, limit in _limits(plan).items()]
-            reservation = Reservation(
-                user_id, weight, int(now), week_start, month_start, states, gen=gen, field=field
+                exhausted, fixed = [], {}
+                for i in range(1, len(result), 4):
+                    name, used, frees, need = result[i], float(result[i + 1]), result[i + 2], float(result[i + 3])
+                    w = by_name[name].window
+                    exhausted.append(WindowState(name, used, w.limit, float(frees) if frees else now, w.unit))
+                    fixed[name] = need
+                used_up = [s for s in exhausted if exhausts(s, fixed[s.window])]
+                if used_up:
+                    raise refusal(used_up, now)
+                state = exhausted[0]
+                raise too_big(state, fixed[state.window], demand.requested, now)
+            if status == 2:
+                name, used, frees, need = result[1], float(result[2]), result[3], float(result[4])
+                w = by_name[name].window
+                state = WindowState(name, used, w.limit, float(frees) if frees else now, w.unit)
+                raise too_big(state, need, demand.requested, now)
+            gen, output = str(result[1]), int(float(result[2]))
+            states = []
+            for j, c in enumerate(charges):
+                used, frees = float(result[3 + 2 * j]), result[4 + 2 * j]
+                states.append(WindowState(
+                    c.window.name, used, c.window.limit, float(frees) if frees else None, c.window.unit, span_of(c)
+                ))
+            granted = None if output < 0 else output
+            for c in charges:
+                c.amount = c.fixed + c.per_output * (granted or 0)
+            lowered = (
+                demand.requested
+                if granted is not None and demand.requested is not None and granted < demand.requested else None
             )
-            if weight:
-                self._outstanding[field] = reservation
+            binding = None
+            if lowered is not None:
+                binding = min(
+                    (c for c in charges if c.per_output > 0),
+                    key=lambda c: (c.window.limit - next(s.used for s in states if s.window == c.window.name)),
+                ).window.name
+            reservation = Reservation(
+                user_id, demand.weight, int(now), states, charges, output=granted, lowered_from=lowered,
+                binding=binding, multiplier=demand.multiplier, gen=gen, field=field,
+                value=f"{encode(charges)}|{int(now)}|{output}|{gen}",
+            )
+            if probe:
+                return reservation
+            self._outstanding[field] = reservation
             if gen != self._gen_seen:
-                # The request is admitted: replanting older ones must not fail it (its weight is
-                # charged and would leak). If Redis drops now, the flusher replants later.
+                # The request is admitted: replanting older ones must not fail it (its reservation
+                # is charged and would leak). If Redis drops now, the flusher replants later.
                 try:
                     await self._learned(gen)
                 except self._errors as exc:
@@ -194,21 +289,25 @@ class RedisCounters(Counters):
         raise BackendUnavailable("The quota counters are being rebuilt; try again shortly.", retry_after=2)
 
     async def _call_admit(
-        self, user_id: int, plan: Plan, weight: int, now: float,
-        week_start: float, week_end: float, month_start: float, month_end: float, field: str,
+        self, user_id: int, plan: Plan, demand: Demand, charges: list[Charge], now: float, field: str,
+        finished: list[str], probe: bool,
     ) -> Any:
         base = self._base(user_id)
+        args: list[Any] = [
+            repr(now), field, user_id, -1 if plan.concurrency is None else plan.concurrency,
+            -1 if demand.requested is None else demand.requested, plan.min_output_tokens,
+            1 if plan.on_exceed == "refuse" else 0, encode(charges), base, 1 if probe else 0,
+            len(finished), *finished, len(charges),
+        ]
+        for c in charges:
+            w = c.window
+            args += [
+                "r" if c.rolling else "p", c.key, repr(c.fixed), repr(c.per_output),
+                w.seconds if c.rolling else int(c.end), repr(w.limit), 1 if w.budget else 0, w.name,
+            ]
         return await self.lean.evalsha(
             self._admit.sha, ADMIT,
-            [self._gen_key, *self._keys(user_id, week_start, month_start), f"{base}:if",
-             f"{self.prefix}:r:{self.replica}:u"],
-            [
-                repr(now), weight,
-                _limit(plan.requests_per_5h), _limit(plan.requests_per_week), _limit(plan.requests_per_month),
-                _limit(plan.tokens_per_month), _limit(plan.cost_per_month),
-                int(week_end - now) + 3600, int(month_end - now) + 3600,
-                field, f"{weight}|{int(week_start)}|{int(month_start)}", user_id,
-            ],
+            [self._gen_key, f"{base}:if", f"{base}:run", f"{self.prefix}:r:{self.replica}:u"], args,
         )
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailable:
@@ -226,14 +325,19 @@ class RedisCounters(Counters):
 
     # -- settling ---------------------------------------------------------------------------
 
-    def settle(self, reservation: Reservation, tokens: int, cost: float) -> None:
-        """Keep the reservation; its tokens and cost go to Redis once its ledger row is in the
-        database (``committed``), batched - a round trip per request would cost more than the
-        request."""
+    def settle(self, reservation: Reservation, tokens: int | Amounts = 0, cost: float = 0.0) -> None:
+        """Keep the reservation; the real usage replaces it in Redis once its ledger row is in
+        the database (``committed``), batched - a round trip per request would cost more than
+        the request. It stops counting against the concurrency limit at once (the next
+        admission of the same user from this replica tells Redis)."""
         if reservation.settled:
             return
         reservation.settled = True
-        self._pending[reservation.field] = _Pending(reservation, tokens, cost)
+        amounts = tokens if isinstance(tokens, Amounts) else Amounts(
+            requests=float(reservation.weight), calls=1.0, tokens=float(tokens), cost=float(cost)
+        )
+        self._pending[reservation.field] = _Pending(reservation, amounts)
+        self._finished.setdefault(reservation.user_id, []).append(reservation.field)
 
     def committed(self, rows: Iterable[dict[str, Any]], generation: str) -> None:
         for row in rows:
@@ -260,23 +364,21 @@ class RedisCounters(Counters):
         if reservation.settled:
             return
         reservation.settled = True
-        if not reservation.weight:
-            return
         try:
-            await self._release_now(reservation)
+            await self._release_now(reservation.user_id, reservation.field, _entry_of(reservation))
         except self._errors as exc:
             self._unavailable(exc)
             self._releases.append(reservation)  # retried by the flusher
             return
         self._done(reservation.field)
 
-    async def _release_now(self, r: Reservation, tombstone: bool = False) -> None:
-        keys = self._keys(r.user_id, r.week_start, r.month_start)
-        base = self._base(r.user_id)
+    async def _release_now(self, user_id: int, field: str, entry: _Entry, tombstone: bool = False) -> None:
+        base = self._base(user_id)
         await self.lean.evalsha(
             self._release.sha, RELEASE,
-            [self._gen_key, keys[1], keys[2], keys[3], keys[4], f"{base}:if", f"{base}:gone"],
-            [r.second, r.weight, r.field, r.gen, 1 if tombstone else 0],
+            [self._gen_key, f"{base}:if", f"{base}:gone", f"{base}:run"],
+            [field, entry.gen, 1 if tombstone else 0, entry.second, repr(self.clock()), base,
+             *_moves(entry, None, full=True)],
         )
 
     async def flush(self) -> None:
@@ -284,11 +386,22 @@ class RedisCounters(Counters):
         releases, self._releases = self._releases, []
         for i, r in enumerate(releases):
             try:
-                await self._release_now(r)
+                await self._release_now(r.user_id, r.field, _entry_of(r))
             except self._errors:
                 self._releases.extend(releases[i:])
                 raise
             self._done(r.field)
+        finished, self._finished = self._finished, {}
+        if finished:
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                for user_id, fields in finished.items():
+                    pipe.hdel(f"{self._base(user_id)}:run", *fields)
+                await pipe.execute()
+            except self._errors:
+                for user_id, fields in finished.items():
+                    self._finished.setdefault(user_id, []).extend(fields)
+                raise
         ready, self._ready = self._ready, []
         if not ready:
             return
@@ -296,12 +409,11 @@ class RedisCounters(Counters):
         args: list[Any] = []
         for e in ready:
             r = e.reservation
-            late = r.weight if e.committed != r.gen else 0
+            late = e.committed != r.gen
+            entry = _entry_of(r)
             args += [
-                self._base(r.user_id), r.field, e.committed, e.tokens, repr(float(e.cost)), late, r.second,
-                int(r.week_start), int(r.month_start), repr(now),
-                max(60, int(r.week_start + 8 * 86400 - now)), max(60, int(r.month_start + 40 * 86400 - now)),
-                0 if late else 1,
+                self._base(r.user_id), r.field, e.committed, 0 if late else 1, r.second, repr(now),
+                *_moves(entry, e.amounts, full=late),
             ]
         try:
             replies = await self._settle(keys=[self._gen_key], args=args)
@@ -346,27 +458,32 @@ class RedisCounters(Counters):
             now = self.clock()
             args: list[Any] = [gen]
             for r in stale:
+                entry = _entry_of(r)
                 args += [
-                    self._base(r.user_id), r.field, r.second, r.weight, int(r.week_start), int(r.month_start),
-                    repr(now), max(60, int(r.week_start + 8 * 86400 - now)),
-                    max(60, int(r.month_start + 40 * 86400 - now)),
-                    f"{r.weight}|{int(r.week_start)}|{int(r.month_start)}",
+                    self._base(r.user_id), r.field, r.second, repr(now), r.value.rsplit("|", 1)[0],
+                    *_moves(entry, None, full=True),
                 ]
             if not await self._replant_script(keys=[self._gen_key, f"{self.prefix}:rebuild"], args=args):
                 return  # not that generation any more: the next look will tell
             for r in stale:
                 r.gen = gen
+                r.value = f"{r.value.rsplit('|', 1)[0]}|{gen}"
                 self._replanted[r.field] = gen
             log.warning("replanted %d requests in flight across a loss of the quota counters", len(stale))
         self._gen_seen = gen
 
     # -- state ------------------------------------------------------------------------------
 
-    async def states(self, user_id: int, plan: Plan) -> list[WindowState]:
+    async def states(self, user_id: int, plan: Plan, anchor: float | None = None) -> list[WindowState]:
         await self.flush()
-        # An admission of weight 0 reads every window without changing any.
-        reservation = await self.admit(user_id, plan, 0)
-        return reservation.states
+        demand = legacy_demand(plan, 0)
+        demand.anchor = anchor
+        reservation = await self._admit_or_probe(user_id, plan, demand, "", probe=True)
+        states = reservation.states
+        if plan.concurrency is not None:
+            running = await self.redis.hlen(f"{self._base(user_id)}:run")
+            states.append(WindowState("concurrency", float(running), float(plan.concurrency), None, "concurrency"))
+        return states
 
     async def start(self, view: LedgerView) -> None:
         """Join: heartbeat, rebuild if Redis has no state, reconcile dead replicas' requests."""
@@ -412,8 +529,7 @@ class RedisCounters(Counters):
     async def _rebuild(self) -> None:
         assert self.view is not None, "RedisCounters.start() was not awaited"
         now = self.clock()
-        since = min(now - ROLLING_SECONDS, self.periods.week(now)[0], self.periods.month(now)[0])
-        rows, generation = await asyncio.to_thread(self.view.snapshot_for_counters, since)
+        rows, generation = await asyncio.to_thread(self.view.snapshot_for_counters, now - 2 * 32 * 86400)
         stale = [key async for key in self.redis.scan_iter(match=f"{self.prefix}:{{*", count=1000)]
         if stale:
             await self.redis.delete(*stale)
@@ -432,28 +548,32 @@ class RedisCounters(Counters):
         )
 
     async def _load(self, rows: Rows, now: float) -> None:
-        week_start, _ = self.periods.week(now)
-        month_start, _ = self.periods.month(now)
-        cutoff = int(now) - ROLLING_SECONDS
+        """Every ledger row into the windows of its user's plan, in the period it was admitted
+        in (periods that have ended are skipped)."""
         pipe = self.redis.pipeline(transaction=False)
-        for user_id, second, weight, tokens, cost in rows:
-            keys = self._keys(user_id, week_start, month_start)
-            weight, tokens, cost = int(weight or 0), int(tokens or 0), float(cost or 0.0)
-            if second > cutoff and weight:
-                pipe.zadd(keys[0], {str(second): second})
-                pipe.hincrby(keys[1], str(second), weight)
-                pipe.incrby(keys[2], weight)
-            if second >= week_start and weight:
-                pipe.incrby(keys[3], weight)
-            if second >= month_start:
-                if weight:
-                    pipe.incrby(keys[4], weight)
-                if tokens:
-                    pipe.incrby(keys[5], tokens)
-                if cost:
-                    pipe.incrbyfloat(keys[6], cost)
-            for key in keys:
-                pipe.expire(key, 40 * 86400)
+        for row in rows:
+            user_id, second, amounts, multiplier, plan_name, anchor = row_amounts(row)
+            plan = (self.plans(plan_name) if plan_name else None) or EVERY_SHORTHAND
+            demand = legacy_demand(plan, 0)
+            demand.anchor = anchor
+            demand.multiplier = multiplier
+            base = self._base(user_id)
+            for c in self.charges(plan, demand, float(second)):
+                amount = amounts.of(c.window.unit) * c.factor
+                if not amount:
+                    continue
+                key = f"{base}:{c.key}"
+                if c.rolling:
+                    if second <= int(now) - c.window.seconds:
+                        continue
+                    pipe.zadd(f"{key}:z", {str(second): second})
+                    pipe.hincrbyfloat(f"{key}:c", str(second), amount)
+                    pipe.incrbyfloat(f"{key}:t", amount)
+                    for k in (f"{key}:z", f"{key}:c", f"{key}:t"):
+                        pipe.expire(k, c.window.seconds + 60)
+                elif c.end > now:
+                    pipe.incrbyfloat(key, amount)
+                    pipe.expire(key, max(60, int(c.end - now) + 3600))
         await pipe.execute()
 
     # -- replicas ---------------------------------------------------------------------------
@@ -492,20 +612,22 @@ class RedisCounters(Counters):
         users_key = f"{self.prefix}:r:{replica}:u"
         found: list[tuple[int, str, str]] = []
         for uid in await self.redis.smembers(users_key):
-            entries = await self.redis.hgetall(f"{self._base(int(uid))}:if")
+            base = self._base(int(uid))
+            entries = await self.redis.hgetall(f"{base}:if")
             found += [(int(uid), f, v) for f, v in entries.items() if f.startswith(replica + ":")]
+            running = [f for f in await self.redis.hkeys(f"{base}:run") if f.startswith(replica + ":")]
+            if running:
+                await self.redis.hdel(f"{base}:run", *running)
         ids = [f.split(":", 1)[1] for _, f, _ in found]
         outcomes = await asyncio.to_thread(self.view.outcomes, ids) if ids else {}
         generation = await self.redis.get(self._gen_key)
         for uid, f, value in found:
-            second, weight, week_start, month_start, gen = value.split("|")
-            r = Reservation(int(uid), int(weight), int(second), float(week_start), float(month_start), [],
-                            gen=gen, field=f)
-            status, tokens, cost = outcomes.get(f.split(":", 1)[1], ("missing", 0, 0.0))
+            entry = decode(value)
+            status, amounts = outcomes.get(f.split(":", 1)[1], ("missing", Amounts()))
             if status in ("ok", "cancelled") and generation is not None:
-                self._ready.append(_Pending(r, tokens, cost, committed=gen))
+                self._ready.append(_Pending(_reservation_of(uid, f, entry), amounts, committed=entry.gen))
             else:
-                await self._release_now(r, tombstone=status == "missing")
+                await self._release_now(uid, f, entry, tombstone=status == "missing")
         await self.flush()
         await self.redis.delete(users_key)
         await self.redis.srem(f"{self.prefix}:replicas", replica)
@@ -522,7 +644,7 @@ class RedisCounters(Counters):
         for rows, generation in groups:
             for row in rows:
                 field = row.get("_field")
-                if field and row.get("_res") and row.get("status") in ("ok", "cancelled") and row.get("weight"):
+                if field and row.get("_res") and row.get("status") in ("ok", "cancelled"):
                     by_replica.setdefault(field.split(":", 1)[0], []).append((row, generation))
         for replica, items in by_replica.items():
             if replica == self.replica:
@@ -543,12 +665,10 @@ class RedisCounters(Counters):
         now = self.clock()
         args: list[Any] = []
         for row, committed in items:
-            second, weight, week_start, month_start, admitted = str(row["_res"]).split("|")
+            entry = decode(str(row["_res"]))
             args += [
-                self._base(int(row["user_id"])), row["_field"], committed, admitted,
-                int(row.get("input_tokens") or 0) + int(row.get("output_tokens") or 0),
-                repr(float(row.get("cost") or 0.0)), weight, second, week_start, month_start, repr(now),
-                max(60, int(float(month_start) + 40 * 86400 - now)),
+                self._base(int(row["user_id"])), row["_field"], committed, entry.gen, entry.second, repr(now),
+                *_moves(entry, row_usage(row), full=True),
             ]
         replies = await self._recharge(keys=[self._gen_key], args=args)
         charged = sum(1 for r in replies if r == "ok")
@@ -574,9 +694,23 @@ class RedisCounters(Counters):
         await self.redis.aclose()
 
 
-def _limits(plan: Plan) -> dict[str, float]:
-    limits: dict[str, Any] = {
-        "5h": plan.requests_per_5h, "week": plan.requests_per_week, "month": plan.requests_per_month,
-        "tokens_month": plan.tokens_per_month, "cost_month": plan.cost_per_month,
-    }
-    return {k: float(v) for k, v in limits.items() if v is not None}
+def row_usage(row: dict[str, Any]) -> Amounts:
+    """A ledger row's real usage in every unit."""
+    weight = float(row.get("weight") or 0)
+    return Amounts(
+        requests=weight, calls=1.0, credits=float(row.get("credits") or 0.0),
+        tokens=float(int(row.get("input_tokens") or 0) + int(row.get("output_tokens") or 0)),
+        cost=float(row.get("cost") or 0.0),
+    )
+
+
+def _reservation_of(user_id: int, field: str, entry: _Entry) -> Reservation:
+    """A dead replica's request, from its in-flight entry, to settle it here."""
+    from oneplan.metering.plans import Window
+
+    charges = []
+    for (kind, key, unit, factor, amount), span in zip(entry.charges, entry.spans, strict=True):
+        rolling = kind == "r"
+        window = Window(key, unit, "rolling" if rolling else "calendar", "", 0.0, int(span) if rolling else 0)
+        charges.append(Charge(window, key, 0.0 if rolling else span, amount, 0.0, amount=amount, factor=factor))
+    return Reservation(user_id, 0, entry.second, [], charges, gen=entry.gen, field=field)

@@ -1,29 +1,33 @@
 """The Lua scripts behind ``redis_counters``: each one atomic on the Redis server.
 
-Keys (``P`` is the prefix, ``U`` a user id; calendar keys carry their period's start)::
+Keys (``P`` is the prefix, ``U`` a user id; ``S`` a window's counter, see
+``counters.Charge.key``: ``<unit>:r<seconds>`` rolling, ``<unit>:<kind><length>:<start>``
+calendar or anniversary)::
 
     P:gen              the counters' generation: missing = Redis lost its state (or never had it)
     P:lock             who is rebuilding from the ledger now (SET NX PX)
-    P:U:5h:z / :c / :t seconds with requests (zset), weight per second (hash), rolling total
-    P:U:w:<start>      requests this week        P:U:m:<start>   requests this month
-    P:U:mt:<start>     tokens this month         P:U:mc:<start>  cost this month
-    P:U:if             requests in flight: field "<replica>:<request id>",
-                       value "<second>|<weight>|<week start>|<month start>|<generation>"
+    P:{U}:S:z / :c / :t  a rolling window: seconds with charges (zset), amount per second
+                       (hash), the window's total
+    P:{U}:S            a calendar or anniversary period's total (expires after its end)
+    P:{U}:if           requests in flight: field "<replica>:<request id>", value
+                       "<charges>|<second>|<output tokens>|<generation>" (``Reservation.value``)
+    P:{U}:run          requests running (the concurrency limit): removed as each one ends
     P:r:<replica>:u    users with requests in flight on a replica   P:hb:<replica>  its heartbeat
     P:replicas         every replica that registered
 
-Scripts touch keys of several users (a settlement batch), so this is for a single Redis primary
-(with replicas or Sentinel for availability), not Redis Cluster.
+Amounts are floats (``INCRBYFLOAT``): requests stay exact integers, credits and cost need
+fractions. Scripts touch keys of several users (a settlement batch), so this is for a single
+Redis primary (with replicas or Sentinel for availability), not Redis Cluster.
 """
 
 from __future__ import annotations
 
-from oneplan.metering.windows import ROLLING_SECONDS
-
-# Shared Lua: the rolling window of one user, pruned to ``now``.
-_PRUNE = """
-local function prune(z, c, t, now)
-  local cutoff = math.floor(now) - @WINDOW@
+# Shared Lua: pruning a rolling window, reading a window, moving an amount in or out of one.
+_COMMON = """
+local function fmt(x) return string.format('%.17g', x) end
+local function prune(key, seconds, now)
+  local z, c, t = key .. ':z', key .. ':c', key .. ':t'
+  local cutoff = math.floor(now) - seconds
   local expired = redis.call('ZRANGEBYSCORE', z, '-inf', cutoff)
   if #expired > 0 then
     local gone = 0
@@ -32,143 +36,184 @@ local function prune(z, c, t, now)
       redis.call('HDEL', c, s)
     end
     redis.call('ZREMRANGEBYSCORE', z, '-inf', cutoff)
-    redis.call('DECRBY', t, gone)
+    if redis.call('ZCARD', z) == 0 then
+      redis.call('DEL', t)
+    else
+      redis.call('INCRBYFLOAT', t, fmt(-gone))
+    end
   end
 end
-local function charge(z, c, t, w, m, second, weight, week_ttl, month_ttl)
-  redis.call('ZADD', z, second, second)
-  redis.call('HINCRBY', c, second, weight)
-  local total = redis.call('INCRBY', t, weight)
-  local week = redis.call('INCRBY', w, weight)
-  redis.call('EXPIRE', w, week_ttl)
-  local month = redis.call('INCRBY', m, weight)
-  redis.call('EXPIRE', m, month_ttl)
-  redis.call('EXPIRE', z, @TTL@)
-  redis.call('EXPIRE', c, @TTL@)
-  redis.call('EXPIRE', t, @TTL@)
-  return total, week, month
+local function used(kind, key)
+  if kind == 'r' then return tonumber(redis.call('GET', key .. ':t') or '0') end
+  return tonumber(redis.call('GET', key) or '0')
+end
+-- Move ``delta`` into the window at ``second``. Rolling: only while that second is in the
+-- window. A period: only into its current counter, or (``create``) while the period lasts.
+local function move(kind, key, second, delta, span, now, create)
+  if delta == 0 then return end
+  if kind == 'r' then
+    if second <= math.floor(now) - span then return end
+    redis.call('ZADD', key .. ':z', second, second)
+    redis.call('HINCRBYFLOAT', key .. ':c', second, fmt(delta))
+    redis.call('INCRBYFLOAT', key .. ':t', fmt(delta))
+    for _, k in ipairs({key .. ':z', key .. ':c', key .. ':t'}) do redis.call('EXPIRE', k, span + 60) end
+  else
+    if redis.call('EXISTS', key) == 1 or (create and span > now) then
+      redis.call('INCRBYFLOAT', key, fmt(delta))
+      redis.call('EXPIRE', key, math.max(60, math.floor(span - now) + 3600))  -- the gateway's clock
+    end
+  end
+end
+-- When enough of a rolling window expires for ``need`` more.
+local function frees(key, span, total, need, limit, now)
+  local excess = total + need - limit
+  local z, c = key .. ':z', key .. ':c'
+  local start = 0
+  local last = nil
+  while true do
+    local seconds = redis.call('ZRANGE', z, start, start + 63)
+    if #seconds == 0 then break end
+    for _, s in ipairs(seconds) do
+      excess = excess - tonumber(redis.call('HGET', c, s) or '0')
+      last = s
+      if excess <= 1e-9 then return tostring(tonumber(s) + span) end
+    end
+    start = start + 64
+  end
+  if last then return tostring(tonumber(last) + span) end
+  return ''
 end
 """
 
-# KEYS: gen, z, c, t, week, month, tokens, cost, inflight, replica-users
-# ARGV: now, weight, lim5h, limw, limm, limt, limc, week_ttl, month_ttl, field, value-prefix,
-#       user id      (limits: -1 = none)
-# Reply: {-1} Redis lost its state (rebuild first) | {0, window, used, frees, ...} refused |
-#        {1, gen, total, frees, week, month, tokens, cost} admitted
-ADMIT = (_PRUNE + """
+# KEYS: gen, inflight, running, replica-users
+# ARGV: now, field, user id, concurrency (-1 none), requested output (-1 none), min output,
+#       refuse (1: never lower it), charges (the entry's value prefix), key base, probe (1: only
+#       read), k, k finished fields (no longer running), n, then 8 per window: kind, counter,
+#       fixed, per output token, span (rolling seconds / period end), limit, budget (1/0), name
+# Reply: {-1} Redis lost its state | {0, name, used, frees, fixed, ...} refused: used up |
+#        {2, name, used, frees, need} the worst case does not fit | {3, running} concurrency |
+#        {1, gen, output (-1: not metered), used, frees, ...} admitted
+ADMIT = _COMMON + """
 local gen = redis.call('GET', KEYS[1])
 if not gen then return {-1} end
 local now = tonumber(ARGV[1])
-local weight = tonumber(ARGV[2])
-prune(KEYS[2], KEYS[3], KEYS[4], now)
-local total = tonumber(redis.call('GET', KEYS[4]) or '0')
-local week = tonumber(redis.call('GET', KEYS[5]) or '0')
-local month = tonumber(redis.call('GET', KEYS[6]) or '0')
-local tokens = tonumber(redis.call('GET', KEYS[7]) or '0')
-local cost = tonumber(redis.call('GET', KEYS[8]) or '0')
-local function frees(need, limit)
-  local excess = total + need - limit
-  local seconds = redis.call('ZRANGE', KEYS[2], 0, -1)
-  for _, s in ipairs(seconds) do
-    excess = excess - tonumber(redis.call('HGET', KEYS[3], s) or '0')
-    if excess <= 0 then return tonumber(s) + @WINDOW@ end
-  end
-  if #seconds > 0 then return tonumber(seconds[#seconds]) + @WINDOW@ end
-  return now
+local field, uid = ARGV[2], ARGV[3]
+local conc, requested, min_out = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local refuse, charges, base, probe = ARGV[7] == '1', ARGV[8], ARGV[9], ARGV[10] == '1'
+local i = 11
+local k = tonumber(ARGV[i]); i = i + 1
+for _ = 1, k do redis.call('HDEL', KEYS[3], ARGV[i]); i = i + 1 end
+if conc >= 0 and not probe then
+  local running = redis.call('HLEN', KEYS[3])
+  if running >= conc then return {3, tostring(running)} end
 end
-local lim5h, limw, limm = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local limt, limc = tonumber(ARGV[6]), tonumber(ARGV[7])
+local n = tonumber(ARGV[i]); i = i + 1
+local W = {}
+for j = 1, n do
+  local w = {kind = ARGV[i], key = base .. ':' .. ARGV[i + 1], fixed = tonumber(ARGV[i + 2]),
+             per = tonumber(ARGV[i + 3]), span = tonumber(ARGV[i + 4]), limit = tonumber(ARGV[i + 5]),
+             budget = ARGV[i + 6] == '1', name = ARGV[i + 7]}
+  i = i + 8
+  if w.kind == 'r' then prune(w.key, w.span, now) end
+  w.used = used(w.kind, w.key)
+  W[j] = w
+end
+local function frees_of(w, need)
+  if w.kind == 'r' then return frees(w.key, w.span, w.used, math.max(need, 1), w.limit, now) end
+  return tostring(w.span)
+end
+local best, bind, metered = requested, 0, false
 local out = {}
-if lim5h >= 0 and total + weight > lim5h then
-  table.insert(out, '5h'); table.insert(out, tostring(total)); table.insert(out, tostring(frees(math.max(weight, 1), lim5h)))
+if not probe then
+  for j, w in ipairs(W) do
+    local room = w.limit - w.used
+    if (w.budget and room <= 0) or w.fixed > room + 1e-9 then
+      table.insert(out, w.name); table.insert(out, fmt(w.used)); table.insert(out, frees_of(w, w.fixed))
+      table.insert(out, fmt(w.fixed))
+    elseif w.per > 0 then
+      metered = true
+      local most = math.floor((room - w.fixed) / w.per + 1e-9)
+      if best < 0 or most < best then best = most; bind = j end
+    end
+  end
+  if #out > 0 then
+    table.insert(out, 1, 0)
+    return out
+  end
+  if metered and requested >= 0 and best < requested then
+    if refuse or best < math.min(min_out, requested) then
+      local w = W[bind]
+      return {2, w.name, fmt(w.used), frees_of(w, w.fixed + w.per * requested), fmt(w.fixed + w.per * requested)}
+    end
+  end
 end
-if limw >= 0 and week + weight > limw then table.insert(out, 'week'); table.insert(out, tostring(week)); table.insert(out, '') end
-if limm >= 0 and month + weight > limm then table.insert(out, 'month'); table.insert(out, tostring(month)); table.insert(out, '') end
-if limt >= 0 and tokens >= limt then table.insert(out, 'tokens_month'); table.insert(out, tostring(tokens)); table.insert(out, '') end
-if limc >= 0 and cost >= limc then table.insert(out, 'cost_month'); table.insert(out, tostring(cost)); table.insert(out, '') end
-if #out > 0 then
-  table.insert(out, 1, 0)
-  return out
-end
+if not metered then best = -1 end
+local output = math.max(best, 0)
 local second = math.floor(now)
-if weight > 0 then
-  total, week, month = charge(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], second, weight, ARGV[8], ARGV[9])
-  redis.call('HSET', KEYS[9], ARGV[10], second .. '|' .. ARGV[11] .. '|' .. gen)
-  redis.call('SADD', KEYS[10], ARGV[12])
+local reply = {1, gen, tostring(best)}
+for _, w in ipairs(W) do
+  if not probe then
+    local amount = w.fixed + w.per * output
+    if amount ~= 0 then
+      move(w.kind, w.key, second, amount, w.span, now, true)
+      w.used = w.used + amount
+    end
+  end
+  table.insert(reply, fmt(w.used))
+  if w.kind == 'r' then
+    if w.used > 0 then table.insert(reply, frees(w.key, w.span, w.used, 1, w.limit, now)) else table.insert(reply, '') end
+  else
+    table.insert(reply, tostring(w.span))
+  end
 end
-local f = ''
-if total > 0 and lim5h >= 0 then f = tostring(frees(1, lim5h)) end
-return {1, gen, tostring(total), f, tostring(week), tostring(month), tostring(tokens), tostring(cost)}
-""").replace("@WINDOW@", str(ROLLING_SECONDS)).replace("@TTL@", str(ROLLING_SECONDS + 60))
+if not probe then
+  redis.call('HSET', KEYS[2], field, charges .. '|' .. second .. '|' .. best .. '|' .. gen)
+  redis.call('HSET', KEYS[3], field, second)
+  redis.call('SADD', KEYS[4], uid)
+end
+return reply
+"""
 
-# A failed request gives its weight back - once (the in-flight entry is the token), and only to
-# the generation that holds it (a Redis that lost its state holds nothing to give back).
+# A failed request gives its reservation back - once (the in-flight entry is the token), and
+# only to the generation that holds it (a Redis that lost its state holds nothing to give back).
 # A reconciler releasing a dead replica's request that has no ledger row (yet) leaves a
 # tombstone (``P:U:gone``), so that if the row turns up later - its journal replayed when the
 # replica restarts - the request is charged again, once.
-# KEYS: gen, c, t, week, month, inflight, gone   ARGV: second, weight, field, generation, tombstone
-RELEASE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[4] then return 0 end
-if redis.call('HDEL', KEYS[6], ARGV[3]) == 0 then return 0 end
-redis.call('HINCRBY', KEYS[2], ARGV[1], -tonumber(ARGV[2]))
-redis.call('DECRBY', KEYS[3], ARGV[2])
-if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('DECRBY', KEYS[4], ARGV[2]) end
-if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('DECRBY', KEYS[5], ARGV[2]) end
-if ARGV[5] == '1' then
-  redis.call('HSET', KEYS[7], ARGV[3], ARGV[4])
-  redis.call('EXPIRE', KEYS[7], 8 * 86400)
+# KEYS: gen, inflight, gone, running   ARGV: field, generation, tombstone, second, now, key base,
+#       n, then 4 per window: kind, counter, amount, span
+RELEASE = _COMMON + """
+redis.call('HDEL', KEYS[4], ARGV[1])
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
+if redis.call('HDEL', KEYS[2], ARGV[1]) == 0 then return 0 end
+local second, now, base = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local n = tonumber(ARGV[7])
+local i = 8
+for _ = 1, n do
+  move(ARGV[i], base .. ':' .. ARGV[i + 1], second, -tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), now, false)
+  i = i + 4
+end
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[3], 8 * 86400)
 end
 return 1
 """
 
-# Rows a restarted replica replayed from a dead predecessor's journal, whose in-flight entries
-# are gone: charge them once if a reconciler released them without a row (tombstone), or if a
-# rebuild read the ledger before the row was committed. 12 ARGV per row: prefix-user, field,
-# committed generation, admitted generation, tokens, cost, weight, second, week start, month
-# start, now, month ttl.   KEYS: gen.   Reply per row: 'ok' | 'skip'
-RECHARGE = (_PRUNE + """
-local gen = redis.call('GET', KEYS[1])
-local out = {}
-for i = 1, #ARGV, 12 do
-  local base, field = ARGV[i], ARGV[i + 1]
-  local due = false
-  if gen then
-    if redis.call('HDEL', base .. ':gone', field) == 1 then due = true end
-    if gen == ARGV[i + 2] and tonumber(ARGV[i + 2]) > tonumber(ARGV[i + 3]) then due = true end
-  end
-  if due then
-    local month_start = ARGV[i + 9]
-    prune(base .. ':5h:z', base .. ':5h:c', base .. ':5h:t', tonumber(ARGV[i + 10]))
-    charge(base .. ':5h:z', base .. ':5h:c', base .. ':5h:t', base .. ':w:' .. ARGV[i + 8],
-           base .. ':m:' .. month_start, tonumber(ARGV[i + 7]), tonumber(ARGV[i + 6]), ARGV[i + 11], ARGV[i + 11])
-    if tonumber(ARGV[i + 4]) > 0 then
-      redis.call('INCRBY', base .. ':mt:' .. month_start, ARGV[i + 4])
-      redis.call('EXPIRE', base .. ':mt:' .. month_start, ARGV[i + 11])
-    end
-    if tonumber(ARGV[i + 5]) > 0 then
-      redis.call('INCRBYFLOAT', base .. ':mc:' .. month_start, ARGV[i + 5])
-      redis.call('EXPIRE', base .. ':mc:' .. month_start, ARGV[i + 11])
-    end
-    table.insert(out, 'ok')
-  else
-    table.insert(out, 'skip')
-  end
-end
-return out
-""").replace("@WINDOW@", str(ROLLING_SECONDS)).replace("@TTL@", str(ROLLING_SECONDS + 60))
-
-# Settle a batch of requests whose ledger rows are in the database. Per entry (13 ARGV each):
-# prefix-user, field, generation the row was committed under, tokens, cost, weight to charge
-# late (a request admitted before Redis lost its state and committed after the rebuild read the
-# ledger: nobody else counts it), second, week start, month start, now, week ttl, month ttl,
-# needs-entry (1: apply only by removing the in-flight entry - exactly once).
+# Settle a batch of requests whose ledger rows are in the database. Per entry: key base,
+# field, the generation its row was committed under, needs-entry (1: apply only by removing
+# the in-flight entry - exactly once; 0: charged late, in full - a request admitted before Redis
+# lost its state and committed after the rebuild read the ledger: nobody else counts it),
+# second, now, n, then 4 per window: kind, counter, amount (the change), span.
 # KEYS: gen.  Reply per entry: 'ok' | 'skip' (a later rebuild counted it) | 'wait' (no state yet)
-SETTLE = (_PRUNE + """
+SETTLE = _COMMON + """
 local gen = redis.call('GET', KEYS[1])
 local out = {}
-local n = 13
-for i = 1, #ARGV, n do
-  local base, field, committed = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+local i = 1
+while i <= #ARGV do
+  local base, field, committed, needs = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local second, now, n = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
+  local first = i + 7
+  i = first + 4 * n
   if not gen then
     table.insert(out, 'wait')
   elseif tonumber(gen) > tonumber(committed) then
@@ -177,46 +222,70 @@ for i = 1, #ARGV, n do
     table.insert(out, 'wait')
   else
     local removed = redis.call('HDEL', base .. ':if', field)
-    if ARGV[i + 12] == '1' and removed == 0 then
+    if needs == '1' and removed == 0 then
       table.insert(out, 'skip')
     else
-      local tokens, cost, late = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
-      local week_start, month_start = ARGV[i + 7], ARGV[i + 8]
-      if late > 0 then
-        prune(base .. ':5h:z', base .. ':5h:c', base .. ':5h:t', tonumber(ARGV[i + 9]))
-        charge(base .. ':5h:z', base .. ':5h:c', base .. ':5h:t', base .. ':w:' .. week_start,
-               base .. ':m:' .. month_start, tonumber(ARGV[i + 6]), late, ARGV[i + 10], ARGV[i + 11])
-      end
-      if tokens > 0 then
-        redis.call('INCRBY', base .. ':mt:' .. month_start, tokens)
-        redis.call('EXPIRE', base .. ':mt:' .. month_start, ARGV[i + 11])
-      end
-      if cost > 0 then
-        redis.call('INCRBYFLOAT', base .. ':mc:' .. month_start, cost)
-        redis.call('EXPIRE', base .. ':mc:' .. month_start, ARGV[i + 11])
+      for j = first, i - 1, 4 do
+        move(ARGV[j], base .. ':' .. ARGV[j + 1], second, tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]), now, true)
       end
       table.insert(out, 'ok')
     end
   end
 end
 return out
-""").replace("@WINDOW@", str(ROLLING_SECONDS)).replace("@TTL@", str(ROLLING_SECONDS + 60))
+"""
 
 # Replant requests this replica admitted before Redis lost its state and that no rebuild read
 # can have counted (their ledger rows are not in the database yet): charged again under the new
 # generation, with their in-flight entries, while the rebuild is in progress (``P:rebuild``
-# names it) or just after. 10 ARGV per entry: prefix-user, field, second, weight, week start,
-# month start, now, week ttl, month ttl, the entry's value prefix.
+# names it) or just after. Per entry: key base, field, second, now, the entry's value without
+# its generation, n, then 4 per window: kind, counter, amount, span.
 # KEYS: gen, rebuild.  ARGV[1]: the new generation.  Reply: 1 replanted | 0 not this generation
-REPLANT = (_PRUNE + """
+REPLANT = _COMMON + """
 local target = ARGV[1]
 if redis.call('GET', KEYS[1]) ~= target and redis.call('GET', KEYS[2]) ~= target then return 0 end
-for i = 2, #ARGV, 10 do
-  local base = ARGV[i]
-  prune(base .. ':5h:z', base .. ':5h:c', base .. ':5h:t', tonumber(ARGV[i + 6]))
-  charge(base .. ':5h:z', base .. ':5h:c', base .. ':5h:t', base .. ':w:' .. ARGV[i + 4],
-         base .. ':m:' .. ARGV[i + 5], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 7], ARGV[i + 8])
-  redis.call('HSET', base .. ':if', ARGV[i + 1], ARGV[i + 9] .. '|' .. target)
+local i = 2
+while i <= #ARGV do
+  local base, field, second, now, value = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4]
+  local n = tonumber(ARGV[i + 5])
+  local first = i + 6
+  i = first + 4 * n
+  for j = first, i - 1, 4 do
+    move(ARGV[j], base .. ':' .. ARGV[j + 1], second, tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]), now, true)
+  end
+  redis.call('HSET', base .. ':if', field, value .. '|' .. target)
+  redis.call('HSET', base .. ':run', field, second)
 end
 return 1
-""").replace("@WINDOW@", str(ROLLING_SECONDS)).replace("@TTL@", str(ROLLING_SECONDS + 60))
+"""
+
+# Rows a restarted replica replayed from a dead predecessor's journal, whose in-flight entries
+# are gone: charge them once if a reconciler released them without a row (tombstone), or if a
+# rebuild read the ledger before the row was committed. Per row: key base, field, committed
+# generation, admitted generation, second, now, n, then 4 per window: kind, counter, amount
+# (the real usage), span.   KEYS: gen.   Reply per row: 'ok' | 'skip'
+RECHARGE = _COMMON + """
+local gen = redis.call('GET', KEYS[1])
+local out = {}
+local i = 1
+while i <= #ARGV do
+  local base, field, committed, admitted = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local second, now, n = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
+  local first = i + 7
+  i = first + 4 * n
+  local due = false
+  if gen then
+    if redis.call('HDEL', base .. ':gone', field) == 1 then due = true end
+    if gen == committed and tonumber(committed) > tonumber(admitted) then due = true end
+  end
+  if due then
+    for j = first, i - 1, 4 do
+      move(ARGV[j], base .. ':' .. ARGV[j + 1], second, tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]), now, true)
+    end
+    table.insert(out, 'ok')
+  else
+    table.insert(out, 'skip')
+  end
+end
+return out
+"""

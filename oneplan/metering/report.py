@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from oneplan.metering.counters import MemoryCounters
-from oneplan.metering.windows import ROLLING_SECONDS, Clock, Periods
+from oneplan.metering.windows import Clock, Periods
 from oneplan.routing.catalog import Catalog
 from oneplan.store.db import Database
 
@@ -24,8 +24,8 @@ def usage_report(
         if not users:
             raise ValueError(f"no user named {user_name!r}")
     now = clock()
-    since = min(now - ROLLING_SECONDS, periods.week(now)[0], periods.month(now)[0])
     counters = MemoryCounters(clock, periods)
+    since = counters.since(catalog.plans.values(), now)
     counters.load(db.charged_since(since, [u.id for u in users]))
     totals = db.usage_totals(users[0].id if user_name is not None else None)
     report: dict[str, Any] = {"generated_at": now, "users": []}
@@ -34,7 +34,8 @@ def usage_report(
         rows = [dict(t) for t in totals if t["user"] == user.name]
         for row in rows:
             row.pop("user")
-        windows = counters.snapshot(user.id, plan) if plan is not None else []
+        anchor = getattr(user, "subscribed_at", None) or user.created_at
+        windows = counters.snapshot(user.id, plan, anchor) if plan is not None else []
         report["users"].append(
             {
                 "user": user.name,

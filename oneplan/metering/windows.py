@@ -10,10 +10,11 @@
 
 from __future__ import annotations
 
+import calendar
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from oneplan.refusals import RETRY_SOON
@@ -24,10 +25,12 @@ Clock = Callable[[], float]
 
 @dataclass(frozen=True, slots=True)
 class WindowState:
-    window: str  # "5h" | "week" | "month" | "tokens_month" | "cost_month"
+    window: str  # its name: "5h" | "week" | "month" | "tokens_month" | "cost_month" | a plan's own
     used: float
     limit: float
     resets_at: float | None  # when (unix seconds) capacity next frees up; None if nothing used
+    unit: str = "requests"  # requests | calls | credits | tokens | cost | concurrency
+    span: float | None = None  # the window's length in seconds (a period's, this time)
 
     @property
     def remaining(self) -> float:
@@ -40,6 +43,7 @@ class WindowState:
             "limit": self.limit,
             "remaining": self.remaining,
             "resets_at": self.resets_at,
+            "unit": self.unit,
         }
 
 
@@ -62,6 +66,44 @@ class Periods:
             self._week = (start, end)
         return start, end
 
+    def day(self, now: float) -> tuple[float, float]:
+        local = datetime.fromtimestamp(now, self.tz)
+        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        following = (start + timedelta(days=1)).replace(hour=0)  # wall clock: 23 or 25 hours at DST
+        end = datetime(following.year, following.month, following.day, tzinfo=self.tz)
+        return start.timestamp(), end.timestamp()
+
+    def span(self, length: str, now: float) -> tuple[float, float]:
+        """The calendar ``day``, ``week`` or ``month`` holding ``now``."""
+        if length == "week":
+            return self.week(now)
+        if length == "month":
+            return self.month(now)
+        return self.day(now)
+
+    def anniversary(self, length: str, anchor: float, now: float) -> tuple[float, float]:
+        """The ``week`` or ``month`` holding ``now`` that starts at the subscription time
+        ``anchor`` (same weekday or day of month, same local time; a 31st renews on the last
+        day of shorter months)."""
+        start_local = datetime.fromtimestamp(anchor, self.tz)
+        if length == "week":
+            local = datetime.fromtimestamp(now, self.tz)
+            days = (local.replace(tzinfo=None) - start_local.replace(tzinfo=None)).days
+            weeks = days // 7
+            for k in (weeks + 1, weeks, weeks - 1):
+                begin = _at(start_local, start_local.date() + timedelta(weeks=k), self.tz)
+                if begin <= now:
+                    end = _at(start_local, start_local.date() + timedelta(weeks=k + 1), self.tz)
+                    return begin, end
+            raise AssertionError("unreachable")
+        local = datetime.fromtimestamp(now, self.tz)
+        index = (local.year - start_local.year) * 12 + local.month - start_local.month
+        for k in (index + 1, index, index - 1):
+            begin = _month_start(start_local, k, self.tz)
+            if begin <= now:
+                return begin, _month_start(start_local, k + 1, self.tz)
+        raise AssertionError("unreachable")
+
     def month(self, now: float) -> tuple[float, float]:
         start, end = self._month
         if not start <= now < end:
@@ -73,18 +115,53 @@ class Periods:
         return start, end
 
 
+def _at(anchor: datetime, day: date, tz: ZoneInfo) -> float:
+    return datetime(day.year, day.month, day.day, anchor.hour, anchor.minute, anchor.second, tzinfo=tz).timestamp()
+
+
+def _month_start(anchor: datetime, k: int, tz: ZoneInfo) -> float:
+    """The start of the ``k``-th month after ``anchor``'s (negative: before)."""
+    year, month = divmod(anchor.year * 12 + anchor.month - 1 + k, 12)
+    month += 1
+    day = min(anchor.day, calendar.monthrange(year, month)[1])
+    return _at(anchor, date(year, month, day), tz)
+
+
+_PERIODS: dict[str, Periods] = {}
+
+
+def periods_in(tz: str) -> Periods:
+    """The shared ``Periods`` of one time zone (their caches are per zone)."""
+    found = _PERIODS.get(tz)
+    if found is None:
+        found = _PERIODS[tz] = Periods(tz)
+    return found
+
+
 def system_clock() -> float:
     return time.time()
 
 
-def describe(window: str) -> str:
-    return {
-        "5h": "5-hour request quota",
-        "week": "weekly request quota",
-        "month": "monthly request quota",
-        "tokens_month": "monthly token budget",
-        "cost_month": "monthly cost budget",
-    }[window]
+_NAMED = {
+    "5h": "5-hour request quota",
+    "week": "weekly request quota",
+    "month": "monthly request quota",
+    "tokens_month": "monthly token budget",
+    "cost_month": "monthly cost budget",
+    "rpm": "requests-per-minute limit",
+    "concurrency": "limit on requests in flight",
+}
+_UNIT_WORD = {"requests": "request quota", "calls": "request limit", "credits": "credit quota",
+              "tokens": "token budget", "cost": "cost budget"}
+
+
+def describe(window: str, unit: str | None = None) -> str:
+    """A window's name as a sentence says it: ``5h`` -> "5-hour request quota", a plan's own
+    ``credits_5h`` -> "credits_5h credit quota"."""
+    named = _NAMED.get(window)
+    if named is not None:
+        return named
+    return f"{window} {_UNIT_WORD.get(unit or '', 'quota')}"
 
 
 def exact(value: float) -> str:
@@ -106,10 +183,10 @@ def refusal_message(state: WindowState, now: float) -> str:
     used = f"{exact(state.used)}/{exact(state.limit)}"
     if wait > RETRY_SOON:
         return (
-            f"Your plan's {describe(state.window)} is used up ({used}): quota exhausted. "
+            f"Your plan's {describe(state.window, state.unit)} is used up ({used}): quota exhausted. "
             f"It will reset at {when} (in {hours}h {minutes}m {seconds}s)."
         )
     return (
-        f"Your plan's {describe(state.window)} is used up ({used}). "
+        f"Your plan's {describe(state.window, state.unit)} is used up ({used}). "
         f"It frees up at {when} (in {hours}h {minutes}m {seconds}s)."
     )

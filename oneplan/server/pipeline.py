@@ -23,7 +23,7 @@ from oneplan.errors import (
     QuotaExceeded,
     RequestTooLarge,
 )
-from oneplan.metering.counters import Reservation
+from oneplan.metering.counters import Demand, Reservation
 from oneplan.metering.windows import WindowState
 from oneplan.protocols.base import Protocol, StreamContext, StreamRenderer
 from oneplan.protocols.canonical import Accumulator, ChatRequest, ChatResult, Delta, Usage
@@ -56,6 +56,42 @@ def cap_output(chat: ChatRequest, cap: int) -> None:
     field = _OUTPUT_FIELD.get(chat.source_protocol or "")
     if field and chat.source_body is not None and field in chat.source_body:
         chat.source_body = {**chat.source_body, field: cap}
+
+
+def set_output(chat: ChatRequest, tokens: int) -> None:
+    """Ask for at most ``tokens`` of output (the plan's room lowered it), in the canonical form
+    and the pass-through body - with a thinking budget kept below it."""
+    chat.max_tokens = tokens
+    budget = chat.thinking.budget_tokens
+    if budget is not None and budget >= tokens:
+        chat.thinking.budget_tokens = max(1, tokens - 1)
+    field = _OUTPUT_FIELD.get(chat.source_protocol or "")
+    if field and chat.source_body is not None:
+        body = {**chat.source_body, field: tokens}
+        thinking = body.get("thinking")
+        if isinstance(thinking, dict) and isinstance(thinking.get("budget_tokens"), int) and thinking["budget_tokens"] >= tokens:
+            if tokens > 1024:  # Anthropic's smallest budget
+                body["thinking"] = {**thinking, "budget_tokens": tokens - 1}
+            else:
+                body.pop("thinking")
+        chat.source_body = body
+
+
+# The output bound a plan that meters tokens, credits or cost reserves for a request that asks
+# for none and whose model declares no ``max_output_tokens`` (it is sent upstream as max_tokens).
+DEFAULT_OUTPUT_BOUND = 8192
+
+
+def demand(chat: ChatRequest, entry: ModelEntry, plan: Plan, key: KeyRecord, input_bound: int, now: float) -> Demand:
+    """What this request may cost against each of its plan's windows."""
+    multiplier = plan.multiplier(now, entry.name) if plan.peak else 1.0
+    requested = chat.max_tokens
+    if requested is None and plan.meters_output:
+        requested = entry.max_output_tokens or DEFAULT_OUTPUT_BOUND
+    return Demand(
+        plan.needs(entry, entry.weight, input_bound, multiplier), entry.weight, requested, multiplier,
+        getattr(key, "subscribed_at", None),
+    )
 
 
 def new_id(protocol: Protocol) -> str:
@@ -116,6 +152,7 @@ class Call:
     started: float  # wall clock, for the ledger
     t0: float  # monotonic, for latencies
     ttft: float | None = None
+    input_bound: int = 0  # the body's size: what admission reserved for its input tokens
 
     @property
     def protocol(self) -> Protocol:
@@ -123,6 +160,11 @@ class Call:
 
 
 async def read_json(request: Request, limit: int) -> Any:
+    return (await read_body(request, limit))[0]
+
+
+async def read_body(request: Request, limit: int) -> tuple[Any, int]:
+    """The body as JSON, and its size in bytes (a bound on its tokens)."""
     length = request.headers.get("content-length")
     receive = request.receive
     if length is not None and length.isdigit() and int(length) > limit:
@@ -148,7 +190,7 @@ async def read_json(request: Request, limit: int) -> Any:
     if not raw:
         raise InvalidRequest("The request body is empty: send a JSON object.")
     try:
-        return orjson.loads(raw)
+        return orjson.loads(raw), len(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
 
@@ -171,14 +213,19 @@ async def drain(receive: Any, max_bytes: int = 256 * 1024 * 1024, seconds: float
         return
 
 
-def quota_headers(reservation: Reservation) -> dict[str, str]:
-    return refusals.quota_headers(reservation.states, reservation.second)
+def quota_headers(reservation: Reservation, protocol: str = "") -> dict[str, str]:
+    return refusals.quota_headers(reservation.states, reservation.second, protocol)
 
 
-def served_headers(reservation: Reservation, served: Served) -> dict[str, str]:
+def served_headers(reservation: Reservation, served: Served, protocol: str = "") -> dict[str, str]:
     """Quota headers, and which model on which provider answered (a fallback may have)."""
-    headers = quota_headers(reservation)
+    headers = quota_headers(reservation, protocol)
     headers["x-oneplan-served-by"] = served.label
+    if reservation.lowered_from is not None:
+        headers["x-oneplan-max-tokens-lowered"] = (
+            f"{reservation.lowered_from} to {reservation.output}: what is left of the plan's "
+            f"{reservation.binding or 'quota'} window"
+        )
     return headers
 
 
@@ -193,7 +240,7 @@ class Pipeline:
         protocol = exchange.protocol
         try:
             key = await gw.keys.authenticate(bearer(request.headers), started)
-            body = await read_json(request, gw.catalog.server.max_body_bytes)
+            body, size = await read_body(request, gw.catalog.server.max_body_bytes)
             chat = await exchange.parse(body, key)
             chat.source_protocol, chat.source_body = protocol.name, body
             chat.tenant = str(key.user_id)  # whose cached prefixes a local model may reuse
@@ -201,7 +248,11 @@ class Pipeline:
             if entry.max_output_tokens is not None:
                 cap_output(chat, entry.max_output_tokens)
             request_id = new_id(protocol)
-            reservation = await gw.counters.admit(key.user_id, plan, entry.weight, request_id)
+            reservation = await gw.counters.admit(
+                key.user_id, plan, demand(chat, entry, plan, key, size, started), request_id
+            )
+            if reservation.output is not None and (chat.max_tokens is None or reservation.output < chat.max_tokens):
+                set_output(chat, reservation.output)
         except QuotaExceeded as exc:
             gw.ledger.record(self._row_refused(protocol, chat, key, entry, started, t0, exc))
             return error_response(protocol, exc, states=await self.windows(key, plan), now=started)
@@ -210,7 +261,7 @@ class Pipeline:
         except Exception as exc:  # a bug before admission: nothing to settle, still the caller's shape
             log.exception("internal error before admission on %s", request.url.path)
             return internal_error(protocol, exc)
-        call = Call(request_id, exchange, chat, key, entry, plan, reservation, started, t0)
+        call = Call(request_id, exchange, chat, key, entry, plan, reservation, started, t0, input_bound=size)
         if chat.stream:
             return await self.open_stream(call)
         return await self.complete(call)
@@ -219,7 +270,7 @@ class Pipeline:
         """The caller's quota windows as they stand, for a refusal's headers (none if the
         counters cannot say: the refusal goes out without them)."""
         try:
-            return await self.gw.counters.states(key.user_id, plan)
+            return await self.gw.counters.states(key.user_id, plan, getattr(key, "subscribed_at", None))
         except Exception:  # an unreachable Redis, say: the refusal itself still goes out
             return None
 
@@ -250,7 +301,7 @@ class Pipeline:
         except Exception as exc:
             return internal_error(call.protocol, exc)  # settled (failed) and logged on the way out
         await self.completed(call, result, ctx)
-        return Response(body, media_type="application/json", headers=served_headers(call.reservation, served))
+        return Response(body, media_type="application/json", headers=served_headers(call.reservation, served, call.protocol.name))
 
     async def completed(self, call: Call, result: ChatResult, ctx: StreamContext) -> None:
         """The exchange's after-answer work (storing a response). The answer is settled and
@@ -281,7 +332,7 @@ class Pipeline:
                     raise
                 body = self.relay(call, settlement, ctx, renderer, first, deltas)
                 stream = EventStream(
-                    body, headers=served_headers(call.reservation, served),
+                    body, headers=served_headers(call.reservation, served, call.protocol.name),
                     on_close=lambda: _abandon(settlement, deltas),
                 )
                 settlement.hand_off()
@@ -298,6 +349,9 @@ class Pipeline:
         """The one owner of the upstream stream: it reads it, and closes it however it ends."""
         acc = settlement.acc
         assert acc is not None
+        limit = call.reservation.output
+        meter = OutputMeter(limit) if limit is not None else None
+        cut = False
         try:
             async with settlement:
                 held: list[bytes] = []  # frames not yet sent: deltas that came together go together
@@ -307,19 +361,32 @@ class Pipeline:
                         call.ttft = time.perf_counter() - call.t0
                         acc.add(first)
                         held.append(renderer.feed(first))
-                        if not first.more:
+                        cut = meter is not None and meter.add(first)
+                        if not first.more and not cut:
                             yield b"".join(held)
                             held = []
-                    async for delta in deltas:
-                        if delta is None:
-                            held.append(renderer.ping())
-                        else:
-                            acc.add(delta)
-                            held.append(renderer.feed(delta))
-                            if delta.more:
-                                continue
-                        yield b"".join(held)
-                        held = []
+                    if not cut:
+                        async for delta in deltas:
+                            if delta is None:
+                                held.append(renderer.ping())
+                            else:
+                                acc.add(delta)
+                                held.append(renderer.feed(delta))
+                                if meter is not None and meter.add(delta):
+                                    cut = True
+                                    break
+                                if delta.more:
+                                    continue
+                            yield b"".join(held)
+                            held = []
+                    if cut:
+                        # The output reached what the plan reserved for it (an upstream that
+                        # ignores max_tokens): end it as the protocol ends a length stop.
+                        stop = Delta(finish_reason="length")
+                        acc.add(stop)
+                        held.append(renderer.feed(stop))
+                        acc.usage = cut_usage(acc.usage, call, limit or 0)
+                        log.warning("stream %s reached its reserved %s output tokens: ended there", call.id, limit)
                 except Exception as exc:
                     error = exc if isinstance(exc, OneplanError) else InternalError(exc)
                     if error is not exc:
@@ -370,6 +437,45 @@ class Pipeline:
         }
         self.gw.observe(row)
         return row
+
+
+class OutputMeter:
+    """Counts a stream's output tokens as they arrive, to end a stream that runs past its
+    reservation (an upstream ignoring max_tokens): a delta with content holds at least one
+    token, and no tokenizer packs more than eight bytes in one. An upstream that keeps to
+    max_tokens never trips it (its last token is the limit, not past it); one that does not is
+    charged exactly the reservation."""
+
+    __slots__ = ("bytes", "deltas", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.deltas = 0
+        self.bytes = 0
+
+    def add(self, delta: Delta) -> bool:
+        size = len(delta.text.encode()) if delta.text else 0
+        if delta.reasoning:
+            size += len(delta.reasoning.encode())
+        if delta.tool_calls:
+            for tc in delta.tool_calls:
+                size += len(tc.arguments.encode()) + len((tc.name or "").encode())
+        if not size:
+            return False
+        self.deltas += 1
+        self.bytes += size
+        return delta.finish_reason is None and max(self.deltas, self.bytes // 8) > self.limit
+
+
+def cut_usage(reported: Usage | None, call: Call, output: int) -> Usage:
+    """What a stream ended at its reservation is charged: the upstream's input figure if it
+    gave one (else an estimate within the reserved bound), and the reserved output."""
+    if reported is not None and reported.input_tokens:
+        return Usage(
+            input_tokens=reported.input_tokens, output_tokens=output, cached_tokens=reported.cached_tokens,
+            cache_write_tokens=reported.cache_write_tokens, reasoning_tokens=min(reported.reasoning_tokens, output),
+        )
+    return Usage(input_tokens=(call.input_bound + 3) // 4, output_tokens=output)
 
 
 def internal_error(protocol: Protocol, exc: BaseException) -> Response:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from oneplan.errors import OneplanError
+from oneplan.metering.plans import Amounts
 from oneplan.protocols.canonical import Accumulator, Usage
 from oneplan.routing.router import Served
 
@@ -101,8 +102,15 @@ class Settlement:
         if completion is not None and self.gw.catalog.server.store_prompts:
             row["completion"] = completion
         self.gw.ledger.record(row)
-        self.gw.counters.settle(self.call.reservation, usage.total_tokens, row["cost"])
+        self.gw.counters.settle(self.call.reservation, self.amounts(usage, row))
         self.gw.observe(row)
+
+    def amounts(self, usage: Usage, row: dict[str, Any]) -> Amounts:
+        call = self.call
+        return Amounts(
+            requests=float(call.reservation.weight), calls=1.0, credits=row["credits"],
+            tokens=float(usage.total_tokens), cost=row["cost"],
+        )
 
     async def failed(self, error: OneplanError) -> None:
         """A failed request costs the user nothing: the reservation goes back."""
@@ -130,7 +138,7 @@ class Settlement:
         usage = (self.acc.usage if self.acc is not None else None) or Usage()
         row = self.row(CANCELLED, 499, usage)
         self.gw.ledger.record(row)
-        self.gw.counters.settle(self.call.reservation, usage.total_tokens, row["cost"])
+        self.gw.counters.settle(self.call.reservation, self.amounts(usage, row))
         self.gw.observe(row)
 
     def abandon(self) -> None:
@@ -159,13 +167,15 @@ class Settlement:
             "cached_tokens": usage.cached_tokens,
             "reasoning_tokens": usage.reasoning_tokens,
             "cost": cost if status in (OK, CANCELLED) else 0.0,
+            "credits": credits_of(model, usage) if status in (OK, CANCELLED) else 0.0,
+            "multiplier": call.reservation.multiplier,
             "latency_ms": (time.perf_counter() - call.t0) * 1000.0,
             "ttft_ms": None if call.ttft is None else call.ttft * 1000.0,
         }
         r = call.reservation
         if r.field:  # for a replica replaying this row after a crash (not a ledger column)
             row["_field"] = r.field
-            row["_res"] = f"{r.second}|{r.weight}|{int(r.week_start)}|{int(r.month_start)}|{r.gen}"
+            row["_res"] = r.value
         if served is not None:
             row["provider"] = served.deployment.provider
             row["upstream_model"] = served.deployment.upstream
@@ -176,6 +186,12 @@ class Settlement:
             except (TypeError, orjson.JSONEncodeError):
                 row["prompt"] = None  # not encodable (it never reached a provider either)
         return row
+
+
+def credits_of(model: Any, usage: Usage) -> float:
+    """Plan credits of ``usage`` on ``model``, by token class (before any peak multiplier)."""
+    read, write = usage.cached_tokens, usage.cache_write_tokens
+    return float(model.credits.of(max(0, usage.input_tokens - read - write), read, write, usage.output_tokens))
 
 
 def spawn_close(stream: Any) -> None:

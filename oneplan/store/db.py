@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from oneplan.errors import ConfigError
 from oneplan.metering import rollup
+from oneplan.metering.plans import Amounts
 from oneplan.store import schema
 from oneplan.store.migrations import migrate
 
@@ -415,15 +416,20 @@ class Database:
                 conn.execute(insert(schema.meta).values(key="counters_gen", value=generation))
         return rows, generation
 
-    def outcomes(self, ids: Sequence[str]) -> dict[str, tuple[str, int, float]]:
-        """Ledger rows by request id: (status, tokens, cost)."""
+    def outcomes(self, ids: Sequence[str]) -> dict[str, tuple[str, Amounts]]:
+        """Ledger rows by request id: (status, the real usage in every plan unit)."""
         led = schema.ledger
-        out: dict[str, tuple[str, int, float]] = {}
+        out: dict[str, tuple[str, Amounts]] = {}
         with self.engine.connect() as conn:
             for i in range(0, len(ids), 500):
-                query = select(led.c.id, led.c.status, _tokens(led), led.c.cost).where(led.c.id.in_(list(ids[i : i + 500])))
+                query = select(led.c.id, led.c.status, _tokens(led), led.c.cost, led.c.weight, led.c.credits).where(
+                    led.c.id.in_(list(ids[i : i + 500]))
+                )
                 for r in conn.execute(query):
-                    out[r[0]] = (r[1], int(r[2] or 0), float(r[3] or 0.0))
+                    out[r[0]] = (r[1], Amounts(
+                        requests=float(r[4] or 0), calls=1.0, credits=float(r[5] or 0.0),
+                        tokens=float(r[2] or 0), cost=float(r[3] or 0.0),
+                    ))
         return out
 
     def set_aside(self, rows: Sequence[tuple[dict[str, Any], str]]) -> None:
@@ -466,14 +472,15 @@ class Database:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     def charged_since(self, since: float, user_ids: Iterable[int] | None = None) -> list[tuple[Any, ...]]:
-        """(user_id, second, weight, tokens, cost) per second with charged requests, for
-        rebuilding quota counters."""
+        """(user_id, second, weight, tokens, cost, credits, calls, multiplier, plan,
+        subscribed_at) per second with charged requests, for rebuilding quota counters."""
         with self.engine.connect() as conn:
             return [tuple(r) for r in conn.execute(self._charged_query(since, user_ids))]
 
     def _charged_query(self, since: float, user_ids: Iterable[int] | None) -> Any:
-        led = schema.ledger
+        led, u = schema.ledger, schema.users
         second = func.cast(led.c.ts, schema.Integer)
+        anchor = func.coalesce(u.c.subscribed_at, u.c.created_at)
         query = (
             select(
                 led.c.user_id,
@@ -481,9 +488,15 @@ class Database:
                 func.sum(led.c.weight),
                 func.sum(_tokens(led)),
                 func.sum(led.c.cost),
+                func.sum(led.c.credits),
+                func.count(),
+                led.c.multiplier,
+                func.max(u.c.plan),
+                func.max(anchor),
             )
+            .select_from(led.outerjoin(u, u.c.id == led.c.user_id))
             .where(led.c.ts >= since, led.c.status.in_(("ok", "cancelled")))
-            .group_by(led.c.user_id, second)
+            .group_by(led.c.user_id, second, led.c.multiplier)
         )
         if user_ids is not None:
             query = query.where(led.c.user_id.in_(list(user_ids)))
