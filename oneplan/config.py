@@ -169,6 +169,7 @@ class PlanConfig(_Strict):
     requests_per_minute: int | None = Field(None, ge=0)  # calls, whatever the model's weight
     peak: list[PeakConfig] = []
     peak_units: list[Unit] = ["requests", "credits"]  # what peak multipliers multiply
+    off_peak_multiplier: float = Field(1.0, gt=0, allow_inf_nan=False)  # when no peak rule applies
     timezone: str | None = None  # calendar windows; default: server.quota_timezone
     on_exceed: Literal["shorten", "refuse"] = "shorten"  # a worst case that does not fit
     min_output_tokens: int = Field(1, ge=1)  # shortening below this refuses instead
@@ -182,7 +183,12 @@ class PlanConfig(_Strict):
     def _names(self) -> PlanConfig:
         from oneplan.metering.plans import default_name
 
-        seen = {"5h", "week", "month", "tokens_month", "cost_month", "rpm"}
+        shorthands = (
+            ("5h", self.requests_per_5h), ("week", self.requests_per_week), ("month", self.requests_per_month),
+            ("tokens_month", self.tokens_per_month), ("cost_month", self.cost_per_month),
+            ("rpm", self.requests_per_minute),
+        )
+        seen = {name for name, value in shorthands if value is not None}
         for w in self.windows:
             name = w.name or default_name(w.unit, w.kind, w.length)
             if name in seen:

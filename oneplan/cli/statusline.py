@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-UNITS = {"requests": "", "tokens": " tok", "cost": ""}
+UNITS = {"requests": "", "calls": "", "tokens": " tok", "credits": " cr", "cost": "", "concurrency": " running"}
 SHORT = {"5h": "5h", "week": "week", "month": "month", "tokens_month": "tokens/mo", "cost_month": "cost/mo"}
 
 

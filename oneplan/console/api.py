@@ -92,6 +92,11 @@ def plan_limits(gateway: Any, plan_name: str) -> dict[str, Any]:
         "requests_per_month": plan.requests_per_month,
         "tokens_per_month": plan.tokens_per_month,
         "cost_per_month": plan.cost_per_month,
+        "windows": [
+            {"name": w.name, "unit": w.unit, "kind": w.kind, "length": w.length, "limit": w.limit} for w in plan.limits
+        ],
+        "concurrency": plan.concurrency,
+        "requests_per_minute": plan.requests_per_minute,
         "models": [m for m in gateway.catalog.models if plan.includes(m)],
     }
 

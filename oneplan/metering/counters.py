@@ -332,7 +332,7 @@ class MemoryCounters(Counters):
                 frees = rolling.frees_at(need, w.limit, w.seconds, now) if rolling and rolling.buckets else None
             else:
                 frees = charge.end
-            out.append(WindowState(w.name, used, w.limit, frees, w.unit, span_of(charge)))
+            out.append(WindowState(w.name, used, w.limit, frees, w.unit, span_of(charge), w.kind))
         return out
 
     async def admit(self, user_id: int, plan: Plan, demand: Demand | int, request_id: str = "") -> Reservation:

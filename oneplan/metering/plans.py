@@ -186,6 +186,7 @@ class Plan:
     requests_per_minute: int | None = None
     peak: tuple[Peak, ...] = ()
     peak_units: tuple[str, ...] = ("requests", "credits")
+    off_peak_multiplier: float = 1.0  # Z.ai charges half outside its peak hours
     timezone: str | None = None  # calendar windows' zone; None: server.quota_timezone
     on_exceed: str = "shorten"  # a worst case that does not fit: "shorten" max_tokens, or "refuse"
     min_output_tokens: int = 1  # shortening below this refuses instead
@@ -212,11 +213,12 @@ class Plan:
         return any(w.budget for w in self.limits)
 
     def multiplier(self, now: float, model: str) -> float:
-        value = 1.0
+        value, matched = 1.0, False
         for rule in self.peak:
             if rule.applies(now, model):
                 value *= rule.multiplier
-        return value
+                matched = True
+        return value if matched else self.off_peak_multiplier
 
     def factor(self, unit: str, multiplier: float) -> float:
         return multiplier if unit in self.peak_units else 1.0

@@ -255,7 +255,8 @@ class RedisCounters(Counters):
             for j, c in enumerate(charges):
                 used, frees = float(result[3 + 2 * j]), result[4 + 2 * j]
                 states.append(WindowState(
-                    c.window.name, used, c.window.limit, float(frees) if frees else None, c.window.unit, span_of(c)
+                    c.window.name, used, c.window.limit, float(frees) if frees else None, c.window.unit, span_of(c),
+                    c.window.kind,
                 ))
             granted = None if output < 0 else output
             for c in charges:

@@ -31,6 +31,7 @@ class WindowState:
     resets_at: float | None  # when (unix seconds) capacity next frees up; None if nothing used
     unit: str = "requests"  # requests | calls | credits | tokens | cost | concurrency
     span: float | None = None  # the window's length in seconds (a period's, this time)
+    kind: str = ""  # rolling | calendar | anniversary ("" for concurrency)
 
     @property
     def remaining(self) -> float:

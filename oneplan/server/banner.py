@@ -19,8 +19,19 @@ _LIMITS = (
 )
 
 
+_UNIT = {"requests": "", "calls": " calls", "tokens": " tokens", "credits": " credits", "cost": " cost"}
+
+
 def _plan_line(plan: Plan) -> str:
     limits = [f"{getattr(plan, field):g}{unit}" for field, unit in _LIMITS if getattr(plan, field) is not None]
+    shorthand = {"5h", "week", "month", "tokens_month", "cost_month"}
+    for w in plan.limits:
+        if w.name in shorthand:
+            continue
+        where = f"/{w.length}" if w.kind != "anniversary" else f"/{w.length} from subscription"
+        limits.append(f"{w.limit:g}{_UNIT.get(w.unit, '')}{where}")
+    if plan.concurrency is not None:
+        limits.append(f"{plan.concurrency} in flight")
     models = "all models" if plan.models == ("*",) else "models " + ", ".join(plan.models)
     return f"{plan.name} ({', '.join(limits) or 'unlimited'}; {models})"
 

@@ -84,7 +84,7 @@ DEFAULT_OUTPUT_BOUND = 8192
 
 def demand(chat: ChatRequest, entry: ModelEntry, plan: Plan, key: KeyRecord, input_bound: int, now: float) -> Demand:
     """What this request may cost against each of its plan's windows."""
-    multiplier = plan.multiplier(now, entry.name) if plan.peak else 1.0
+    multiplier = plan.multiplier(now, entry.name) if plan.peak or plan.off_peak_multiplier != 1.0 else 1.0
     requested = chat.max_tokens
     if requested is None and plan.meters_output:
         requested = entry.max_output_tokens or DEFAULT_OUTPUT_BOUND
@@ -382,10 +382,9 @@ class Pipeline:
                     if cut:
                         # The output reached what the plan reserved for it (an upstream that
                         # ignores max_tokens): end it as the protocol ends a length stop.
-                        stop = Delta(finish_reason="length")
+                        stop = Delta(finish_reason="length", usage=cut_usage(acc.usage, call, limit or 0))
                         acc.add(stop)
                         held.append(renderer.feed(stop))
-                        acc.usage = cut_usage(acc.usage, call, limit or 0)
                         log.warning("stream %s reached its reserved %s output tokens: ended there", call.id, limit)
                 except Exception as exc:
                     error = exc if isinstance(exc, OneplanError) else InternalError(exc)
