@@ -120,6 +120,10 @@ def admin_only(gateway: Any, handler: Any) -> Any:
             return error_response(OPENAI, InvalidRequest(str(exc), param=exc.field))
         except ValueError as exc:
             return error_response(OPENAI, InvalidRequest(str(exc)))
+        except SQLAlchemyError as exc:  # the database went away mid-call: it heals, never a 500
+            return error_response(OPENAI, BackendUnavailable(
+                f"The database cannot answer right now ({type(exc).__name__}); try again shortly."
+            ))
 
     return endpoint
 
