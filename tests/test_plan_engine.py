@@ -343,3 +343,30 @@ def test_off_peak_hours_charge_the_off_peak_multiplier() -> None:
     assert plan.multiplier(datetime(2026, 11, 18, 15, 0, tzinfo=sgt).timestamp(), "glm") == 1
     assert plan.multiplier(datetime(2026, 11, 18, 18, 0, tzinfo=sgt).timestamp(), "glm") == 0.5
     assert plan.multiplier(datetime(2026, 11, 21, 15, 0, tzinfo=sgt).timestamp(), "glm") == 0.5
+
+
+@pytest.mark.parametrize("unit", ["requests", "credits", "tokens", "cost"])
+@pytest.mark.parametrize(("kind", "length"), [("rolling", "90s"), ("calendar", "day"), ("anniversary", "week")])
+def test_every_unit_and_kind_fills_refuses_and_rolls_over_to_the_second(
+    backend: Backend, unit: str, kind: str, length: str
+) -> None:
+    c = backend.counters()
+    # One request's worst case (10 input tokens, 5 output) in each unit, on MODEL.
+    one = {"requests": 1.0, "credits": 10 * 1.25 + 5 * 4.0, "tokens": 15.0, "cost": (10 * 2.0 + 5 * 8.0) / 1e6}[unit]
+    plan = plan_of(windows=[{"unit": unit, "kind": kind, "length": length, "limit": one * 2, "name": "w"}],
+                   min_output_tokens=5)
+    anchor = T0 - 3 * 86400 - 5 * 3600  # subscribed on a Sunday, 07:00
+    ends = {"rolling": T0 + 90, "calendar": datetime(2026, 11, 19, tzinfo=UTC).timestamp(),
+            "anniversary": anchor + 7 * 86400}[kind]
+    for _ in range(2):
+        admit(backend, c, plan, input_bound=10, requested=5, anchor=anchor)
+    with pytest.raises(QuotaExceeded) as refused:
+        admit(backend, c, plan, input_bound=10, requested=5, anchor=anchor)
+    assert refused.value.window == "w"
+    assert refused.value.retry_after == pytest.approx(ends - T0)
+    backend.clock.now = ends - 1
+    with pytest.raises(QuotaExceeded):
+        admit(backend, c, plan, input_bound=10, requested=5, anchor=anchor)
+    backend.clock.now = ends
+    admit(backend, c, plan, input_bound=10, requested=5, anchor=anchor)
+    assert used(backend, c, plan, anchor=anchor)["w"] == pytest.approx(one)

@@ -36,10 +36,8 @@ class Charge:
     per_output: float
     amount: float = 0.0  # reserved
     factor: float = 1.0  # the peak multiplier on this unit
-
-    @property
-    def rolling(self) -> bool:
-        return self.window.kind == "rolling"
+    rolling: bool = False
+    span: float = 0.0  # the window's length (a period's, this time) in seconds
 
 
 @dataclass(slots=True)
@@ -150,17 +148,18 @@ class Counters(ABC):
     def charges(self, plan: Plan, demand: Demand, now: float) -> list[Charge]:
         periods = self.periods_of(plan)
         out = []
+        multiplier = demand.multiplier
         for need in demand.needs:
             w = need.window
-            factor = plan.factor(w.unit, demand.multiplier) if w.unit != "calls" else 1.0
-            if w.kind == "rolling":
-                out.append(Charge(w, w.shape, 0.0, need.fixed, need.per_output, factor=factor))
+            factor = 1.0 if multiplier == 1.0 or w.unit == "calls" else plan.factor(w.unit, multiplier)
+            if w.rolling:
+                out.append(Charge(w, w.shape, 0.0, need.fixed, need.per_output, 0.0, factor, True, w.seconds))
                 continue
             if w.kind == "calendar":
                 start, end = periods.span(w.length, now)
             else:
                 start, end = periods.anniversary(w.length, demand.anchor if demand.anchor is not None else now, now)
-            out.append(Charge(w, f"{w.shape}:{int(start)}", end, need.fixed, need.per_output, factor=factor))
+            out.append(Charge(w, f"{w.shape}:{int(start)}", end, need.fixed, need.per_output, 0.0, factor, False, end - start))
         return out
 
     def since(self, plans: Iterable[Plan], now: float) -> float:
@@ -209,9 +208,7 @@ class Counters(ABC):
 
 
 def span_of(charge: Charge) -> float:
-    if charge.rolling:
-        return float(charge.window.seconds)
-    return charge.end - float(charge.key.rsplit(":", 1)[1])
+    return charge.span
 
 
 def row_amounts(row: tuple[Any, ...]) -> tuple[int, int, Amounts, float, str | None, float | None]:
@@ -316,23 +313,30 @@ class MemoryCounters(Counters):
 
     def _used(self, user: _User, charge: Charge, now: float) -> float:
         if charge.rolling:
-            rolling = self._rolling(user, charge.key)
-            rolling.prune(int(now) - charge.window.seconds)
+            rolling = user.rolling.get(charge.key)
+            if rolling is None:
+                rolling = user.rolling[charge.key] = _Rolling()
+            buckets = rolling.buckets
+            if buckets and buckets[0][0] <= int(now) - charge.span:
+                rolling.prune(int(now) - int(charge.span))
             return rolling.total
         return user.periods.get(charge.key, 0.0)
 
-    def _states(self, user: _User, charges: list[Charge], now: float, extra: float = 0.0) -> list[WindowState]:
+    def _states(self, user: _User, charges: list[Charge], now: float) -> list[WindowState]:
         out = []
         for charge in charges:
             w = charge.window
-            used = self._used(user, charge, now)
             if charge.rolling:
                 rolling = user.rolling.get(charge.key)
-                need = max(charge.fixed, 1.0) if w.unit in ("requests", "calls") else max(extra, 1.0)
-                frees = rolling.frees_at(need, w.limit, w.seconds, now) if rolling and rolling.buckets else None
+                if rolling is None or not rolling.buckets:
+                    out.append(WindowState(w.name, 0.0, w.limit, None, w.unit, charge.span, w.kind))
+                    continue
+                need = max(charge.fixed, 1.0) if w.unit in ("requests", "calls") else 1.0
+                used = rolling.total
+                frees = rolling.frees_at(need, w.limit, w.seconds, now)
             else:
-                frees = charge.end
-            out.append(WindowState(w.name, used, w.limit, frees, w.unit, span_of(charge), w.kind))
+                used, frees = user.periods.get(charge.key, 0.0), charge.end
+            out.append(WindowState(w.name, used, w.limit, frees, w.unit, charge.span, w.kind))
         return out
 
     async def admit(self, user_id: int, plan: Plan, demand: Demand | int, request_id: str = "") -> Reservation:
@@ -348,8 +352,15 @@ class MemoryCounters(Counters):
             self._place(user, plan, charges, now)
         if plan.concurrency is not None and user.inflight >= plan.concurrency:
             raise concurrency_refusal(plan.concurrency)
-        by_window = {c.window.name: c for c in charges}
-        granted, binding = grant(demand, plan, lambda w: self._used(user, by_window[w.name], now))
+        if plan.meters_output:
+            used = {c.window.name: self._used(user, c, now) for c in charges}
+            granted, binding = grant(demand, plan, lambda w: used[w.name])
+        else:  # request windows only: the weight fits or it does not
+            granted, binding = None, None
+            for c, need in zip(charges, demand.needs, strict=True):
+                if c.fixed > c.window.limit - self._used(user, c, now) + 1e-9:
+                    granted, binding = -1, need
+                    break
         if granted is not None and granted < 0:
             assert binding is not None
             states = self._states(user, charges, now)
@@ -361,15 +372,16 @@ class MemoryCounters(Counters):
         output = granted or 0
         second = int(now)
         for charge in charges:
-            charge.amount = charge.fixed + charge.per_output * output
-            if not charge.amount:
+            amount = charge.amount = charge.fixed + charge.per_output * output if output else charge.fixed
+            if not amount:
                 continue
             if charge.rolling:
-                self._rolling(user, charge.key).add(second, charge.amount)
+                self._rolling(user, charge.key).add(second, amount)
             else:
-                user.periods[charge.key] = user.periods.get(charge.key, 0.0) + charge.amount
+                user.periods[charge.key] = user.periods.get(charge.key, 0.0) + amount
         user.inflight += 1
-        lowered = demand.requested if granted is not None and demand.requested is not None and granted < demand.requested else None
+        requested = demand.requested
+        lowered = requested if granted is not None and requested is not None and granted < requested else None
         return Reservation(
             user_id, demand.weight, second, self._states(user, charges, now), charges,
             output=granted, lowered_from=lowered, binding=binding.window.name if lowered and binding else None,
@@ -426,10 +438,21 @@ class MemoryCounters(Counters):
         return states
 
     def load(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Rows go into the windows of their user's plan now; rows whose plan is not known
+        (the old row shape, a plan gone from the catalog) wait for the first plan asked about."""
         self._users.clear()
+        plans: dict[int, tuple[str | None, float | None]] = {}
         for row in sorted(rows, key=lambda r: r[1]):
-            user_id, second, amounts, multiplier, _, _ = row_amounts(row)
+            user_id, second, amounts, multiplier, plan, anchor = row_amounts(row)
             user = self._user(user_id)
             if user.pending is None:
                 user.pending = []
             user.pending.append((second, amounts, multiplier))
+            plans[user_id] = (plan, anchor)
+        now = self.clock()
+        for user_id, (name, anchor) in plans.items():
+            found = self.plans(name) if name else None
+            if found is not None:
+                demand = legacy_demand(found, 0)
+                demand.anchor = anchor
+                self._place(self._users[user_id], found, self.charges(found, demand, now), now)

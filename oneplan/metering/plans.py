@@ -78,20 +78,20 @@ class Window:
     length: str  # rolling: "5h"...; calendar: day | week | month; anniversary: week | month
     limit: float
     seconds: int = 0  # a rolling window's length
+    # What the counters key it by (with the period's start for calendar kinds): windows of the
+    # same shape share their counts, so a user moved to another plan keeps what they used in
+    # the windows both plans have.
+    shape: str = field(default="", init=False, compare=False)
+    rolling: bool = field(default=False, init=False, compare=False)
+    # Token, credit and cost windows admit while not used up even for a zero worst case.
+    budget: bool = field(default=False, init=False, compare=False)
 
-    @property
-    def shape(self) -> str:
-        """What the counters key it by (with the period's start for calendar kinds): windows
-        of the same shape share their counts, so a user moved to another plan keeps what they
-        used in the windows both plans have."""
-        if self.kind == "rolling":
-            return f"{self.unit}:r{self.seconds}"
-        return f"{self.unit}:{self.kind[0]}{self.length}"
-
-    @property
-    def budget(self) -> bool:
-        """Token, credit and cost windows admit while not used up even for a zero worst case."""
-        return self.unit in ("credits", "tokens", "cost")
+    def __post_init__(self) -> None:
+        rolling = self.kind == "rolling"
+        shape = f"{self.unit}:r{self.seconds}" if rolling else f"{self.unit}:{self.kind[0]}{self.length}"
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "rolling", rolling)
+        object.__setattr__(self, "budget", self.unit in ("credits", "tokens", "cost"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +191,9 @@ class Plan:
     on_exceed: str = "shorten"  # a worst case that does not fit: "shorten" max_tokens, or "refuse"
     min_output_tokens: int = 1  # shortening below this refuses instead
     limits: tuple[Window, ...] = field(default=(), init=False, compare=False)
+    # Whether a request's output tokens count against any window (so it needs a bound).
+    meters_output: bool = field(default=False, init=False, compare=False)
+    _needs: dict[int, list[Need]] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         every: list[Window] = []
@@ -203,14 +206,10 @@ class Plan:
             every.append(Window("rpm", CALLS, "rolling", "1m", float(self.requests_per_minute), 60))
         every.extend(self.windows)
         object.__setattr__(self, "limits", tuple(every))
+        object.__setattr__(self, "meters_output", any(w.budget for w in every))
 
     def includes(self, model: str) -> bool:
         return any(p == "*" or p == model or fnmatch.fnmatchcase(model, p) for p in self.models)
-
-    @property
-    def meters_output(self) -> bool:
-        """Whether a request's output tokens count against any window (so it needs a bound)."""
-        return any(w.budget for w in self.limits)
 
     def multiplier(self, now: float, model: str) -> float:
         value, matched = 1.0, False
@@ -225,7 +224,16 @@ class Plan:
 
     def needs(self, entry: ModelEntry, weight: float, input_bound: int, multiplier: float) -> list[Need]:
         """What a request to ``entry`` with ``input_bound`` input tokens at most costs in every
-        window, as a function of its output tokens."""
+        window, as a function of its output tokens (the same list for every request to a plan
+        that meters nothing but requests: do not change it)."""
+        if not self.meters_output and multiplier == 1.0:
+            cached = self._needs.get(int(weight))
+            if cached is None:
+                cached = self._needs[int(weight)] = self._needs_of(entry, weight, input_bound, 1.0)
+            return cached
+        return self._needs_of(entry, weight, input_bound, multiplier)
+
+    def _needs_of(self, entry: ModelEntry, weight: float, input_bound: int, multiplier: float) -> list[Need]:
         out = []
         credits: Credits = entry.credits
         for w in self.limits:

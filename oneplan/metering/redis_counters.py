@@ -713,5 +713,5 @@ def _reservation_of(user_id: int, field: str, entry: _Entry) -> Reservation:
     for (kind, key, unit, factor, amount), span in zip(entry.charges, entry.spans, strict=True):
         rolling = kind == "r"
         window = Window(key, unit, "rolling" if rolling else "calendar", "", 0.0, int(span) if rolling else 0)
-        charges.append(Charge(window, key, 0.0 if rolling else span, amount, 0.0, amount=amount, factor=factor))
+        charges.append(Charge(window, key, 0.0 if rolling else span, amount, 0.0, amount, factor, rolling, span))
     return Reservation(user_id, 0, entry.second, [], charges, gen=entry.gen, field=field)

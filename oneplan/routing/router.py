@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from oneplan.errors import CircuitOpen, OneplanError, UpstreamError
+from oneplan.metering.plans import Plan
 from oneplan.protocols.canonical import ChatRequest, ChatResult, Delta
 from oneplan.providers.base import Provider, Target
-from oneplan.routing.catalog import Catalog, Deployment, ModelEntry, Plan
+from oneplan.routing.catalog import Catalog, Deployment, ModelEntry
 from oneplan.routing.health import BreakerPolicy, DeploymentHealth, Health
 from oneplan.routing.retry import RetryPolicy
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from oneplan.metering.plans import Plan
 from oneplan.providers.base import kinds
-from oneplan.routing.catalog import Catalog, Plan
+from oneplan.routing.catalog import Catalog
 
 _LIMITS = (
     ("requests_per_5h", "/5h"),

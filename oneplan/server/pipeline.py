@@ -24,10 +24,11 @@ from oneplan.errors import (
     RequestTooLarge,
 )
 from oneplan.metering.counters import Demand, Reservation
+from oneplan.metering.plans import Plan
 from oneplan.metering.windows import WindowState
 from oneplan.protocols.base import Protocol, StreamContext, StreamRenderer
 from oneplan.protocols.canonical import Accumulator, ChatRequest, ChatResult, Delta, Usage
-from oneplan.routing.catalog import ModelEntry, Plan
+from oneplan.routing.catalog import ModelEntry
 from oneplan.routing.router import Served
 from oneplan.server.auth import bearer
 from oneplan.server.errors import error_response
