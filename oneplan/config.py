@@ -213,6 +213,7 @@ class ServerConfig(_Strict):
     redis_url: str | None = None  # shared quota counters for several replicas / workers
     redis_prefix: str = Field("oneplan", min_length=1, max_length=100)  # one Redis, several oneplans
     replica_heartbeat_seconds: float = Field(10.0, gt=0)  # a replica silent this long is reconciled
+    plans_refresh_seconds: float = Field(2.0, gt=0)  # run-time plan and user-plan changes reach every replica within this
     quota_timezone: str = "UTC"  # where weeks (Monday 00:00) and months (1st, 00:00) begin
     ledger_flush_seconds: float = Field(0.2, gt=0)
     responses_retention_days: float = Field(30, ge=0)

@@ -13,6 +13,7 @@ renders it as an OpenAI, Anthropic or Responses error body. Nothing else decides
     │   └── ModelNotInPlan            403 permission_error
     ├── NotFound                      404 not_found_error
     │   └── ModelNotFound             404 not_found_error (code model_not_found)
+    ├── Conflict                      409 invalid_request_error (admin API: it exists, or is in use)
     ├── QuotaExceeded                 429 rate_limit_error (+ Retry-After; insufficient_quota
     │                                 when the window frees up later than refusals.RETRY_SOON)
     ├── ConfigError                   (start-up only: one line naming file, key and fix)
@@ -87,6 +88,11 @@ class NotFound(OneplanError):
 
 class ModelNotFound(NotFound):
     code = "model_not_found"
+
+
+class Conflict(OneplanError):
+    status = 409
+    kind = "invalid_request_error"
 
 
 class QuotaExceeded(OneplanError):

@@ -98,6 +98,13 @@ def test_every_command_runs_on_the_base_install(base: BaseVenv, tmp_path: Path) 
     assert key.startswith("sk-op-")
     assert "alice" in base.run("users", "list", env=home).stdout
     base.run("users", "set-plan", "alice", "--plan", "pro", env=home)
+    base.run("users", "set-subscribed", "alice", "2026-01-31", env=home)
+    base.run("plans", "create", "lite", "--spec", '{"requests_per_5h": 2}', env=home)
+    base.run("plans", "set", "lite", "requests_per_week=20", env=home)
+    assert "lite" in base.run("plans", "list", env=home).stdout
+    shown = json.loads(base.run("plans", "show", "lite", "--json", env=home).stdout)
+    assert shown["source"] == "runtime" and shown["spec"] == {"requests_per_5h": 2, "requests_per_week": 20}
+    base.run("plans", "delete", "lite", env=home)
     second = base.run("keys", "create", "alice", "--expires-in-days", "1", env=home).stdout.strip()
     assert second.startswith("sk-op-")
     keys = json.loads(base.run("keys", "list", "--json", env=home).stdout)

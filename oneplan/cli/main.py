@@ -1,4 +1,4 @@
-"""``oneplan serve | users | keys | usage | ledger | providers | alerts | insights | statusline``.
+"""``oneplan serve | users | plans | keys | usage | ledger | providers | alerts | insights | statusline``.
 
 Every command takes ``--config`` and ``--data-dir`` (or ``ONEPLAN_CONFIG`` / ``ONEPLAN_HOME``),
 so the CLI and a running server share one database. Errors are one line that says how to fix
@@ -28,19 +28,39 @@ class Context:
         self.data_dir = data_dir or default_data_dir()
         self.config_path = config or default_config_path(self.data_dir)
         self._catalog: Catalog | None = None
+        self._book: Any = None
+        self._db: Any = None
 
     @property
     def catalog(self) -> Catalog:
+        """The catalog file's, with the plans created at run time (the database's) over it."""
         if self._catalog is None:
             from oneplan.routing.catalog import load
+            from oneplan.routing.plan_book import PlanBook
 
             self._catalog = load(self.config_path)
+            self._book = PlanBook(self._catalog)
+            self._book.apply(self.db().list_plans())
         return self._catalog
+
+    @property
+    def book(self) -> Any:
+        """Where each plan comes from (``oneplan/routing/plan_book.py``)."""
+        self.catalog  # noqa: B018 (loads it)
+        return self._book
 
     def db(self) -> Any:
         from oneplan.store.db import Database
 
-        return Database.open(self.data_dir, self.catalog.server.database_url)
+        if self._db is None:
+            self._db = Database.open(self.data_dir, self.catalog.server.database_url)
+        return self._db
+
+    def instant(self, value: str) -> float:
+        """``--subscribed-at``: unix seconds or an ISO 8601 date (in server.quota_timezone)."""
+        from oneplan.routing.plan_book import parse_instant
+
+        return parse_instant(value, self.catalog.server.quota_timezone, "--subscribed-at")
 
 
 def common(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -88,10 +108,12 @@ def users() -> None:
 @common
 @click.argument("name")
 @click.option("--plan", required=True, help="The plan this user is on.")
-def users_create(ctx: Context, name: str, plan: str) -> None:
+@click.option("--subscribed-at", default=None, metavar="WHEN", help="When the subscription began (anniversary windows): unix seconds or an ISO 8601 date; default now.")
+def users_create(ctx: Context, name: str, plan: str, subscribed_at: str | None) -> None:
     """Create a user; print their first API key alone on stdout."""
     ctx.catalog.plan(plan)
-    _user, _key_id, key = ctx.db().create_user(name, plan)
+    when = None if subscribed_at is None else ctx.instant(subscribed_at)
+    _user, _key_id, key = ctx.db().create_user(name, plan, when)
     click.echo(key)
 
 
@@ -100,12 +122,16 @@ def users_create(ctx: Context, name: str, plan: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def users_list(ctx: Context, as_json: bool) -> None:
     """List users."""
-    rows = [{"name": u.name, "plan": u.plan, "created_at": u.created_at} for u in ctx.db().list_users()]
+    rows = [
+        {"name": u.name, "plan": u.plan, "created_at": u.created_at, "subscribed_at": u.subscribed}
+        for u in ctx.db().list_users()
+    ]
     if as_json:
         click.echo(orjson.dumps(rows).decode())
         return
     for row in rows:
-        click.echo(f"{row['name']}\t{row['plan']}")
+        since = time.strftime("%Y-%m-%d %H:%M", time.gmtime(row["subscribed_at"]))
+        click.echo(f"{row['name']}\t{row['plan']}\tsubscribed {since} UTC")
 
 
 @users.command("set-plan")
@@ -116,7 +142,88 @@ def users_set_plan(ctx: Context, name: str, plan: str) -> None:
     """Move a user to another plan."""
     ctx.catalog.plan(plan)
     ctx.db().set_plan(name, plan)
-    click.echo(f"{name} is now on plan {plan}", err=True)
+    click.echo(f"{name} is now on plan {plan} (what they used in open windows still counts)", err=True)
+
+
+@users.command("set-subscribed")
+@common
+@click.argument("name")
+@click.argument("when")
+def users_set_subscribed(ctx: Context, name: str, when: str) -> None:
+    """When NAME's subscription began: unix seconds, an ISO 8601 date (2026-01-31, in
+    server.quota_timezone) or date-time, or `created` for the user's creation time.
+    Anniversary windows (a month from the renewal date) count from it."""
+    value = None if when == "created" else ctx.instant(when)
+    ctx.db().set_subscribed_at(name, value)
+    shown = "their creation" if value is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(value))
+    click.echo(f"{name}'s subscription counts from {shown}", err=True)
+
+
+@cli.group()
+def plans() -> None:
+    """Plans: the catalog's, and those created or changed at run time (in the database)."""
+
+
+def _spec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--file", "spec_file", type=click.Path(path_type=Path, exists=True, dir_okay=False), help="The spec from a JSON file (or TOML, as under [plans.NAME]).")(fn)
+    return click.option("--spec", default=None, metavar="JSON", help='The whole spec, as [plans.NAME] takes it: \'{"requests_per_5h": 600}\'.')(fn)
+
+
+@plans.command("list")
+@common
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plans_list(ctx: Context, as_json: bool) -> None:
+    """Every plan in force: where it comes from, how many users it has, its spec."""
+    from oneplan.cli import plans as impl
+
+    impl.show_list(ctx, as_json)
+
+
+@plans.command("show")
+@common
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plans_show(ctx: Context, name: str, as_json: bool) -> None:
+    """One plan's spec and source."""
+    from oneplan.cli import plans as impl
+
+    impl.show_one(ctx, name, as_json)
+
+
+@plans.command("create")
+@common
+@click.argument("name")
+@_spec_options
+def plans_create(ctx: Context, name: str, spec: str | None, spec_file: Path | None) -> None:
+    """Create plan NAME in the database; running servers pick it up within seconds."""
+    from oneplan.cli import plans as impl
+
+    impl.create(ctx, name, impl.read_spec(spec, spec_file))
+
+
+@plans.command("set")
+@common
+@click.argument("name")
+@click.argument("assignments", nargs=-1, metavar="[KEY=VALUE]...")
+@_spec_options
+def plans_set(ctx: Context, name: str, assignments: tuple[str, ...], spec: str | None, spec_file: Path | None) -> None:
+    """Change plan NAME: KEY=VALUE pairs merge into its spec (VALUE is JSON, or a string;
+    null removes the key); --spec or --file replaces it. A catalog plan changed here is
+    overridden by the database's copy."""
+    from oneplan.cli import plans as impl
+
+    impl.set_plan(ctx, name, impl.read_spec(spec, spec_file), assignments)
+
+
+@plans.command("delete")
+@common
+@click.argument("name")
+def plans_delete(ctx: Context, name: str) -> None:
+    """Delete run-time plan NAME (refused while users are on it, unless the catalog has a
+    plan of that name, which is then in force again)."""
+    from oneplan.cli import plans as impl
+
+    impl.delete(ctx, name)
 
 
 @cli.group()

@@ -17,6 +17,7 @@ from oneplan.errors import BackendUnavailable, InvalidRequest, NotFound, Oneplan
 from oneplan.metering.report import usage_report as build_report
 from oneplan.protocols import openai_chat
 from oneplan.protocols.validation import Lenient, check_shape, invalid
+from oneplan.routing.plan_book import SpecError, parse_instant
 from oneplan.server.auth import bearer
 from oneplan.server.errors import error_response
 from oneplan.server.pipeline import read_json
@@ -31,9 +32,25 @@ PlanName = Annotated[str, StringConstraints(min_length=1, max_length=100, patter
 KeyId = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=_PRINTABLE)]
 
 
+# Unix seconds, or an ISO 8601 date or date-time (without an offset: server.quota_timezone);
+# checked by parse_instant, whose errors name the field.
+Instant = Any
+
+
 class NewUser(Lenient):
     name: UserName
     plan: PlanName
+    subscribed_at: Instant | None = None  # default: now
+
+
+class UserPath(Lenient):
+    name: UserName
+
+
+class UserChange(Lenient):
+    plan: PlanName | None = None
+    subscribed_at: Instant | None = None  # null: back to the user's creation time
+    disabled: bool | None = None
 
 
 class NewKey(Lenient):
@@ -86,46 +103,112 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
+def admin_only(gateway: Any, handler: Any) -> Any:
+    """``handler(request)`` for the admin key (or an operator's console session) only; every
+    error in the OpenAI error shape."""
+
+    async def endpoint(request: Request) -> Response:
+        if not gateway.keys.is_admin(bearer(request.headers)):
+            refused = await admin_refusal(gateway, request)  # or an operator's console session
+            if refused is not None:
+                return error_response(OPENAI, refused)
+        try:
+            return await handler(request)
+        except OneplanError as exc:
+            return error_response(OPENAI, exc)
+        except SpecError as exc:
+            return error_response(OPENAI, InvalidRequest(str(exc), param=exc.field))
+        except ValueError as exc:
+            return error_response(OPENAI, InvalidRequest(str(exc)))
+        except SQLAlchemyError as exc:  # the database went away mid-call: it heals, never a 500
+            return error_response(OPENAI, BackendUnavailable(
+                f"The database cannot answer right now ({type(exc).__name__}); try again shortly."
+            ))
+
+    return endpoint
+
+
+async def body(request: Request, model: type[Lenient]) -> Any:
+    data = await read_json(request, MAX_ADMIN_BODY)  # RequestTooLarge (413) beyond it
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    check_shape(data, "brackets")
+    return payload(model, data)
+
+
+async def known_plan(gateway: Any, plan: str) -> None:
+    """``plan`` is in force here, or a 400 naming ``plan``. A plan this replica has not seen
+    yet (created through another one a moment ago) is looked for once in the database."""
+    if plan not in gateway.catalog.plans:
+        await gateway.plans.sync()
+    if plan not in gateway.catalog.plans:
+        _no_plan(gateway, plan)
+
+
 def routes(gateway: Any) -> list[Route]:
-    def admin_only(handler: Any) -> Any:
-        async def endpoint(request: Request) -> Response:
-            if not gateway.keys.is_admin(bearer(request.headers)):
-                refused = await admin_refusal(gateway, request)  # or an operator's console session
-                if refused is not None:
-                    return error_response(OPENAI, refused)
-            try:
-                return await handler(request)
-            except OneplanError as exc:
-                return error_response(OPENAI, exc)
-            except ValueError as exc:
-                return error_response(OPENAI, InvalidRequest(str(exc)))
+    def guard(handler: Any) -> Any:
+        return admin_only(gateway, handler)
 
-        return endpoint
-
-    async def body(request: Request, model: type[Lenient]) -> Any:
-        data = await read_json(request, MAX_ADMIN_BODY)  # RequestTooLarge (413) beyond it
-        if not isinstance(data, dict):
-            raise InvalidRequest("The request body must be a JSON object.")
-        check_shape(data, "brackets")
-        return payload(model, data)
+    def tz() -> str:
+        return str(gateway.catalog.server.quota_timezone)
 
     def selection(request: Request) -> Selection:
         return payload(Selection, {**request.query_params, **request.path_params})
 
     async def list_users(request: Request) -> Response:
         users = await asyncio.to_thread(gateway.db.list_users)
-        return _json({"data": [{"name": u.name, "plan": u.plan, "created_at": u.created_at} for u in users]})
+        return _json({"data": [_user(u) for u in users]})
+
+    async def get_user(request: Request) -> Response:
+        name = payload(UserPath, request.path_params).name
+        user = await asyncio.to_thread(gateway.db.get_user, name)
+        if user is None:
+            raise NotFound(f"No user named {name!r}.")
+        return _json(_user(user))
 
     async def create_user(request: Request) -> Response:
         data = await body(request, NewUser)
         name, plan = data.name, data.plan
-        if plan not in gateway.catalog.plans:
-            _no_plan(gateway, plan)
+        await known_plan(gateway, plan)
+        subscribed = None if data.subscribed_at is None else parse_instant(data.subscribed_at, tz())
         try:
-            user, key_id, key = await asyncio.to_thread(gateway.db.create_user, name, plan)
+            user, key_id, key = await asyncio.to_thread(gateway.db.create_user, name, plan, subscribed)
         except ValueError as exc:  # the name is taken
             raise InvalidRequest(f"name: {exc}", param="name") from None
-        return _json({"name": user.name, "plan": user.plan, "key_id": key_id, "key": key}, 201)
+        return _json({**_user(user), "key_id": key_id, "key": key}, 201)
+
+    async def change_user(request: Request) -> Response:
+        """Plan, subscription time and/or disabled, in one write every replica sees. A new
+        plan keeps what the user used: counters are per user, the new plan's limits apply to
+        the same counts."""
+        name = payload(UserPath, request.path_params).name
+        data = await body(request, UserChange)
+        changes: dict[str, Any] = {}
+        for field in data.model_fields_set:
+            value = getattr(data, field)
+            if field == "plan":
+                if value is None:
+                    raise InvalidRequest("plan: give a plan name.", param="plan")
+                await known_plan(gateway, value)
+            elif field == "subscribed_at" and value is not None:
+                value = parse_instant(value, tz())
+            elif field == "disabled" and value is None:
+                raise InvalidRequest("disabled: true or false.", param="disabled")
+            changes[field] = value
+        if not changes:
+            raise InvalidRequest(
+                'Send {"plan": NAME}, {"subscribed_at": WHEN} (unix seconds, ISO 8601, or null) and/or '
+                '{"disabled": true|false}.'
+            )
+        try:
+            await asyncio.to_thread(lambda: gateway.db.update_user(name, **changes))
+        except ValueError:
+            raise NotFound(f"No user named {name!r}.") from None
+        await gateway.keys.reload()
+        user = await asyncio.to_thread(gateway.db.get_user, name)
+        if user is None:
+            raise NotFound(f"No user named {name!r}.")
+        return _json(_user(user))
 
     async def create_key(request: Request) -> Response:
         data = await body(request, NewKey)
@@ -158,14 +241,24 @@ def routes(gateway: Any) -> list[Route]:
             raise InvalidRequest(f"user: {exc}", param="user") from None
 
     return [
-        Route("/admin/users", admin_only(list_users), methods=["GET"]),
-        Route("/admin/users", admin_only(create_user), methods=["POST"]),
-        Route("/admin/keys", admin_only(list_keys), methods=["GET"]),
-        Route("/admin/keys", admin_only(create_key), methods=["POST"]),
-        Route("/admin/keys/{key_id}", admin_only(revoke_key), methods=["DELETE"]),
-        Route("/admin/usage", admin_only(usage), methods=["GET"]),
-        Route("/admin/providers", admin_only(providers), methods=["GET"]),
+        Route("/admin/users", guard(list_users), methods=["GET"]),
+        Route("/admin/users", guard(create_user), methods=["POST"]),
+        Route("/admin/users/{name}", guard(get_user), methods=["GET"]),
+        # A superset of the console's PATCH (plan, disabled), which this one answers for.
+        Route("/admin/users/{name}", guard(change_user), methods=["PATCH"]),
+        Route("/admin/keys", guard(list_keys), methods=["GET"]),
+        Route("/admin/keys", guard(create_key), methods=["POST"]),
+        Route("/admin/keys/{key_id}", guard(revoke_key), methods=["DELETE"]),
+        Route("/admin/usage", guard(usage), methods=["GET"]),
+        Route("/admin/providers", guard(providers), methods=["GET"]),
     ]
+
+
+def _user(user: Any) -> dict[str, Any]:
+    return {
+        "name": user.name, "plan": user.plan, "created_at": user.created_at, "disabled": user.disabled,
+        "subscribed_at": user.subscribed,  # when anniversary windows count from
+    }
 
 
 def _no_plan(gateway: Any, plan: str) -> None:

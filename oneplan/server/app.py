@@ -17,7 +17,7 @@ from starlette.routing import Route
 from oneplan.console.routes import routes as console_routes
 from oneplan.errors import AuthenticationFailed, NotFound, OneplanError
 from oneplan.protocols import openai_chat
-from oneplan.server import admin
+from oneplan.server import admin, plans_api
 from oneplan.server.alerts_api import routes as alerts_routes
 from oneplan.server.anthropic import routes as anthropic_routes
 from oneplan.server.auth import bearer
@@ -145,6 +145,7 @@ def create_app(gateway: Gateway) -> FastFront:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *admin.routes(gateway),
+        *plans_api.routes(gateway),
         *alerts_routes(gateway),
         *console_routes(gateway),
     ]

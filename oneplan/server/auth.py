@@ -13,6 +13,7 @@ import asyncio
 import hmac
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 from oneplan.errors import AuthenticationFailed
 from oneplan.store.db import Database, KeyRecord, hash_key
@@ -21,9 +22,14 @@ log = logging.getLogger("oneplan.auth")
 
 
 class KeyCache:
-    def __init__(self, db: Database, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self, db: Database, poll_seconds: float = 1.0, before_reload: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self.db = db
         self.poll_seconds = poll_seconds
+        # Run before the keys are swapped in: the plans they name are brought up to date first
+        # (a user moved to a plan created a moment ago finds it here).
+        self.before_reload = before_reload
         self._keys: dict[str, KeyRecord] = {}
         self._misses: OrderedDict[str, float] = OrderedDict()
         self._version = ""
@@ -39,6 +45,8 @@ class KeyCache:
             self._task.cancel()
 
     async def reload(self) -> None:
+        if self.before_reload is not None:
+            await self.before_reload()
         version, keys, admin = await asyncio.to_thread(
             lambda: (self.db.keys_version(), self.db.all_keys(), self.db.get_meta("admin_key_hash") or "")
         )

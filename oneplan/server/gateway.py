@@ -17,10 +17,12 @@ from oneplan.metering.ledger import Ledger
 from oneplan.metering.windows import Clock, Periods, system_clock
 from oneplan.providers.base import Provider, ProviderSettings, Timeouts, provider_class
 from oneplan.routing.catalog import Catalog
+from oneplan.routing.plan_book import PlanBook
 from oneplan.routing.router import Router
 from oneplan.server.auth import KeyCache
 from oneplan.server.metrics import Metrics
 from oneplan.server.pipeline import Pipeline
+from oneplan.server.plan_sync import PlanSync
 from oneplan.store.db import Database
 
 log = logging.getLogger("oneplan")
@@ -94,7 +96,9 @@ class Gateway:
         self.ledger = Ledger(
             self.db, data_dir / "journal", catalog.server.ledger_flush_seconds, on_commit=self.counters.committed
         )
-        self.keys = KeyCache(self.db)
+        refresh = catalog.server.plans_refresh_seconds
+        self.plans = PlanSync(self.db, PlanBook(catalog), refresh)  # run-time plans, on every replica
+        self.keys = KeyCache(self.db, poll_seconds=min(1.0, refresh), before_reload=self.plans.sync)
         self.providers = build_providers(catalog)
         self.router = Router.from_catalog(catalog, self.providers)
         self.metrics = Metrics(self.router.health)
@@ -110,6 +114,7 @@ class Gateway:
                 await self.providers[deployment.provider].preload(self.router.target(entry, deployment))
         sealing.install(await asyncio.to_thread(sealing.load, self.db, self.catalog.server.reasoning_keys))
         await self.ledger.start()  # first: an earlier process's rows reach the database
+        await self.plans.start()  # before the keys: the plans they name
         await self.keys.start()
         self.counters.plans = lambda name: self.catalog.plans.get(name)  # rebuilding windows from rows
         await self.counters.start(self.db)  # the ledger is the truth; the counters its cache
@@ -124,6 +129,7 @@ class Gateway:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.alerts.close()
         await self.keys.close()
+        await self.plans.close()
         await self.ledger.close()
         await self.counters.aclose()
         for provider in self.providers.values():

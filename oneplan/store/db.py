@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Engine, cast, create_engine, event, func, insert, select, update
+from sqlalchemy import BigInteger, Engine, cast, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from oneplan.errors import ConfigError
@@ -48,6 +48,9 @@ class KeyRecord:
     expires_at: float | None
     revoked_at: float | None
     disabled: bool
+    # When the user's subscription began (``users.subscribed_at``, else when the user was
+    # created): anniversary windows count from it. Loaded with the key, never per request.
+    subscribed_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,33 @@ class UserRecord:
     plan: str
     created_at: float
     disabled: bool
+    subscribed_at: float | None = None  # None: counts from created_at
+
+    @property
+    def subscribed(self) -> float:
+        return self.created_at if self.subscribed_at is None else self.subscribed_at
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRow:
+    """A plan created or changed at run time: its spec is ``[plans.NAME]`` as JSON."""
+
+    name: str
+    spec: dict[str, Any]
+    updated_at: float
+
+
+class PlanInUse(ValueError):
+    def __init__(self, name: str, users: int) -> None:
+        super().__init__(
+            f"{users} user{'s are' if users != 1 else ' is'} on plan {name!r}: move them first "
+            f"(oneplan users set-plan NAME --plan OTHER)"
+        )
+        self.users = users
+
+
+def _user(row: Any) -> UserRecord:
+    return UserRecord(row.id, row.name, row.plan, row.created_at, row.disabled, row.subscribed_at)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -147,43 +177,128 @@ class Database:
         return self.get_meta("keys_version") or ""
 
     def _bump_keys_version(self, conn: Any) -> None:
+        self._bump(conn, "keys_version")
+
+    def _bump(self, conn: Any, key: str) -> None:
+        """A new random token under ``key``, in the caller's transaction (so a poller that sees
+        it sees the write too)."""
         token = secrets.token_hex(8)
-        done = conn.execute(
-            update(schema.meta).where(schema.meta.c.key == "keys_version").values(value=token)
-        ).rowcount
+        done = conn.execute(update(schema.meta).where(schema.meta.c.key == key).values(value=token)).rowcount
         if not done:
-            conn.execute(insert(schema.meta).values(key="keys_version", value=token))
+            conn.execute(insert(schema.meta).values(key=key, value=token))
+
+    def versions(self) -> tuple[str, str]:
+        """(plans_version, keys_version) in one query: what every replica polls."""
+        m = schema.meta
+        with self.engine.connect() as conn:
+            found = dict(conn.execute(select(m.c.key, m.c.value).where(m.c.key.in_(("plans_version", "keys_version")))).all())
+        return found.get("plans_version", ""), found.get("keys_version", "")
+
+    # -- plans created at run time -----------------------------------------------------------
+
+    def list_plans(self) -> list[PlanRow]:
+        p = schema.plans
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(p.c.name, p.c.spec, p.c.updated_at).order_by(p.c.name)).all()
+        return [PlanRow(r.name, orjson.loads(r.spec), r.updated_at) for r in rows]
+
+    def get_plan(self, name: str) -> PlanRow | None:
+        p = schema.plans
+        with self.engine.connect() as conn:
+            row = conn.execute(select(p.c.name, p.c.spec, p.c.updated_at).where(p.c.name == name)).first()
+        return PlanRow(row.name, orjson.loads(row.spec), row.updated_at) if row else None
+
+    def upsert_plan(self, name: str, spec: dict[str, Any], *, create_only: bool = False) -> bool:
+        """Store ``spec`` (validated by the caller) under ``name``; True if the plan is new.
+        ``create_only``: a plan of that name already stored is a ``ValueError``."""
+        p = schema.plans
+        values = {"spec": orjson.dumps(spec).decode(), "updated_at": time.time()}
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    done = 0
+                    if not create_only:
+                        done = conn.execute(update(p).where(p.c.name == name).values(**values)).rowcount
+                    if not done:
+                        conn.execute(insert(p).values(name=name, **values))
+                    self._bump(conn, "plans_version")
+                return not done
+            except IntegrityError:
+                if create_only:
+                    raise ValueError(f"a plan named {name!r} already exists") from None
+                if attempt == 2:  # two writers inserted the same new plan at once: update now
+                    raise
+        return False
+
+    def delete_plan(self, name: str, *, users_may_stay: bool = False) -> bool:
+        """Delete a run-time plan; False if there is none. While users are on it a
+        ``PlanInUse``, unless ``users_may_stay`` (a catalog plan of that name takes over)."""
+        with self.engine.begin() as conn:
+            if not users_may_stay:
+                on = conn.execute(
+                    select(func.count()).select_from(schema.users).where(schema.users.c.plan == name)
+                ).scalar() or 0
+                if on:
+                    raise PlanInUse(name, int(on))
+            done = conn.execute(delete(schema.plans).where(schema.plans.c.name == name)).rowcount
+            if done:
+                self._bump(conn, "plans_version")
+        return bool(done)
+
+    def plan_users(self) -> dict[str, int]:
+        """How many users each plan has (by name, whether or not the plan still exists)."""
+        u = schema.users
+        with self.engine.connect() as conn:
+            return {r[0]: int(r[1]) for r in conn.execute(select(u.c.plan, func.count()).group_by(u.c.plan))}
 
     # -- users and keys --------------------------------------------------------------------
 
-    def create_user(self, name: str, plan: str) -> tuple[UserRecord, str, str]:
-        """A user and their first key: (user, key id, plaintext key)."""
+    def create_user(
+        self, name: str, plan: str, subscribed_at: float | None = None
+    ) -> tuple[UserRecord, str, str]:
+        """A user and their first key: (user, key id, plaintext key). ``subscribed_at`` None:
+        the subscription counts from now (the user's creation)."""
         now = time.time()
         with self.engine.begin() as conn:
             try:
                 user_id = conn.execute(
-                    insert(schema.users).values(name=name, plan=plan, created_at=now, disabled=False)
+                    insert(schema.users).values(
+                        name=name, plan=plan, created_at=now, disabled=False, subscribed_at=subscribed_at
+                    )
                 ).inserted_primary_key[0]
             except IntegrityError:
                 raise ValueError(f"a user named {name!r} already exists") from None
             key_id, key = self._insert_key(conn, user_id, None)
-        return UserRecord(user_id, name, plan, now, False), key_id, key
+        return UserRecord(user_id, name, plan, now, False, subscribed_at), key_id, key
 
     def set_plan(self, name: str, plan: str) -> None:
+        """Move a user to ``plan``. What they used stays theirs: counters are per user, so the
+        new plan's windows start from it."""
+        self.update_user(name, plan=plan)
+
+    def set_subscribed_at(self, name: str, subscribed_at: float | None) -> None:
+        """When the user's subscription began (anniversary windows); None: from creation."""
+        self.update_user(name, subscribed_at=subscribed_at)
+
+    def update_user(self, name: str, **values: Any) -> None:
+        """Change ``plan``, ``subscribed_at`` and/or ``disabled`` in one transaction that
+        tells every replica (``keys_version``)."""
+        unknown = set(values) - {"plan", "subscribed_at", "disabled"}
+        assert not unknown, unknown
         with self.engine.begin() as conn:
-            if not conn.execute(update(schema.users).where(schema.users.c.name == name).values(plan=plan)).rowcount:
+            if not conn.execute(update(schema.users).where(schema.users.c.name == name).values(**values)).rowcount:
                 raise ValueError(f"no user named {name!r}")
             self._bump_keys_version(conn)
 
     def get_user(self, name: str) -> UserRecord | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(schema.users).where(schema.users.c.name == name)).first()
-        return UserRecord(row.id, row.name, row.plan, row.created_at, row.disabled) if row else None
+        return _user(row) if row else None
 
     def list_users(self) -> list[UserRecord]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(schema.users).order_by(schema.users.c.name)).all()
-        return [UserRecord(r.id, r.name, r.plan, r.created_at, r.disabled) for r in rows]
+        return [_user(r) for r in rows]
 
     def _insert_key(self, conn: Any, user_id: int, expires_at: float | None) -> tuple[str, str]:
         key = new_key()
@@ -245,7 +360,8 @@ class Database:
     def _key_query(self) -> Any:
         k, u = schema.api_keys, schema.users
         return select(
-            k.c.hash, k.c.id, k.c.user_id, u.c.name, u.c.plan, k.c.expires_at, k.c.revoked_at, u.c.disabled
+            k.c.hash, k.c.id, k.c.user_id, u.c.name, u.c.plan, k.c.expires_at, k.c.revoked_at, u.c.disabled,
+            func.coalesce(u.c.subscribed_at, u.c.created_at),
         ).join(u, u.c.id == k.c.user_id)
 
     def lookup_key(self, key_hash: str) -> KeyRecord | None:

@@ -77,11 +77,14 @@ class ServerThread:
 class Gateway:
     """The whole gateway, configured from a catalog string, with a user 'alice'."""
 
-    def __init__(self, tmp_path: Path, catalog_toml: str, *, clock: Any = None, user_plan: str | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, catalog_toml: str, *, clock: Any = None, user_plan: str | None = None,
+        source: str = "test.toml",
+    ) -> None:
         import tomllib
 
         self.data_dir = tmp_path / "oneplan-data"
-        self.catalog = build(CatalogFile.model_validate(tomllib.loads(catalog_toml)), "test.toml")
+        self.catalog = build(CatalogFile.model_validate(tomllib.loads(catalog_toml)), source)
         self.clock = clock or time.time
         plan = user_plan or next(iter(self.catalog.plans))
         db = Database.open(self.data_dir, self.catalog.server.database_url)
