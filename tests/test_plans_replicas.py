@@ -67,11 +67,15 @@ def test_plan_changes_through_one_replica_apply_on_the_other_without_a_restart(
         alice = {"authorization": f"Bearer {key}"}
         operator = httpx.Client(base_url=a.url, headers={"authorization": f"Bearer {admin_key}"}, timeout=30)
 
+        answered = [0]  # requests alice was served, on either replica
+
         def chat(replica: ServeProcess, model: str = "m1") -> int:
-            return httpx.post(
+            status = httpx.post(
                 f"{replica.url}/v1/chat/completions", headers=alice, timeout=30,
                 json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
             ).status_code
+            answered[0] += status == 200
+            return status
 
         def window_on_b() -> dict[str, Any]:
             report = httpx.get(f"{b.url}/v1/usage", headers=alice, timeout=30).json()["users"][0]
@@ -120,6 +124,14 @@ def test_plan_changes_through_one_replica_apply_on_the_other_without_a_restart(
         until("A is back on the catalog's pro", lambda: {
             p["name"]: p["source"] for p in operator.get("/admin/plans").json()["data"]
         }.get("pro") == "catalog" and chat(a) == 200)
+
+        # 5. Moved to a plan with a window pro did not have (a week): the quota counters start it
+        # from what she used, not from zero - two more requests, on either replica, and no more.
+        spec = {"requests_per_week": answered[0] + 2}
+        assert operator.post("/admin/plans", json={"name": "weekly", "spec": spec}).status_code == 201
+        assert operator.patch("/admin/users/alice", json={"plan": "weekly"}).status_code == 200
+        until("B has alice on weekly", lambda: window_on_b()["plan"] == "weekly")
+        assert [chat(b), chat(a), chat(b), chat(a)] == [200, 200, 429, 429]
     finally:
         a.stop()
         b.stop()

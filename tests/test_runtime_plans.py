@@ -211,10 +211,6 @@ def test_a_user_can_be_put_on_a_plan_another_replica_just_created(gw: Gateway, t
     assert chat(gw, gw.key).status_code == 200 and chat(gw, gw.key).status_code == 429
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the counters track only the windows of the plan a user was on: a window shape the new plan "
-    "adds starts from zero instead of the ledger (oneplan/metering/counters.py, the plan engine's)"
-))
 def test_a_window_the_new_plan_adds_counts_what_the_user_already_used(gw: Gateway) -> None:
     api = admin(gw)
     assert [chat(gw, gw.key).status_code for _ in range(3)] == [200] * 3

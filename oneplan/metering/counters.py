@@ -200,8 +200,20 @@ class Counters(ABC):
     async def start(self, view: Any) -> None:
         """At start-up: the ledger is the truth, the counters its cache (``view`` is the
         database: ``charged_since``)."""
+        self.view = view
         now = self.clock()
         self.load(await asyncio.to_thread(view.charged_since, now - LOOKBACK_MONTH * 2))
+
+    @staticmethod
+    def added_shapes(old: Plan | None, new: Plan) -> set[str]:
+        """Window shapes ``new`` has and ``old`` has not: a user moved between them needs
+        what they already used counted there too."""
+        had = {w.shape for w in old.limits} if old is not None else set()
+        return {w.shape for w in new.limits} - had
+
+    async def backfill(self, user_id: int, old: Plan | None, new: Plan, anchor: float | None) -> None:  # noqa: B027
+        """A user moves from plan ``old`` to ``new``: the windows only ``new`` has start from
+        the ledger's rows, not from zero."""
 
     async def aclose(self) -> None:  # noqa: B027
         """Release connections."""
@@ -277,6 +289,24 @@ class MemoryCounters(Counters):
     def __init__(self, clock: Clock, periods: Periods) -> None:
         super().__init__(clock, periods)
         self._users: dict[int, _User] = {}
+        self.view: Any = None
+
+    async def backfill(self, user_id: int, old: Plan | None, new: Plan, anchor: float | None) -> None:
+        shapes = self.added_shapes(old, new)
+        if not shapes or self.view is None:
+            return
+        now = self.clock()
+        found = await asyncio.to_thread(self.view.charged_since, self.since([new], now), [user_id])
+        rows = [(second, amounts, multiplier) for _, second, amounts, multiplier, _, _ in map(row_amounts, found)]
+        rows.sort(key=lambda r: r[0])
+        user = self._user(user_id)
+        demand = legacy_demand(new, 0)
+        demand.anchor = anchor
+        fresh = [
+            c for c in self.charges(new, demand, now)
+            if c.window.shape in shapes and c.key not in user.rolling and c.key not in user.periods
+        ]
+        self._place(user, new, fresh, now, rows)
 
     def _user(self, user_id: int) -> _User:
         user = self._users.get(user_id)
@@ -284,9 +314,13 @@ class MemoryCounters(Counters):
             user = self._users[user_id] = _User()
         return user
 
-    def _place(self, user: _User, plan: Plan, charges: list[Charge], now: float) -> None:
-        """Loaded ledger rows go into the windows of the plan first asked about."""
-        rows, user.pending = user.pending, None
+    def _place(
+        self, user: _User, plan: Plan, charges: list[Charge], now: float,
+        rows: list[tuple[int, Amounts, float]] | None = None,
+    ) -> None:
+        """Loaded ledger rows (else the user's pending ones) go into ``charges``' windows."""
+        if rows is None:
+            rows, user.pending = user.pending, None
         if not rows:
             return
         for charge in charges:

@@ -548,18 +548,40 @@ class RedisCounters(Counters):
             sum(int(r[2] or 0) for r in rows), len(rows), generation,
         )
 
-    async def _load(self, rows: Rows, now: float) -> None:
-        """Every ledger row into the windows of its user's plan, in the period it was admitted
-        in (periods that have ended are skipped)."""
+    async def backfill(self, user_id: int, old: Plan | None, new: Plan, anchor: float | None) -> None:
+        """The windows only ``new`` has get the user's ledger rows - once across replicas (a
+        marker per window, taken with SET NX, elects the replica that does it)."""
+        shapes = self.added_shapes(old, new)
+        if not shapes or self.view is None:
+            return
+        base = self._base(user_id)
+        mine = set()
+        for shape in sorted(shapes):
+            if await self.redis.set(f"{base}:bf:{shape}", self.replica, nx=True, ex=70 * 86400):
+                mine.add(shape)
+        if not mine:
+            return
+        now = self.clock()
+        rows = await asyncio.to_thread(self.view.charged_since, self.since([new], now), [user_id])
+        await self._load(rows, now, plan=new, shapes=mine, anchor=anchor)
+
+    async def _load(
+        self, rows: Rows, now: float, *, plan: Plan | None = None, shapes: set[str] | None = None,
+        anchor: float | None = None,
+    ) -> None:
+        """Every ledger row into the windows of its user's plan (or of ``plan``, only those of
+        ``shapes``), in the period it was admitted in (periods that have ended are skipped)."""
         pipe = self.redis.pipeline(transaction=False)
         for row in rows:
-            user_id, second, amounts, multiplier, plan_name, anchor = row_amounts(row)
-            plan = (self.plans(plan_name) if plan_name else None) or EVERY_SHORTHAND
-            demand = legacy_demand(plan, 0)
-            demand.anchor = anchor
+            user_id, second, amounts, multiplier, plan_name, row_anchor = row_amounts(row)
+            target = plan or (self.plans(plan_name) if plan_name else None) or EVERY_SHORTHAND
+            demand = legacy_demand(target, 0)
+            demand.anchor = row_anchor if anchor is None else anchor
             demand.multiplier = multiplier
             base = self._base(user_id)
-            for c in self.charges(plan, demand, float(second)):
+            for c in self.charges(target, demand, float(second)):
+                if shapes is not None and c.window.shape not in shapes:
+                    continue
                 amount = amounts.of(c.window.unit) * c.factor
                 if not amount:
                     continue

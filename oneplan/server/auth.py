@@ -23,13 +23,17 @@ log = logging.getLogger("oneplan.auth")
 
 class KeyCache:
     def __init__(
-        self, db: Database, poll_seconds: float = 1.0, before_reload: Callable[[], Awaitable[None]] | None = None
+        self, db: Database, poll_seconds: float = 1.0, before_reload: Callable[[], Awaitable[None]] | None = None,
+        on_plan_change: Callable[[KeyRecord | None, KeyRecord], Awaitable[None]] | None = None,
     ) -> None:
         self.db = db
         self.poll_seconds = poll_seconds
         # Run before the keys are swapped in: the plans they name are brought up to date first
         # (a user moved to a plan created a moment ago finds it here).
         self.before_reload = before_reload
+        # Run for each user whose plan changed, before the new keys are swapped in (the quota
+        # counters bring the windows the new plan adds up to date).
+        self.on_plan_change = on_plan_change
         self._keys: dict[str, KeyRecord] = {}
         self._misses: OrderedDict[str, float] = OrderedDict()
         self._version = ""
@@ -50,6 +54,14 @@ class KeyCache:
         version, keys, admin = await asyncio.to_thread(
             lambda: (self.db.keys_version(), self.db.all_keys(), self.db.get_meta("admin_key_hash") or "")
         )
+        if self.on_plan_change is not None and self._keys:
+            before = {r.user_id: r for r in self._keys.values()}
+            moved = {r.user_id: r for r in keys.values() if r.user_id in before and before[r.user_id].plan != r.plan}
+            for user_id, record in moved.items():
+                try:
+                    await self.on_plan_change(before[user_id], record)
+                except Exception:
+                    log.exception("bringing user %s's new plan windows up to date failed", user_id)
         self._version, self._keys, self._admin_hash = version, keys, admin
         self._misses.clear()
 

@@ -98,7 +98,9 @@ class Gateway:
         )
         refresh = catalog.server.plans_refresh_seconds
         self.plans = PlanSync(self.db, PlanBook(catalog), refresh)  # run-time plans, on every replica
-        self.keys = KeyCache(self.db, poll_seconds=min(1.0, refresh), before_reload=self.plans.sync)
+        self.keys = KeyCache(
+            self.db, poll_seconds=min(1.0, refresh), before_reload=self.plans.sync, on_plan_change=self._moved
+        )
         self.providers = build_providers(catalog)
         self.router = Router.from_catalog(catalog, self.providers)
         self.metrics = Metrics(self.router.health)
@@ -140,6 +142,13 @@ class Gateway:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _moved(self, before: Any, after: Any) -> None:
+        """A user's plan changed: the windows the new plan adds count what they already used."""
+        new = self.catalog.plans.get(after.plan)
+        if new is not None:
+            await self.ledger.flush()  # this replica's rows so far are in what it reads
+            await self.counters.backfill(after.user_id, self.catalog.plans.get(before.plan), new, after.subscribed_at)
 
     def observe(self, row: dict[str, Any]) -> None:
         """A finished request, for metrics and alerts."""
