@@ -137,3 +137,27 @@ def test_every_window_is_described_by_the_ietf_ratelimit_fields(tmp_path: Path) 
             limits = dict(item.split(";", 1) for item in r.headers["ratelimit"].split(", "))
             assert limits['"5h"'].startswith("r=99;t=") and limits['"rpm"'].startswith("r=9;t=")
             assert int(limits['"daily"'].split(";")[0][2:]) < 100000  # the real usage was charged
+
+
+def test_an_anniversary_month_resets_on_the_users_renewal_date(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from tests.support.gateway import ManualClock
+
+    clock = ManualClock(datetime(2027, 2, 10, 12, 0, tzinfo=UTC).timestamp())
+    with FakeUpstream(dialect="openai") as up:
+        plan = '[plans.pro]\nwindows = [{ unit = "requests", kind = "anniversary", length = "month", limit = 5, name = "monthly" }]'
+        with Gateway(tmp_path, catalog(up, "openai-compatible", "openai", plan), clock=clock) as gw:
+            admin = httpx.Client(base_url=gw.base_url, headers={"authorization": f"Bearer {gw.admin_key}"}, timeout=30)
+            made = admin.post("/admin/users", json={"name": "bob", "plan": "pro", "subscribed_at": "2026-10-31T08:00:00Z"})
+            assert made.status_code in (200, 201), made.text
+            key = admin.post("/admin/keys", json={"user": "bob"}).json()["key"]
+            r = httpx.post(f"{gw.base_url}/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                           json={"model": "m1", "messages": [{"role": "user", "content": "x"}]})
+            assert r.status_code == 200, r.text
+            # Subscribed on Oct 31: February's period ends on its last day, at the same hour.
+            assert r.headers["x-oneplan-quota-monthly-reset"] == str(int(datetime(2027, 2, 28, 8, 0, tzinfo=UTC).timestamp()))
+            assert r.headers["x-oneplan-quota-monthly-remaining"] == "4"
+            usage = httpx.get(f"{gw.base_url}/v1/usage", headers={"authorization": f"Bearer {key}"}).json()
+            monthly = next(w for w in usage["users"][0]["windows"] if w["window"] == "monthly")
+            assert monthly["used"] == 1 and monthly["resets_at"] == datetime(2027, 2, 28, 8, 0, tzinfo=UTC).timestamp()

@@ -141,6 +141,8 @@ class Counters(ABC):
         self.periods = periods  # the server's quota time zone
         # The plan of a user, by plan name, for rebuilding windows from ledger rows.
         self.plans: Callable[[str], Plan | None] = lambda name: None
+        # A user's subscription time, for states asked without one (console, alerts).
+        self.anchor_of: Callable[[int], float | None] = lambda user_id: None
 
     def periods_of(self, plan: Plan) -> Periods:
         return self.periods if plan.timezone is None else periods_in(plan.timezone)
@@ -462,7 +464,7 @@ class MemoryCounters(Counters):
         now = self.clock()
         user = self._user(user_id)
         demand = legacy_demand(plan, 0)
-        demand.anchor = anchor
+        demand.anchor = anchor if anchor is not None else self.anchor_of(user_id)
         charges = self.charges(plan, demand, now)
         if user.pending is not None:
             self._place(user, plan, charges, now)

@@ -478,7 +478,7 @@ class RedisCounters(Counters):
     async def states(self, user_id: int, plan: Plan, anchor: float | None = None) -> list[WindowState]:
         await self.flush()
         demand = legacy_demand(plan, 0)
-        demand.anchor = anchor
+        demand.anchor = anchor if anchor is not None else self.anchor_of(user_id)
         reservation = await self._admit_or_probe(user_id, plan, demand, "", probe=True)
         states = reservation.states
         if plan.concurrency is not None:

@@ -36,6 +36,7 @@ class KeyCache:
         self.on_plan_change = on_plan_change
         self._keys: dict[str, KeyRecord] = {}
         self._misses: OrderedDict[str, float] = OrderedDict()
+        self._anchors: dict[int, float] = {}
         self._version = ""
         self._admin_hash = ""
         self._task: asyncio.Task[None] | None = None
@@ -63,7 +64,12 @@ class KeyCache:
                 except Exception:
                     log.exception("bringing user %s's new plan windows up to date failed", user_id)
         self._version, self._keys, self._admin_hash = version, keys, admin
+        self._anchors = {r.user_id: r.subscribed_at for r in keys.values()}
         self._misses.clear()
+
+    def subscribed_at(self, user_id: int) -> float | None:
+        """When the user's subscription began (their anniversary windows start there)."""
+        return self._anchors.get(user_id)
 
     async def _poll(self) -> None:
         while True:
