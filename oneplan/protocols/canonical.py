@@ -19,7 +19,10 @@ Finish reasons are Chat Completions': ``stop``, ``length``, ``tool_calls``, ``co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from oneplan.protocols.base import Passthrough
 
 
 @dataclass(slots=True)
@@ -58,10 +61,10 @@ class ChatRequest:
     tenant: str | None = None
     # Provider-specific parameters the caller sent that have no canonical slot (top_k, ...).
     extra: dict[str, Any] = field(default_factory=dict)
-    # The body as the client sent it, and its protocol. A provider speaking that same protocol
-    # forwards it as is (pass-through) instead of rebuilding it from the fields above.
-    source_protocol: str | None = None
-    source_body: dict[str, Any] | None = None
+    # The body as the client sent it, in its protocol (set by the protocol's ``accept``). A
+    # provider speaking that same protocol forwards it (pass-through, with the protocol's own
+    # edits) instead of rebuilding it from the fields above.
+    passthrough: Passthrough | None = None
 
 
 @dataclass(slots=True)

@@ -26,7 +26,8 @@ from oneplan.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from oneplan.protocols.anthropic_render import placeholder_signature, tool_input
+from oneplan.protocols.anthropic.render import placeholder_signature, tool_input
+from oneplan.protocols.base import Codec, UpstreamParser
 from oneplan.protocols.canonical import (
     ChatRequest,
     ChatResult,
@@ -393,7 +394,7 @@ class UsageMeter:
         return usage_from_anthropic(self._usage)
 
 
-class UpstreamStreamParser:
+class UpstreamStreamParser(UpstreamParser):
     """Anthropic SSE events (decoded ``data`` objects) -> canonical ``Delta`` values.
 
     Tool-use blocks get canonical tool indices 0, 1, ... in the order they start. The last
@@ -466,3 +467,21 @@ class UpstreamStreamParser:
     @property
     def usage(self) -> Usage:
         return self.meter.usage
+
+
+class AnthropicCodec(Codec):
+    """Anthropic Messages spoken to an upstream."""
+
+    __slots__ = ()
+
+    def encode(self, request: ChatRequest, upstream_model: str) -> dict[str, Any]:
+        return to_upstream(request, upstream_model)
+
+    def decode(self, body: dict[str, Any]) -> ChatResult:
+        return from_upstream(body)
+
+    def stream_parser(self) -> UpstreamParser:
+        return UpstreamStreamParser()
+
+
+CODEC = AnthropicCodec()

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from oneplan.errors import UpstreamError, UpstreamRateLimited, UpstreamRejected
+from oneplan.protocols.base import Codec, UpstreamParser
 from oneplan.protocols.canonical import (
     ChatRequest,
     ChatResult,
@@ -244,7 +245,7 @@ def _finish(response: dict[str, Any], has_calls: bool) -> str:
 # --------------------------------------------------------------------------- streams
 
 
-class UpstreamStreamParser:
+class UpstreamStreamParser(UpstreamParser):
     """Responses stream events (decoded ``data`` objects) -> canonical deltas, one event at a
     time. Tool calls are numbered in the order their items open; ``response.failed`` and
     ``error`` events raise ``UpstreamError``."""
@@ -328,3 +329,21 @@ class UpstreamStreamParser:
             self._args_seen.add(index)
             deltas.append(Delta(tool_calls=[ToolCallDelta(index=index, arguments=arguments)]))
         return deltas
+
+
+class ResponsesCodec(Codec):
+    """OpenAI Responses spoken to an upstream."""
+
+    __slots__ = ()
+
+    def encode(self, request: ChatRequest, upstream_model: str) -> dict[str, Any]:
+        return to_upstream(request, upstream_model)
+
+    def decode(self, body: dict[str, Any]) -> ChatResult:
+        return from_upstream(body)
+
+    def stream_parser(self) -> UpstreamParser:
+        return UpstreamStreamParser()
+
+
+CODEC = ResponsesCodec()

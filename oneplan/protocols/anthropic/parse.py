@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 
 from oneplan.errors import InvalidRequest
-from oneplan.protocols.anthropic_render import reasoning_from_signature
-from oneplan.protocols.anthropic_schema import check
+from oneplan.protocols.anthropic.render import reasoning_from_signature
+from oneplan.protocols.anthropic.schema import check
 from oneplan.protocols.canonical import ChatRequest, Thinking
 from oneplan.protocols.validation import validate
 

@@ -34,7 +34,7 @@ import orjson
 from oneplan import sealing
 from oneplan.errors import InvalidRequest
 from oneplan.protocols.canonical import ChatRequest
-from oneplan.protocols.responses_options import (
+from oneplan.protocols.responses.options import (
     NAMESPACE_SEPARATOR,
     chat_name,
     opt_bool,
@@ -45,7 +45,7 @@ from oneplan.protocols.responses_options import (
     thinking_for,
     tools_and_choice,
 )
-from oneplan.protocols.responses_schema import check
+from oneplan.protocols.responses.schema import check
 from oneplan.protocols.validation import validate
 
 Resolver = Callable[[str], "dict[str, Any] | None"]
