@@ -155,7 +155,7 @@ class ResponsesTurn(Turn):
         return render_response(result, ctx, self.envelope)
 
     def renderer(self, ctx: StreamContext) -> StreamRenderer:
-        return ResponsesStreamRenderer(ctx, self.envelope)
+        return renderer_for(ctx, self.envelope)
 
     @property
     def continues(self) -> str | None:
