@@ -23,6 +23,7 @@ from oneplan.server.auth import KeyCache
 from oneplan.server.metrics import Metrics
 from oneplan.server.pipeline import Pipeline
 from oneplan.server.plan_sync import PlanSync
+from oneplan.server.settlement import Books
 from oneplan.store.db import Database
 
 log = logging.getLogger("oneplan")
@@ -105,7 +106,11 @@ class Gateway:
         self.router = Router.from_catalog(catalog, self.providers)
         self.metrics = Metrics(self.router.health)
         self.metrics.watch_ledger(self.ledger)
-        self.pipeline = Pipeline(self)
+        self.books = Books(self.ledger, self.counters, self.observe, catalog.server.store_prompts)
+        self.pipeline = Pipeline(
+            catalog=catalog, auth=self.keys, admission=self.counters, router=self.router, books=self.books,
+            clock=clock,
+        )
         self.alerts = Alerts(self)  # oneplan/alerts/: fed by observe(), never in a request's way
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ready = False
