@@ -37,6 +37,7 @@ class _Conn(asyncio.Protocol):
         self.content_type = b"application/json"
         self.pieces: deque[bytes] = deque()
         self.head_done = False
+        self.keep_alive = False
         self.done = False
         self.waiter: asyncio.Future[None] | None = None
 
@@ -57,6 +58,8 @@ class _Conn(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
+        # Read it now: once the message is complete, llhttp has reset the flags it looks at.
+        self.keep_alive = self.parser.should_keep_alive()
         self.head_done = True
         self._wake()
 
@@ -120,8 +123,10 @@ class Pool:
         self.release(conn)
 
     def release(self, conn: _Conn) -> None:
-        if not conn.lost and conn.parser.should_keep_alive():
+        if not conn.lost and conn.keep_alive:
             self.idle.append(conn)
+        elif conn.transport is not None:
+            conn.transport.close()
 
 
 def make_app(upstream: str) -> Starlette:
