@@ -77,6 +77,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temporary run directory")
     p.add_argument("--name", default=None,
                    help="file name of the results in bench/results/ (default: the time stamp)")
+    p.add_argument("--note", action="append", default=[],
+                   help="a sentence for the report's notes (e.g. how busy the machine was)")
+    p.add_argument("--render", default=None, metavar="RESULTS.json",
+                   help="measure nothing: rewrite the .md (and .png) of a recorded run")
     args = p.parse_args(argv)
     args.targets = [t for t in _strs(args.only) if t in ALL_TARGETS]
     args.duration = args.duration or (3.0 if args.quick else 10.0)
@@ -109,6 +113,8 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        return _rerender(Path(args.render), args)
     stamp = time.strftime("%Y-%m-%d-%H%M%S")
     run = RunResults(stamp, machine(), {
         "duration_s": args.duration, "warmup_s": args.warmup,
@@ -116,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": args.targets, "litellm_version": venvs.LITELLM_VERSION,
         "protocols": args.protocols, "body_concurrency": args.body_concurrency,
         "peer_versions": peers.versions(),
-    })
+    }, notes=list(args.note))
     wrk_path()  # fail now, not after the installs, when wrk is missing
     litellm_bin = venvs.ensure("litellm", venvs.LITELLM_REQUIREMENTS) \
         if "litellm" in args.targets else None
@@ -243,9 +249,18 @@ def _quota(op: gateways.OneplanRun, port: int, body: bytes) -> QuotaOutcome:
                         r.forwarded, r.exact, r.describe())
 
 
-def _write(run: RunResults, tools_bin: Path | None, name: str) -> int:
+def _rerender(path: Path, args: argparse.Namespace) -> int:
+    """Rewrite a recorded run's report (after a change to report.py, or with --note added)."""
+    run = RunResults.load(path)
+    run.notes += [n for n in args.note if n not in run.notes]
+    tools_bin = None if args.no_chart else venvs.ensure("tools", venvs.TOOLS_REQUIREMENTS)
+    return _write(run, tools_bin, path.stem, borrow=False)
+
+
+def _write(run: RunResults, tools_bin: Path | None, name: str, borrow: bool = True) -> int:
     RESULTS_DIR.mkdir(exist_ok=True)
-    borrow_baselines(run, RESULTS_DIR, PEER_TARGETS)
+    if borrow:
+        borrow_baselines(run, RESULTS_DIR, PEER_TARGETS)
     checks = evaluate(run)
     base = RESULTS_DIR / name
     run.save(base.with_suffix(".json"))

@@ -93,8 +93,8 @@ def growth_table(run: RunResults) -> list[str]:
             rows = []
             for t, name in COLUMNS:
                 found = [run.find(t, (protocol, mode, s, conc)) for s in ("cc1k", "cc15k", "cc60k")]
-                if all(f is None for f in found):
-                    continue
+                if all(f is None or f.cpu_us_per_req is None for f in found):
+                    continue  # e.g. direct: the upstream's CPU is not a gateway's
                 cells = [_num(f.cpu_us_per_req if f else None) + _mark(f) for f in found]
                 g = growth(run, t, protocol, mode)
                 slope = "-" if g is None else f"{g[0]:.1f} / {g[1]:.1f}"
@@ -166,6 +166,7 @@ def render(run: RunResults, checks: list[Check]) -> str:
         "time (utime + stime from /proc) over the requests wrk completed, so it holds even "
         "though wrk and the upstream share the cores." + (f" Bodies: {kb}." if kb else ""),
         "",
+        *(["## Notes", "", *(f"- {n}" for n in run.notes), ""] if run.notes else []),
         "## Throughput (req/s; in brackets oneplan's req/s over the column's)",
         "",
         *_matrix(run, "rps"),
@@ -202,6 +203,4 @@ def render(run: RunResults, checks: list[Check]) -> str:
                          f"(peak per-process HWM sum {m.hwm_mb:.0f} MB). Requests: MB - {traj}")
         parts.append("")
     parts += ["## All measurements", "", *detail_table(run), ""]
-    if run.notes:
-        parts += ["## Notes", "", *(f"- {n}" for n in run.notes), ""]
     return "\n".join(parts)
