@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -32,6 +32,7 @@ from oneplan.protocols.canonical import (
     ChatRequest,
     ChatResult,
     Delta,
+    Message,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -97,7 +98,7 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
     return [b for p in content if isinstance(p, dict) and (b := _part(p)) is not None]
 
 
-def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+def _assistant_blocks(message: Message) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     reasoning = message.get("reasoning_content")
     if reasoning:
@@ -105,7 +106,7 @@ def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
         blocks.append({"type": "thinking", "thinking": reasoning, "signature": signature})
     blocks.extend(_blocks(message.get("content")))
     for call in message.get("tool_calls") or ():
-        function = call.get("function") or {}
+        function = cast("dict[str, Any]", call).get("function") or {}  # a client's, whatever it holds
         blocks.append(
             {
                 "type": "tool_use",
@@ -117,7 +118,7 @@ def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
     return blocks
 
 
-def _tool_result(message: dict[str, Any]) -> dict[str, Any]:
+def _tool_result(message: Message) -> dict[str, Any]:
     content = message.get("content")
     block: dict[str, Any] = {
         "type": "tool_result",
@@ -227,7 +228,7 @@ def to_upstream(request: ChatRequest, upstream_model: str) -> dict[str, Any]:
                 "input_schema": fn.get("parameters") or {"type": "object", "properties": {}},
                 **({"cache_control": tool["cache_control"]} if tool.get("cache_control") else {}),
             }
-            for tool in request.tools
+            for tool in cast("list[dict[str, Any]]", request.tools)  # a client's, whatever it holds
             if (fn := tool.get("function") or {})
         ]
     if (choice := _tool_choice(request)) is not None:

@@ -6,10 +6,10 @@ many spellings of "think or don't" into one ``Thinking`` value.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from oneplan.errors import InvalidRequest
-from oneplan.protocols.canonical import ChatRequest, Thinking
+from oneplan.protocols.canonical import ChatRequest, Message, Thinking, Tool
 from oneplan.protocols.openai_chat.schema import check
 from oneplan.protocols.validation import validate
 
@@ -78,10 +78,10 @@ def _positive_int(value: Any, param: str) -> int:
     return value
 
 
-def _messages(raw: Any) -> list[dict[str, Any]]:
+def _messages(raw: Any) -> list[Message]:
     if not isinstance(raw, list) or not raw:
         raise _fail("messages must be a non-empty array", "messages")
-    out = []
+    out: list[Message] = []
     for i, message in enumerate(raw):
         if not isinstance(message, dict):
             raise _fail(f"messages[{i}] must be an object", f"messages[{i}]")
@@ -101,11 +101,11 @@ def _messages(raw: Any) -> list[dict[str, Any]]:
         calls = message.get("tool_calls")
         if calls is not None and not isinstance(calls, list):
             raise _fail(f"messages[{i}].tool_calls must be an array", f"messages[{i}].tool_calls")
-        out.append(message)
+        out.append(cast("Message", message))  # checked above; other keys go as sent
     return out
 
 
-def _tools(raw: Any) -> list[dict[str, Any]] | None:
+def _tools(raw: Any) -> list[Tool] | None:
     if raw is None:
         return None
     if not isinstance(raw, list):
@@ -114,7 +114,7 @@ def _tools(raw: Any) -> list[dict[str, Any]] | None:
         fn = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
             raise _fail(f"tools[{i}] must be {{type: function, function: {{name, ...}}}}", f"tools[{i}]")
-    return raw or None
+    return cast("list[Tool]", raw) or None  # each checked above
 
 
 def parse(body: Any) -> ChatRequest:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from oneplan.errors import UpstreamUnavailable
 from oneplan.protocols.canonical import ChatRequest, ChatResult, Delta, ToolCall, ToolCallDelta, Usage
@@ -37,7 +37,7 @@ def encode(
     """The request body, before the provider's reasoning switch (its ``apply_thinking``)."""
     body: dict[str, Any] = {
         "model": upstream_model,
-        "messages": system_first([message(m) for m in request.messages]),  # type: ignore[arg-type]
+        "messages": system_first([message(m) for m in cast("list[dict[str, Any]]", request.messages)]),
     }
     if stream:
         body["stream"] = True
@@ -56,7 +56,7 @@ def encode(
     if request.tools:
         # A tool's ``cache_control`` (from an Anthropic client) has no Chat Completions
         # slot: DashScope's explicit cache reads markers in ``messages`` only.
-        body["tools"] = [without_cache(t) for t in request.tools]  # type: ignore[arg-type]
+        body["tools"] = [without_cache(t) for t in cast("list[dict[str, Any]]", request.tools)]
         if request.tool_choice is not None:
             body["tool_choice"] = request.tool_choice
         if request.parallel_tool_calls is not None:

@@ -9,7 +9,7 @@ its own encrypted content, which the canonical form does not carry.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -19,6 +19,8 @@ from oneplan.protocols.canonical import (
     ChatRequest,
     ChatResult,
     Delta,
+    Message,
+    Tool,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -93,7 +95,7 @@ def _parts(content: Any, *, assistant: bool) -> list[dict[str, Any]]:
     return parts
 
 
-def _items_of(message: dict[str, Any]) -> list[dict[str, Any]]:
+def _items_of(message: Message) -> list[dict[str, Any]]:
     role = message.get("role")
     content = message.get("content")
     if role == "tool":
@@ -117,7 +119,7 @@ def _items_of(message: dict[str, Any]) -> list[dict[str, Any]]:
                 }
             )
         for call in message.get("tool_calls") or []:
-            function = call.get("function") or {}
+            function = cast("dict[str, Any]", call).get("function") or {}  # a client's, whatever it holds
             items.append(
                 {
                     "type": "function_call",
@@ -131,7 +133,7 @@ def _items_of(message: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"type": "message", "role": role, "content": _parts(content, assistant=False)}]
 
 
-def _tool(tool: dict[str, Any]) -> dict[str, Any]:
+def _tool(tool: Tool) -> dict[str, Any]:
     function = tool["function"]
     out: dict[str, Any] = {
         "type": "function",
