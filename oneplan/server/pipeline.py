@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -85,10 +87,19 @@ def demand(chat: ChatRequest, entry: ModelEntry, plan: Plan, key: KeyRecord, inp
     )
 
 
+# Unique across processes and replicas without a random draw (a syscall) per request: this
+# process's random tag, then a counter. Forked workers draw their own tag after the fork.
+_ID_TAG = [secrets.token_hex(4), os.getpid()]
+_ID_COUNT = itertools.count()
+
+
 def new_id(protocol: Protocol) -> str:
-    """Time-ordered (microseconds, then randomness): the ledger's primary key then grows at
-    its end instead of at random pages, which keeps batched inserts cheap as it grows."""
-    return f"{protocol.id_prefix}{time.time_ns() // 1000:x}{secrets.token_hex(6)}"
+    """Time-ordered (microseconds, then this process's tag and a counter): the ledger's
+    primary key then grows at its end instead of at random pages, which keeps batched inserts
+    cheap as it grows."""
+    if _ID_TAG[1] != os.getpid():
+        _ID_TAG[:] = [secrets.token_hex(4), os.getpid()]
+    return f"{protocol.id_prefix}{time.time_ns() // 1000:x}{_ID_TAG[0]}{next(_ID_COUNT) & 0xFFFF:04x}"
 
 
 @dataclass(slots=True)

@@ -119,6 +119,9 @@ class Settlement:
         self.books.ledger.record(row)
         self.books.counters.settle(self.call.reservation, self.amounts(usage, row))
         self.books.observe(row)
+        # The answer's last bytes leave only once its row is in the journal (one write for
+        # every row settled in this event-loop tick).
+        await self.books.ledger.durable()
 
     def amounts(self, usage: Usage, row: LedgerRow) -> Amounts:
         call = self.call
@@ -152,7 +155,7 @@ class Settlement:
         self.done = True
         usage = (self.acc.usage if self.acc is not None else None) or Usage()
         row = self.row(CANCELLED, 499, usage)
-        self.books.ledger.record(row)
+        self.books.ledger.record_now(row)
         self.books.counters.settle(self.call.reservation, self.amounts(usage, row))
         self.books.observe(row)
 
