@@ -17,7 +17,10 @@ from oneplan import refusals
 from oneplan.errors import OneplanError
 from oneplan.metering.windows import WindowState
 from oneplan.protocols.base import Protocol
-from oneplan.protocols.registry import for_path as protocol_for
+from oneplan.protocols.registry import for_path
+
+# Which protocol a path speaks (its failures are answered in that protocol's error body).
+protocol_for = for_path
 
 
 def error_response(
