@@ -50,19 +50,19 @@ class FastFront:
         self.hot = {r.path: r.endpoint for r in hot if not r.param_convertors}
         self.patterns = [r for r in hot if r.param_convertors]
 
-    def _match(self, scope: Any) -> Any:
-        endpoint = self.hot.get(scope["path"])
-        if endpoint is None:
-            for route in self.patterns:
-                match, child = route.matches(scope)
-                if match is Match.FULL:
-                    scope.update(child)
-                    return route.endpoint
-        return endpoint
+    def _pattern(self, scope: Any) -> Any:
+        for route in self.patterns:
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                scope.update(child)  # path_params, as Starlette's router sets them
+                return route.endpoint
+        return None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            endpoint = self._match(scope)
+            endpoint = self.hot.get(scope["path"])
+            if endpoint is None and self.patterns:
+                endpoint = self._pattern(scope)
             if endpoint is not None:
                 request = Request(scope, receive, send)
                 try:
