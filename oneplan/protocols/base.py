@@ -259,6 +259,19 @@ class Protocol(ABC):
         return {"id": response_id, "deleted": True}
 
 
+def thinking_below(body: dict[str, Any], tokens: int) -> dict[str, Any]:
+    """``body`` (a fresh dict, edited in place) with an Anthropic-style ``thinking`` budget kept
+    below an output limit of ``tokens``, or thinking dropped when no budget Anthropic accepts
+    (1024 and up) fits."""
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and isinstance(thinking.get("budget_tokens"), int) and thinking["budget_tokens"] >= tokens:
+        if tokens > 1024:  # Anthropic's smallest budget
+            body["thinking"] = {**thinking, "budget_tokens": tokens - 1}
+        else:
+            body.pop("thinking")
+    return body
+
+
 def bearer_key(headers: Mapping[str, str]) -> str | None:
     """The key from ``Authorization: Bearer`` or ``x-api-key`` (Anthropic clients)."""
     get = headers.get
@@ -283,4 +296,5 @@ __all__ = [
     "Turn",
     "UpstreamParser",
     "bearer_key",
+    "thinking_below",
 ]

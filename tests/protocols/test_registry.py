@@ -77,6 +77,9 @@ def test_responses_edits_its_own_field_and_caps_only_what_was_asked() -> None:
     assert sent.with_output_limit(100).body == {"model": "m", "input": "hi", "max_output_tokens": 100}
     assert sent.for_upstream("up-model", stream=True) == {"model": "up-model", "input": "hi", "stream": True}
     assert body == {"model": "m", "input": "hi"}
+    # An Anthropic-style thinking budget some Responses-compatible servers take stays below it.
+    thinking = sent.replace(thinking={"type": "enabled", "budget_tokens": 5000})
+    assert thinking.with_output_limit(3000).body["thinking"] == {"type": "enabled", "budget_tokens": 2999}
 
 
 def test_chat_completions_has_no_pass_through_edits() -> None:

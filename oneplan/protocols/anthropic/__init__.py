@@ -47,6 +47,7 @@ from oneplan.protocols.base import (
     StreamContext,
     StreamRenderer,
     Turn,
+    thinking_below,
 )
 from oneplan.protocols.canonical import ChatRequest, ChatResult
 
@@ -104,14 +105,7 @@ class AnthropicProtocol(Protocol):
     def with_output_limit(self, passthrough: Passthrough, tokens: int) -> Passthrough:
         """``max_tokens``, with a thinking budget kept below it (or thinking dropped when no
         budget Anthropic accepts fits)."""
-        body = {**passthrough.body, "max_tokens": tokens}
-        thinking = body.get("thinking")
-        if isinstance(thinking, dict) and isinstance(thinking.get("budget_tokens"), int) and thinking["budget_tokens"] >= tokens:
-            if tokens > 1024:  # Anthropic's smallest budget
-                body["thinking"] = {**thinking, "budget_tokens": tokens - 1}
-            else:
-                body.pop("thinking")
-        return Passthrough(self, body)
+        return Passthrough(self, thinking_below({**passthrough.body, "max_tokens": tokens}, tokens))
 
     def count_tokens(self, body: Any, tokenizer: Tokenizer | None = None) -> dict[str, int]:
         """The ``/v1/messages/count_tokens`` response body: ``{"input_tokens": n}``."""

@@ -44,6 +44,7 @@ from oneplan.protocols.base import (
     StreamContext,
     StreamRenderer,
     Turn,
+    thinking_below,
 )
 from oneplan.protocols.canonical import ChatRequest, ChatResult
 from oneplan.protocols.responses.parse import (
@@ -130,6 +131,11 @@ class ResponsesProtocol(Protocol):
         request = parse_request(body)
         request.passthrough = Passthrough(self, body)
         return ResponsesTurn(self, request, parse_envelope(body))
+
+    def with_output_limit(self, passthrough: Passthrough, tokens: int) -> Passthrough:
+        """``max_output_tokens``, and an Anthropic-style ``thinking`` budget (which some
+        Responses-compatible servers take) kept below it."""
+        return Passthrough(self, thinking_below({**passthrough.body, "max_output_tokens": tokens}, tokens))
 
     def stored_missing(self, response_id: str) -> OneplanError:
         return NotFound(f"Response with id '{response_id}' not found.", param="response_id")
