@@ -38,6 +38,7 @@ class EngineOptions:
     max_batch_size: int = 8
     context_length: int | None = None
     prefill_chunk: int = 256
+    idle_prefill_chunk: int = 2048  # prompt tokens per prefill step while no stream decodes
     admission_window_ms: float = 5.0
     prefix_cache_mb: float = 512
     share_prefix: str = "none"  # or "system"
@@ -68,6 +69,7 @@ class LocalEngine:
             options=SchedulerOptions(
                 max_batch_size=options.max_batch_size,
                 prefill_chunk=options.prefill_chunk,
+                idle_prefill_chunk=max(options.prefill_chunk, options.idle_prefill_chunk),
                 admission_window=options.admission_window_ms / 1000,
                 prefix_cache_bytes=int(options.prefix_cache_mb * 2**20),
             ),
