@@ -271,7 +271,7 @@ def agent_session(
 # -- 3. a long prompt while seven stream --------------------------------------------------------
 
 
-def long_prompt(engine: LocalEngine, long_tokens: int, chunk: int) -> dict[str, float]:
+def long_prompt(engine: LocalEngine, long_tokens: int, chunk: int, run: int = 0) -> dict[str, float]:
     """Seven streams decode; a long prompt arrives. The running streams' longest gap between two
     tokens while it prefills, and its time to first token."""
     scheduler = engine.scheduler
@@ -291,14 +291,14 @@ def long_prompt(engine: LocalEngine, long_tokens: int, chunk: int) -> dict[str, 
     quiet = frozenset[int]()
     streams = [
         Sequence(engine.prepare(ask(PROMPTS[i], 8)).ids, SamplingParams(max_new_tokens=100000, stop_token_ids=quiet),
-                 sink_for(i), tenant=f"s{i}-{chunk}")
+                 sink_for(i), tenant=f"s{i}-{chunk}-{run}")
         for i in range(7)
     ]
     for seq in streams:
         scheduler.submit(seq)
     scheduler.wait_until(lambda s: all(len(stamps[i]) >= 3 for i in range(7)), 120)
-    ids = engine.prepare(ask(text_of(engine, long_tokens), 1, tenant=f"long-{chunk}")).ids
-    long = Sequence(ids, SamplingParams(max_new_tokens=1, stop_token_ids=quiet), sink_for(7), tenant=f"long-{chunk}")
+    ids = engine.prepare(ask(text_of(engine, long_tokens), 1)).ids
+    long = Sequence(ids, SamplingParams(max_new_tokens=1, stop_token_ids=quiet), sink_for(7), tenant=f"long-{chunk}-{run}")  # nothing to reuse
     arrived = time.perf_counter()
     scheduler.submit(long)
     first_long.wait(600)
@@ -389,8 +389,8 @@ def main() -> None:
             print("3. long prompt while seven stream", flush=True)
             engine.stop_token_ids = frozenset()
             longs = []
-            for _ in range(args.repeat):
-                run = long_prompt(engine, args.long, args.chunk)
+            for k in range(args.repeat):
+                run = long_prompt(engine, args.long, args.chunk, run=k)
                 run["chunk"] = chunk_time(engine, args.long, args.chunk)
                 longs.append(run)
                 print(f"  chunked: {run} load {load()}", flush=True)

@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+ZERO_AHEAD = 256  # columns made finite at once, past the ones a forward pass reads
+
 # What a snapshot of one row holds per layer: (keys, values) for attention layers, (conv,
 # recurrent) for linear ones; ``None`` where the layer has nothing of that kind.
 LayerSnapshot = tuple[torch.Tensor, torch.Tensor] | None
@@ -144,15 +146,18 @@ class SlotCache:
         return self.cache
 
     def _make_finite(self, lo: int, hi: int, width: int) -> None:
-        """Zero, once, the never-written columns below ``width`` of slots ``lo .. hi``."""
+        """Zero, once, the never-written columns below ``width`` of slots ``lo .. hi``; a block
+        ahead at a time, so a decoding row (one column wider each step) is zeroed once per
+        ``ZERO_AHEAD`` steps, not 2 x layers small fills every step."""
         for slot in range(lo, hi):
             start = self.finite[slot]
             if start >= width:
                 continue
+            end = min(self.columns, max(width, start + ZERO_AHEAD))
             for kbuf, vbuf in self.kv.values():
-                kbuf[slot, :, start:width].zero_()
-                vbuf[slot, :, start:width].zero_()
-            self.finite[slot] = width
+                kbuf[slot, :, start:end].zero_()
+                vbuf[slot, :, start:end].zero_()
+            self.finite[slot] = end
 
     def write(self, index: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         window = self.window
