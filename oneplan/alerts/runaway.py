@@ -58,7 +58,7 @@ def runaways(
             cell[0] += requests
             cell[1] += cost
     found = []
-    for (user_id, key_id), hours in series.items():
+    for (user, key), hours in series.items():
         last = hours.get(HOURS)
         if last is None or last[0] < min_requests:
             continue
@@ -68,7 +68,7 @@ def runaways(
         for i, metric in enumerate(("requests", "cost")):
             median = statistics.median(v[i] for v in history)
             if median > 0 and last[i] > factor * median:
-                found.append(Runaway(user_id, key_id, metric, last[i], median))
+                found.append(Runaway(user, key, metric, last[i], median))
     return found
 
 

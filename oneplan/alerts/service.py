@@ -13,8 +13,9 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from oneplan.alerts import channels, messages, subscriptions
 from oneplan.alerts.detect import ROLLING, Crossing, Pace, crossings
@@ -24,6 +25,7 @@ from oneplan.alerts.scheduler import Scheduler
 from oneplan.errors import DeliveryFailed
 
 log = logging.getLogger("oneplan.alerts")
+_T = TypeVar("_T")
 SETTINGS_SECONDS = 30.0  # how long a user's settings and plan are cached
 
 
@@ -71,7 +73,7 @@ class Alerts:
         self._tasks.clear()
         self._db.shutdown(wait=True)
 
-    async def db(self, fn: Any, *args: Any) -> Any:
+    async def db(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
     async def _evaluate_loop(self) -> None:

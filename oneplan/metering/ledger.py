@@ -23,10 +23,10 @@ import asyncio
 import logging
 import math
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Float, Integer, String, Text
@@ -70,6 +70,7 @@ _TEXTS = tuple(c.name for c in schema.ledger.columns if isinstance(c.type, Text)
 
 OnCommit = Callable[[list[dict[str, Any]], str], None]
 _UNREACHABLE = (OperationalError, InterfaceError)
+_T = TypeVar("_T")
 
 
 def fit(row: dict[str, Any]) -> dict[str, Any]:
@@ -94,12 +95,12 @@ def fit(row: dict[str, Any]) -> dict[str, Any]:
         if value is None or (type(value) is float and math.isfinite(value) and abs(value) <= FLOAT_MAX):
             continue
         try:
-            number = float(value)
+            real = float(value)
         except (TypeError, ValueError, OverflowError):
-            number = 0.0
-        if not math.isfinite(number):
-            number = 0.0
-        row[name] = min(max(number, -FLOAT_MAX), FLOAT_MAX)
+            real = 0.0
+        if not math.isfinite(real):
+            real = 0.0
+        row[name] = min(max(real, -FLOAT_MAX), FLOAT_MAX)
         notes.append(f"{name} clamped")
     for name, length in _STRINGS:
         value = row.get(name)
@@ -162,7 +163,7 @@ class LedgerWriter:
             self._set_aside(refused)
         return groups
 
-    def write_replayed(self, rows: list[dict[str, Any]]) -> None:
+    def write_replayed(self, rows: Sequence[dict[str, Any]]) -> None:
         """Rows read back from a journal (an older process may not have fitted them)."""
         self.replayed += self.write([fit({**LEDGER_DEFAULTS, **row}) for row in rows])
 
@@ -299,7 +300,7 @@ class Ledger:
             for group, generation in groups:
                 self.on_commit(group, generation)
 
-    async def _in_writer(self, fn: Any, *args: Any) -> Any:
+    async def _in_writer(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
 
     async def close(self) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import hmac
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from oneplan.errors import AuthenticationFailed
 from oneplan.store.db import Database, KeyRecord, hash_key
@@ -114,9 +114,9 @@ class KeyCache:
         return hmac.compare_digest(hash_key(key), self._admin_hash)
 
 
-def bearer(headers: dict[str, str] | object) -> str | None:
+def bearer(headers: Mapping[str, str]) -> str | None:
     """The key from ``Authorization: Bearer`` or ``x-api-key`` (Anthropic clients)."""
-    get = headers.get  # type: ignore[attr-defined]
+    get = headers.get
     auth = get("authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
