@@ -203,7 +203,6 @@ class Ledger:
         # One writer thread: inserts never run side by side, and their allocations stay in
         # one malloc arena instead of spreading over the default executor's threads.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oneplan-ledger")
-        self.flushed = 0
         self._replay_due = False
         self._down = False
 
@@ -293,7 +292,6 @@ class Ledger:
             if old is not None:
                 old.abandon()
             raise
-        self.flushed += len(rows)
         if old is not None:
             old.retire()
         if self.on_commit is not None:

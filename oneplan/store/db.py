@@ -152,14 +152,6 @@ class Database:
         with self.engine.connect() as conn:
             return conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == key)).scalar()
 
-    def set_meta(self, key: str, value: str) -> None:
-        with self.engine.begin() as conn:
-            done = conn.execute(
-                update(schema.meta).where(schema.meta.c.key == key).values(value=value)
-            ).rowcount
-            if not done:
-                conn.execute(insert(schema.meta).values(key=key, value=value))
-
     def add_meta_once(self, key: str, value: str) -> str:
         """Store ``value`` unless ``key`` is there already; the stored value either way (when
         several processes race, the first insert wins and every one returns it)."""
