@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from oneplan.errors import ConfigError
+from oneplan.providers.build import build_providers
 from oneplan.routing.catalog import load
-from oneplan.server.gateway import build_providers
 
 GOOD = """
 [providers.qwen]

@@ -1,4 +1,5 @@
-"""Starting the things under test: oneplan, LiteLLM's proxy, or nothing (the upstream directly).
+"""Starting the things under test: oneplan, LiteLLM's proxy, or nothing (the upstream directly);
+the other peers are in peers.py.
 
 Why one `Target` shape: every scenario runs the same way whatever answers it - a URL, an
 Authorization header and, for a gateway, the process tree whose memory and CPU are sampled.
@@ -29,13 +30,24 @@ ANY_STATUS = tuple(range(100, 600))
 
 @dataclass(frozen=True)
 class Target:
-    """Something that answers POST /v1/chat/completions."""
+    """Something that answers POST /v1/chat/completions and/or POST /v1/messages."""
 
     name: str
-    url: str
+    url: str  # OpenAI chat completions; "" when the target does not speak it
     auth: str | None
     process: Managed | None = None
     helpers: tuple[Managed, ...] = ()  # e.g. a private redis-server: measured and stopped with it
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every request (e.g. Portkey's routing)
+    messages_url: str | None = None  # Anthropic Messages, when the target speaks it
+
+    def url_for(self, protocol: str) -> str | None:
+        if protocol == "anthropic":
+            return self.messages_url
+        return self.url or None
+
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        return tuple(p for p in ("openai", "anthropic") if self.url_for(p))
 
     @property
     def pid(self) -> int | None:
@@ -61,12 +73,17 @@ def direct(upstream_port: int) -> Target:
     return Target("direct", f"http://127.0.0.1:{upstream_port}/v1/chat/completions", None)
 
 
-def smoke(target: Target, body: Path) -> None:
+def smoke(target: Target, body: Path, protocol: str = "openai") -> None:
     """One real request before measuring, so a misconfigured target fails loudly, not as 0 rps."""
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **dict(target.headers)}
     if target.auth:
         headers["Authorization"] = target.auth
-    req = urllib.request.Request(target.url, data=body.read_bytes(), headers=headers)
+    if protocol == "anthropic":
+        headers["anthropic-version"] = "2023-06-01"
+    url = target.url_for(protocol)
+    if url is None:
+        raise HarnessError(f"{target.name} does not serve {protocol}")
+    req = urllib.request.Request(url, data=body.read_bytes(), headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             text = resp.read().decode(errors="replace")
@@ -75,8 +92,9 @@ def smoke(target: Target, body: Path) -> None:
         raise HarnessError(f"{target.name}: smoke request got {exc.code}: {detail}") from exc
     except OSError as exc:
         raise HarnessError(f"{target.name}: smoke request failed: {exc}") from exc
-    if '"choices"' not in text and "[DONE]" not in text:
-        raise HarnessError(f"{target.name}: smoke answer has no choices: {text[:500]}")
+    marker = '"stop_reason"' if protocol == "anthropic" else '"choices"'
+    if marker not in text:
+        raise HarnessError(f"{target.name}: smoke answer has no {marker}: {text[:500]}")
 
 
 # --- oneplan -----------------------------------------------------------------------------------
@@ -159,7 +177,8 @@ def start_oneplan(sup: Supervisor, binary: Path, upstream_port: int, workdir: Pa
     wait_http(f"http://127.0.0.1:{port}/", managed, timeout_s=60, ok_statuses=ANY_STATUS)
     name = "oneplan" if workers == 1 else f"oneplan-w{workers}"
     target = Target(name, f"http://127.0.0.1:{port}/v1/chat/completions",
-                    f"Bearer {bench_key}", managed, (redis[1],) if redis else ())
+                    f"Bearer {bench_key}", managed, (redis[1],) if redis else (),
+                    messages_url=f"http://127.0.0.1:{port}/v1/messages")
     return OneplanRun(target, f"Bearer {quota_key}", workers)
 
 
@@ -175,6 +194,9 @@ def _litellm_config(upstream_port: int, path: Path) -> Path:
         "      api_key: sk-fake\n"
         "general_settings:\n"
         f"  master_key: {LITELLM_MASTER_KEY}\n"
+        # One deployment: a failed smoke request must not bench it for the next scenario.
+        "router_settings:\n"
+        "  disable_cooldowns: true\n"
     )
     return path
 
@@ -189,9 +211,13 @@ def start_litellm(sup: Supervisor, bin_dir: Path, upstream_port: int, workdir: P
     env.pop("DATABASE_URL", None)
     # Offline machine: use the bundled model cost map instead of fetching it at start-up.
     env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR")
+    # /v1/messages for an openai/ model goes to the upstream's Responses API by default; the
+    # fake upstream (like most OpenAI-compatible servers) speaks chat completions only.
+    env["LITELLM_USE_CHAT_COMPLETIONS_URL_FOR_ANTHROPIC_MESSAGES"] = "True"
     argv = [str(bin_dir / "litellm"), "--config", str(config), "--host", "127.0.0.1",
             "--port", str(port), "--num_workers", "1"]
     managed = sup.start("litellm", argv, env=env, cwd=run_dir)
     wait_http(f"http://127.0.0.1:{port}/health/liveliness", managed, timeout_s=120)
     return Target("litellm", f"http://127.0.0.1:{port}/v1/chat/completions",
-                  f"Bearer {LITELLM_MASTER_KEY}", managed)
+                  f"Bearer {LITELLM_MASTER_KEY}", managed,
+                  messages_url=f"http://127.0.0.1:{port}/v1/messages")

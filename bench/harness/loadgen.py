@@ -18,7 +18,9 @@ from pathlib import Path
 from .procs import HarnessError
 
 LUA_SCRIPT = Path(__file__).resolve().parent.parent / "wrk" / "post.lua"
-MARKERS = {"json": '"choices"', "stream": "[DONE]"}
+# What a complete, successful answer contains, per (protocol, mode).
+MARKERS = {("openai", "json"): '"choices"', ("openai", "stream"): "[DONE]",
+           ("anthropic", "json"): '"stop_reason"', ("anthropic", "stream"): "message_stop"}
 
 
 @dataclass(frozen=True)
@@ -48,12 +50,14 @@ def wrk_path() -> str:
 
 
 def run_wrk(url: str, body: Path, mode: str, connections: int, duration_s: float,
-            auth: str | None, threads: int = 1) -> LoadResult:
+            auth: str | None, threads: int = 1, protocol: str = "openai",
+            headers: tuple[tuple[str, str], ...] = ()) -> LoadResult:
     """Run wrk against url for duration_s with `connections` connections."""
     argv = [
         wrk_path(), f"-t{min(threads, connections)}", f"-c{connections}",
         f"-d{max(1, round(duration_s))}s", "--timeout", "30s", "-s", str(LUA_SCRIPT), url,
-        "--", str(body), MARKERS[mode], auth or "-",
+        "--", str(body), MARKERS[(protocol, mode)], auth or "-", "0",
+        "\n".join(f"{k}: {v}" for k, v in headers),
     ]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 90)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)

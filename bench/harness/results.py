@@ -32,10 +32,11 @@ class ScenarioResult:
     other_cpu_pct: float | None = None  # busy CPU not ours: other work on a shared machine
     first_bad: str = ""
     recorded: str = ""  # non-empty when copied from an earlier run: that run's stamp
+    protocol: str = "openai"  # "openai" (chat completions) or "anthropic" (messages)
 
     @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.mode, self.size, self.concurrency)
+    def key(self) -> tuple[str, str, str, int]:
+        return (self.protocol, self.mode, self.size, self.concurrency)
 
 
 @dataclass
@@ -70,7 +71,7 @@ class RunResults:
     quota: list[QuotaOutcome] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def find(self, target: str, key: tuple[str, str, int]) -> ScenarioResult | None:
+    def find(self, target: str, key: tuple[str, str, str, int]) -> ScenarioResult | None:
         return next((s for s in self.scenarios if s.target == target and s.key == key), None)
 
     def save(self, path: Path) -> None:
@@ -94,16 +95,18 @@ def borrow_baselines(run: RunResults, results_dir: Path, targets: tuple[str, ...
     on the same machine, so they are reused (and marked as recorded) rather than re-measured.
     """
     wanted = {s.key for s in run.scenarios}
-    earlier = sorted(results_dir.glob("*.json"), reverse=True)
+    earlier: list[RunResults] = []
+    for path in results_dir.glob("*.json"):
+        try:
+            earlier.append(RunResults.load(path))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    earlier.sort(key=lambda r: r.stamp, reverse=True)  # newest run first, whatever its file name
     for target in targets:
         for key in sorted(wanted):
             if run.find(target, key) is not None:
                 continue
-            for path in earlier:
-                try:
-                    old = RunResults.load(path)
-                except (OSError, ValueError, KeyError, TypeError):
-                    continue
+            for old in earlier:
                 found = old.find(target, key)
                 if found is not None and not found.recorded:
                     found.recorded = old.stamp

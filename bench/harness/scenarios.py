@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .gateways import Target
-from .loadgen import run_wrk
+from .loadgen import LoadResult, run_wrk
+from .payloads import BUILDERS, CC_SIZES
 from .results import MemoryResult, ScenarioResult
 from .sampler import PeakRss, system_busy_s, tree_cpu_s, tree_hwm_mb, tree_rss_mb
 from .upstream import drain
@@ -23,16 +24,33 @@ from .upstream import drain
 @dataclass(frozen=True)
 class Scenario:
     mode: str  # "json" or "stream"
-    size: str  # "small" or "agent"
+    size: str  # "small", "agent" or one of payloads.CC_SIZES
     concurrency: int
+    protocol: str = "openai"  # "openai" (/v1/chat/completions) or "anthropic" (/v1/messages)
 
     @property
     def label(self) -> str:
-        return f"{self.mode}/{self.size}/c{self.concurrency}"
+        return f"{self.protocol}/{self.mode}/{self.size}/c{self.concurrency}"
 
 
-def matrix(modes: list[str], sizes: list[str], concurrencies: list[int]) -> list[Scenario]:
-    return [Scenario(m, s, c) for m in modes for s in sizes for c in concurrencies]
+def matrix(modes: list[str], sizes: list[str], concurrencies: list[int],
+           protocols: tuple[str, ...] | list[str] = ("openai",),
+           body_concurrency: int = 32) -> list[Scenario]:
+    """Every (protocol, mode, size, concurrency) that has a body.
+
+    Why the Claude-Code-shaped sizes run at one concurrency only: they exist to show how the
+    cost per request grows with the body, which CPU µs/request at a saturating concurrency
+    shows; repeating them at every concurrency would triple the run for no new figure.
+    """
+    out = []
+    for p in protocols:
+        for m in modes:
+            for s in sizes:
+                if (p, s) not in BUILDERS:
+                    continue
+                for c in ([body_concurrency] if s in CC_SIZES else concurrencies):
+                    out.append(Scenario(m, s, c, p))
+    return out
 
 
 def run_one(target: Target, scenario: Scenario, body: Path, upstream: tuple[int, int],
@@ -44,7 +62,7 @@ def run_one(target: Target, scenario: Scenario, body: Path, upstream: tuple[int,
     """
     upstream_pid, upstream_port = upstream
     if warmup_s > 0:
-        run_wrk(target.url, body, scenario.mode, scenario.concurrency, warmup_s, target.auth)
+        _wrk(target, scenario, body, warmup_s)
         drain(upstream_port)
     result = _measure(target, scenario, body, upstream_pid, duration_s)
     if result.requests < scenario.concurrency:
@@ -62,12 +80,10 @@ def _measure(target: Target, scenario: Scenario, body: Path, upstream_pid: int,
     t0 = time.monotonic()
     if target.pids:
         with PeakRss(target.pids) as peak:
-            load = run_wrk(target.url, body, scenario.mode, scenario.concurrency, duration_s,
-                           target.auth)
+            load = _wrk(target, scenario, body, duration_s)
         peak_mb: float | None = peak.peak_mb
     else:
-        load = run_wrk(target.url, body, scenario.mode, scenario.concurrency, duration_s,
-                       target.auth)
+        load = _wrk(target, scenario, body, duration_s)
         peak_mb = None
     wall = time.monotonic() - t0
     busy = system_busy_s() - busy0
@@ -84,8 +100,15 @@ def _measure(target: Target, scenario: Scenario, body: Path, upstream_pid: int,
         cpu_us_per_req=round(cpu_per_req, 1) if cpu_per_req is not None else None,
         upstream_cpu_pct=round(100 * up_cpu / wall, 1) if wall > 0 else None,
         other_cpu_pct=round(max(0.0, 100 * other / wall), 1) if wall > 0 else None,
-        first_bad=load.first_bad,
+        first_bad=load.first_bad, protocol=scenario.protocol,
     )
+
+
+def _wrk(target: Target, scenario: Scenario, body: Path, duration_s: float) -> LoadResult:
+    url = target.url_for(scenario.protocol)
+    assert url is not None, (target.name, scenario)
+    return run_wrk(url, body, scenario.mode, scenario.concurrency, duration_s, target.auth,
+                   protocol=scenario.protocol, headers=target.headers)
 
 
 def _children_cpu_s() -> float:
@@ -94,14 +117,20 @@ def _children_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def run_all(target: Target, scenarios: list[Scenario], bodies: dict[tuple[str, str], Path],
-            upstream: tuple[int, int], duration_s: float, warmup_s: float,
-            log: Callable[[str], None]) -> list[ScenarioResult]:
+def run_all(target: Target, scenarios: list[Scenario],
+            bodies: dict[tuple[str, str, str], Path], upstream: tuple[int, int],
+            duration_s: float, warmup_s: float, log: Callable[[str], None]
+            ) -> list[ScenarioResult]:
+    """Run the scenarios whose protocol the target speaks; skip the others."""
     results = []
     for sc in scenarios:
-        r = run_one(target, sc, bodies[(sc.size, sc.mode)], upstream, duration_s, warmup_s)
-        log(f"{target.name:>10} {sc.label:<20} {r.rps:>9.1f} req/s  p50 {r.p50_ms:8.2f} ms  "
+        if sc.protocol not in target.protocols:
+            continue
+        r = run_one(target, sc, bodies[(sc.protocol, sc.size, sc.mode)], upstream, duration_s,
+                    warmup_s)
+        log(f"{target.name:>10} {sc.label:<30} {r.rps:>9.1f} req/s  p50 {r.p50_ms:8.2f} ms  "
             f"p99 {r.p99_ms:8.2f} ms  errors {r.errors}"
+            + (f"  cpu {r.cpu_us_per_req:,.0f} us/req" if r.cpu_us_per_req is not None else "")
             + (f"  rss {r.peak_rss_mb} MB" if r.peak_rss_mb is not None else "")
             + (f"  first bad: {r.first_bad[:120]}" if r.errors else ""))
         results.append(r)

@@ -2,10 +2,12 @@
 --
 -- Why a script: wrk alone sends GETs and only counts status >= 400 as errors. A gateway can
 -- answer 200 with a broken body (an error object, a stream cut short), so every response is
--- checked for a marker ("choices" for JSON, "[DONE]" for SSE) and counted per status class.
+-- checked for a marker ("choices" / "[DONE]" for OpenAI JSON / SSE, "stop_reason" / "message_stop"
+-- for Anthropic's) and counted per status class.
 -- The request is formatted once per thread so the load generator stays cheap.
 --
 -- Arguments after `--`: BODY_FILE MARKER [AUTH_HEADER_VALUE] [MAX_RESPONSES_PER_THREAD]
+--                       [EXTRA_HEADERS: "Name: value" lines joined by newlines]
 -- Output: one line `WRK_JSON {...}` on stdout, parsed by bench/harness/loadgen.py.
 
 local threads = {}
@@ -22,6 +24,12 @@ function init(args)
   local headers = { ["Content-Type"] = "application/json" }
   if args[3] ~= nil and args[3] ~= "" and args[3] ~= "-" then
     headers["Authorization"] = args[3]
+  end
+  if args[5] ~= nil then
+    for line in string.gmatch(args[5], "[^\n]+") do
+      local name, value = string.match(line, "^([^:]+):%s*(.*)$")
+      if name ~= nil then headers[name] = value end
+    end
   end
   max_responses = tonumber(args[4] or "0") or 0
   req = wrk.format("POST", nil, headers, body)

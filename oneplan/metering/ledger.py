@@ -197,6 +197,9 @@ class Ledger:
         self.on_replay: Callable[[list[tuple[list[dict[str, Any]], str]]], Awaitable[None]] | None = None
         self.journal: Journal | None = None
         self._pending: list[dict[str, Any]] = []
+        self._lines: list[bytes] = []  # journal lines of this tick, written when it ends
+        self._scheduled = False
+        self._written: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()  # a flush returns only once earlier rows are written
@@ -248,13 +251,50 @@ class Ledger:
             log.error("settling replayed requests failed (%s); will retry", type(exc).__name__)
 
     def record(self, row: dict[str, Any]) -> None:
-        """Make ``row`` durable now and queue it for the database."""
+        """Queue ``row`` for the journal (written once this event-loop tick ends, in one
+        ``write`` with every row settled in the tick: ``durable()`` waits for it) and for the
+        database."""
         full = fit({**LEDGER_DEFAULTS, **row})
         assert self.journal is not None, "Ledger.start() was not awaited"
-        self.journal.append(full)
+        self._lines.append(orjson.dumps(full) + b"\n")
         self._pending.append(full)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._write_lines)
         if len(self._pending) >= 1000:
             self._wake.set()
+
+    def record_now(self, row: dict[str, Any]) -> None:
+        """``record`` and the journal write at once (a cancelled task cannot wait a tick)."""
+        self.record(row)
+        self._write_lines()
+
+    async def durable(self) -> None:
+        """Return once every row recorded so far is in the journal (outlives ``kill -9``)."""
+        if not self._lines:
+            return
+        if self._written is None:
+            self._written = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._written)
+
+    def _write_lines(self) -> None:
+        self._scheduled = False
+        lines, self._lines = self._lines, []
+        written, self._written = self._written, None
+        if not lines:
+            if written is not None and not written.done():
+                written.set_result(None)
+            return
+        assert self.journal is not None
+        try:
+            self.journal.append_lines(b"".join(lines), len(lines))
+        except Exception as exc:
+            log.error("writing %d ledger rows to the journal failed (%s)", len(lines), _why(exc))
+            if written is not None and not written.done():
+                written.set_exception(exc)
+            return
+        if written is not None and not written.done():
+            written.set_result(None)
 
     async def _run(self) -> None:
         while True:
@@ -302,6 +342,8 @@ class Ledger:
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
 
     async def close(self) -> None:
+        if self.journal is not None:
+            self._write_lines()
         if self._task is not None:
             self._task.cancel()
             try:

@@ -6,6 +6,7 @@ A provider kind is one module that subclasses ``Provider`` and registers itself 
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -93,6 +94,8 @@ class Provider(ABC):
         """Release connections, workers, weights."""
 
 
+log = logging.getLogger("oneplan.providers")
+
 _REGISTRY: dict[str, type[Provider]] = {}
 
 
@@ -131,12 +134,22 @@ _BUILTIN = (
 _loaded = False
 
 
+# Third-party provider kinds: a package declares, in its pyproject.toml,
+#     [project.entry-points."oneplan.providers"]
+#     acme = "acme_oneplan:AcmeProvider"
+# and ``kind = "acme"`` in a catalog finds it (the class is registered under the entry's name).
+ENTRY_POINTS = "oneplan.providers"
+
+
 def _load_builtin_kinds() -> None:
-    """Import the built-in kinds once; each registers itself. ``local`` imports no torch here."""
+    """Import the built-in kinds once (each registers itself; ``local`` imports no torch
+    here), then the installed plug-ins. A plug-in that fails to load is logged and skipped:
+    it must not take the gateway down with it."""
     global _loaded
     if _loaded:
         return
     import importlib
+    from importlib.metadata import entry_points
 
     for module in _BUILTIN:
         try:
@@ -144,4 +157,17 @@ def _load_builtin_kinds() -> None:
         except ModuleNotFoundError as exc:
             if exc.name != module:
                 raise
+    for entry in entry_points(group=ENTRY_POINTS):
+        if entry.name in _REGISTRY:
+            log.warning("provider plug-in %r (%s) ignored: a built-in kind has that name", entry.name, entry.value)
+            continue
+        try:
+            cls = entry.load()
+        except Exception:
+            log.exception("provider plug-in %r (%s) failed to load; skipped", entry.name, entry.value)
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, Provider)):
+            log.error("provider plug-in %r (%s) is not a Provider subclass; skipped", entry.name, entry.value)
+            continue
+        _REGISTRY[entry.name] = cls
     _loaded = True

@@ -10,12 +10,10 @@ from typing import Any
 
 from oneplan import sealing
 from oneplan.alerts.service import Alerts
-from oneplan.config import resolve_secret
-from oneplan.errors import ConfigError
 from oneplan.metering.counters import Counters, MemoryCounters
 from oneplan.metering.ledger import Ledger
 from oneplan.metering.windows import Clock, Periods, system_clock
-from oneplan.providers.base import Provider, ProviderSettings, Timeouts, provider_class
+from oneplan.providers.build import build_providers
 from oneplan.routing.catalog import Catalog
 from oneplan.routing.plan_book import PlanBook
 from oneplan.routing.router import Router
@@ -23,46 +21,10 @@ from oneplan.server.auth import KeyCache
 from oneplan.server.metrics import Metrics
 from oneplan.server.pipeline import Pipeline
 from oneplan.server.plan_sync import PlanSync
+from oneplan.server.settlement import Books
 from oneplan.store.db import Database
 
 log = logging.getLogger("oneplan")
-
-
-# A provider whose catalog entry names another dialect is served by that dialect's kind, at
-# the URL its own kind's preset gives for the dialect.
-DIALECT_KINDS = {"anthropic": "anthropic-compatible", "responses": "responses-compatible"}
-NATIVE_DIALECT = {kind: dialect for dialect, kind in DIALECT_KINDS.items()}
-
-
-def build_providers(catalog: Catalog) -> dict[str, Provider]:
-    providers: dict[str, Provider] = {}
-    for name, config in catalog.providers.items():
-        preset = provider_class(config.kind).preset
-        dialect = config.dialect or NATIVE_DIALECT.get(config.kind, "openai")
-        cls = provider_class(DIALECT_KINDS.get(dialect, config.kind))
-        base_url = config.base_url
-        if base_url is None and preset is not None:
-            urls = preset.anthropic_base_urls if dialect == "anthropic" and config.kind != "anthropic-compatible" else preset.base_urls
-            base_url = urls.get(config.region)
-            if base_url is None:
-                regions = ", ".join(sorted(urls)) or "none"
-                raise ConfigError(
-                    f"{catalog.source}: providers.{name}.region: no {config.region!r} {dialect} endpoint for "
-                    f"{config.kind} (use one of: {regions}, or set base_url)"
-                )
-        settings = ProviderSettings(
-            name=name,
-            kind=config.kind,
-            base_url=base_url or "",
-            api_key=resolve_secret(config.api_key, f"{catalog.source}: providers.{name}.api_key"),
-            dialect=dialect,
-            timeouts=Timeouts(**config.timeouts.model_dump()),
-            headers=dict(config.headers),
-            max_connections=config.max_connections,
-            options=config.options,
-        )
-        providers[name] = cls(settings)
-    return providers
 
 
 def make_counters(catalog: Catalog, clock: Clock, periods: Periods) -> Counters:
@@ -105,7 +67,11 @@ class Gateway:
         self.router = Router.from_catalog(catalog, self.providers)
         self.metrics = Metrics(self.router.health)
         self.metrics.watch_ledger(self.ledger)
-        self.pipeline = Pipeline(self)
+        self.books = Books(self.ledger, self.counters, self.observe, catalog.server.store_prompts)
+        self.pipeline = Pipeline(
+            catalog=catalog, auth=self.keys, admission=self.counters, router=self.router, books=self.books,
+            clock=clock,
+        )
         self.alerts = Alerts(self)  # oneplan/alerts/: fed by observe(), never in a request's way
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ready = False

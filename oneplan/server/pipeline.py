@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from typing import Protocol as TypingProtocol
 
 import orjson
 from starlette.requests import Request
@@ -25,6 +28,7 @@ from oneplan.errors import (
 )
 from oneplan.metering.counters import Demand, Reservation
 from oneplan.metering.plans import Plan
+from oneplan.metering.rows import LedgerRow, Status
 from oneplan.metering.windows import WindowState
 from oneplan.protocols.base import Protocol, StreamContext, StreamRenderer
 from oneplan.protocols.canonical import Accumulator, ChatRequest, ChatResult, Delta, Usage
@@ -32,12 +36,15 @@ from oneplan.routing.catalog import ModelEntry
 from oneplan.routing.router import Served
 from oneplan.server.auth import bearer
 from oneplan.server.errors import error_response
-from oneplan.server.settlement import InternalError, Settlement, spawn_close
+from oneplan.server.settlement import Books, InternalError, Settlement, spawn_close
 from oneplan.server.sse import EventStream
 from oneplan.store.db import KeyRecord
 
 if TYPE_CHECKING:
-    from oneplan.server.gateway import Gateway
+    from oneplan.metering.counters import Counters
+    from oneplan.metering.windows import Clock
+    from oneplan.routing.catalog import Catalog
+    from oneplan.routing.router import Router
 
 log = logging.getLogger("oneplan")
 
@@ -95,10 +102,19 @@ def demand(chat: ChatRequest, entry: ModelEntry, plan: Plan, key: KeyRecord, inp
     )
 
 
+# Unique across processes and replicas without a random draw (a syscall) per request: this
+# process's random tag, then a counter. Forked workers draw their own tag after the fork.
+_ID_TAG = [secrets.token_hex(4), os.getpid()]
+_ID_COUNT = itertools.count()
+
+
 def new_id(protocol: Protocol) -> str:
-    """Time-ordered (microseconds, then randomness): the ledger's primary key then grows at
-    its end instead of at random pages, which keeps batched inserts cheap as it grows."""
-    return f"{ID_PREFIX.get(protocol.name, 'req-')}{time.time_ns() // 1000:x}{secrets.token_hex(6)}"
+    """Time-ordered (microseconds, then this process's tag and a counter): the ledger's
+    primary key then grows at its end instead of at random pages, which keeps batched inserts
+    cheap as it grows."""
+    if _ID_TAG[1] != os.getpid():
+        _ID_TAG[:] = [secrets.token_hex(4), os.getpid()]
+    return f"{ID_PREFIX.get(protocol.name, 'req-')}{time.time_ns() // 1000:x}{_ID_TAG[0]}{next(_ID_COUNT) & 0xFFFF:04x}"
 
 
 class Exchange:
@@ -230,18 +246,35 @@ def served_headers(reservation: Reservation, served: Served, protocol: str = "")
     return headers
 
 
+class Authenticator(TypingProtocol):
+    """Who a key belongs to (``server.auth.KeyCache``)."""
+
+    async def authenticate(self, key: str | None, now: float) -> KeyRecord: ...
+
+
 class Pipeline:
-    def __init__(self, gateway: Gateway) -> None:
-        self.gw = gateway
+    """Built from what it uses, each named: the catalog (models, plans, limits), the key
+    cache (auth), the quota counters (admission), the router (deployments, failover) and the
+    books (settlement: ledger, counters, observers)."""
+
+    def __init__(
+        self, *, catalog: Catalog, auth: Authenticator, admission: Counters, router: Router, books: Books,
+        clock: Clock,
+    ) -> None:
+        self.catalog = catalog
+        self.auth = auth
+        self.admission = admission
+        self.router = router
+        self.books = books
+        self.clock = clock
 
     async def handle(self, exchanges: ExchangeFactory, request: Request) -> Response | EventStream:
-        gw = self.gw
-        started, t0 = gw.clock(), time.perf_counter()
+        started, t0 = self.clock(), time.perf_counter()
         exchange = exchanges()
         protocol = exchange.protocol
         try:
-            key = await gw.keys.authenticate(bearer(request.headers), started)
-            body, size = await read_body(request, gw.catalog.server.max_body_bytes)
+            key = await self.auth.authenticate(bearer(request.headers), started)
+            body, size = await read_body(request, self.catalog.server.max_body_bytes)
             chat = await exchange.parse(body, key)
             chat.source_protocol, chat.source_body = protocol.name, body
             chat.tenant = str(key.user_id)  # whose cached prefixes a local model may reuse
@@ -249,13 +282,13 @@ class Pipeline:
             if entry.max_output_tokens is not None:
                 cap_output(chat, entry.max_output_tokens)
             request_id = new_id(protocol)
-            reservation = await gw.counters.admit(
+            reservation = await self.admission.admit(
                 key.user_id, plan, demand(chat, entry, plan, key, size, started), request_id
             )
             if reservation.output is not None and (chat.max_tokens is None or reservation.output < chat.max_tokens):
                 set_output(chat, reservation.output)
         except QuotaExceeded as exc:
-            gw.ledger.record(self._row_refused(protocol, chat, key, entry, started, t0, exc))
+            self.books.ledger.record(self._row_refused(protocol, chat, key, entry, started, t0, exc))
             return error_response(protocol, exc, states=await self.windows(key, plan), now=started)
         except OneplanError as exc:
             return error_response(protocol, exc)
@@ -271,12 +304,12 @@ class Pipeline:
         """The caller's quota windows as they stand, for a refusal's headers (none if the
         counters cannot say: the refusal goes out without them)."""
         try:
-            return await self.gw.counters.states(key.user_id, plan, getattr(key, "subscribed_at", None))
+            return await self.admission.states(key.user_id, plan, key.subscribed_at)
         except Exception:  # an unreachable Redis, say: the refusal itself still goes out
             return None
 
     def resolve(self, model: str, key: KeyRecord) -> tuple[ModelEntry, Plan]:
-        catalog = self.gw.catalog
+        catalog = self.catalog
         entry = catalog.resolve(model)
         plan = catalog.plans.get(key.plan)
         if plan is None:
@@ -288,10 +321,10 @@ class Pipeline:
     # -- non-streamed ----------------------------------------------------------------------
 
     async def complete(self, call: Call) -> Response:
-        settlement = Settlement(self.gw, call)
+        settlement = Settlement(self.books, call)
         try:
             async with settlement:
-                result, served = await self.gw.router.complete(call.request, call.entry, call.plan)
+                result, served = await self.router.complete(call.request, call.entry, call.plan)
                 settlement.served = served
                 call.ttft = time.perf_counter() - call.t0
                 ctx = self.context(call, served)
@@ -317,10 +350,10 @@ class Pipeline:
     async def open_stream(self, call: Call) -> Response | EventStream:
         """Reach an upstream that answers before sending the client anything, so that a failure
         up to here is a proper HTTP error the client's SDK understands."""
-        settlement = Settlement(self.gw, call)
+        settlement = Settlement(self.books, call)
         try:
             async with settlement:
-                served, first, rest = await self.gw.router.open_stream(call.request, call.entry, call.plan)
+                served, first, rest = await self.router.open_stream(call.request, call.entry, call.plan)
                 settlement.served = served
                 interval = call.exchange.ping_interval
                 deltas = rest if interval is None else with_pings(rest, interval)
@@ -420,8 +453,8 @@ class Pipeline:
     def _row_refused(
         self, protocol: Protocol, chat: ChatRequest, key: KeyRecord, entry: ModelEntry,
         started: float, t0: float, exc: QuotaExceeded,
-    ) -> dict[str, Any]:
-        row = {
+    ) -> LedgerRow:
+        row: LedgerRow = {
             "id": new_id(protocol),
             "ts": started,
             "user_id": key.user_id,
@@ -429,13 +462,13 @@ class Pipeline:
             "protocol": protocol.name,
             "model": entry.name,
             "stream": chat.stream,
-            "status": "refused",
+            "status": Status.REFUSED,
             "http_status": 429,
             "error_class": f"QuotaExceeded:{exc.window}",
             "weight": 0,
             "latency_ms": (time.perf_counter() - t0) * 1000.0,
         }
-        self.gw.observe(row)
+        self.books.observe(row)
         return row
 
 

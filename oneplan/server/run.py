@@ -43,8 +43,8 @@ def first_start_banner(admin_key: str, catalog: Catalog, base: str) -> str:
 
 
 def check_providers(catalog: Catalog) -> None:
+    from oneplan.providers.build import build_providers
     from oneplan.routing.router import Router
-    from oneplan.server.gateway import build_providers
 
     providers = build_providers(catalog)
     router = Router(catalog, providers)

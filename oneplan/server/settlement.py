@@ -3,7 +3,7 @@ release for every admitted request, whatever is raised where.
 
 ``Settlement`` is an async context manager around everything that happens after admission::
 
-    async with Settlement(pipeline, call) as s:
+    async with Settlement(books, call) as s:
         result, served = await router.complete(...)
         s.served = served
         ...
@@ -29,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -36,16 +38,29 @@ import orjson
 
 from oneplan.errors import OneplanError
 from oneplan.metering.plans import Amounts
+from oneplan.metering.rows import LedgerRow, Status
 from oneplan.protocols.canonical import Accumulator, Usage
 from oneplan.routing.router import Served
 
 if TYPE_CHECKING:
-    from oneplan.server.gateway import Gateway
+    from oneplan.metering.counters import Counters
+    from oneplan.metering.ledger import Ledger
     from oneplan.server.pipeline import Call
 
 log = logging.getLogger("oneplan")
 
-OK, FAILED, CANCELLED, REFUSED = "ok", "failed", "cancelled", "refused"
+OK, FAILED, CANCELLED, REFUSED = Status.OK, Status.FAILED, Status.CANCELLED, Status.REFUSED
+
+
+@dataclass(slots=True)
+class Books:
+    """Where a finished request goes: its ledger row, the quota counters, and the observers
+    (metrics, alerts). What a settlement needs of the gateway, and nothing more."""
+
+    ledger: Ledger
+    counters: Counters
+    observe: Callable[[LedgerRow], None]
+    store_prompts: bool = False
 
 
 class InternalError(OneplanError):
@@ -57,10 +72,10 @@ class InternalError(OneplanError):
 
 
 class Settlement:
-    __slots__ = ("_handed_off", "acc", "call", "done", "gw", "served")
+    __slots__ = ("_handed_off", "acc", "books", "call", "done", "served")
 
-    def __init__(self, gateway: Gateway, call: Call) -> None:
-        self.gw = gateway
+    def __init__(self, books: Books, call: Call) -> None:
+        self.books = books
         self.call = call
         self.served: Served | None = None
         self.acc: Accumulator | None = None  # a stream's deltas so far, for a cancellation
@@ -99,13 +114,16 @@ class Settlement:
             return
         self.done = True
         row = self.row(OK, 200, usage)
-        if completion is not None and self.gw.catalog.server.store_prompts:
+        if completion is not None and self.books.store_prompts:
             row["completion"] = completion
-        self.gw.ledger.record(row)
-        self.gw.counters.settle(self.call.reservation, self.amounts(usage, row))
-        self.gw.observe(row)
+        self.books.ledger.record(row)
+        self.books.counters.settle(self.call.reservation, self.amounts(usage, row))
+        self.books.observe(row)
+        # The answer's last bytes leave only once its row is in the journal (one write for
+        # every row settled in this event-loop tick).
+        await self.books.ledger.durable()
 
-    def amounts(self, usage: Usage, row: dict[str, Any]) -> Amounts:
+    def amounts(self, usage: Usage, row: LedgerRow) -> Amounts:
         call = self.call
         return Amounts(
             requests=float(call.reservation.weight), calls=1.0, credits=row["credits"],
@@ -125,9 +143,9 @@ class Settlement:
         if self.served is None and failed_at is not None:
             row["provider"] = failed_at.provider
             row["upstream_model"] = failed_at.upstream
-        self.gw.ledger.record(row)
-        self.gw.observe(row)
-        await self.gw.counters.release(self.call.reservation)
+        self.books.ledger.record(row)
+        self.books.observe(row)
+        await self.books.counters.release(self.call.reservation)
 
     def cancelled(self) -> None:
         """The client went away: charge what the upstream reported producing (README, "Ledger
@@ -137,9 +155,9 @@ class Settlement:
         self.done = True
         usage = (self.acc.usage if self.acc is not None else None) or Usage()
         row = self.row(CANCELLED, 499, usage)
-        self.gw.ledger.record(row)
-        self.gw.counters.settle(self.call.reservation, self.amounts(usage, row))
-        self.gw.observe(row)
+        self.books.ledger.record_now(row)
+        self.books.counters.settle(self.call.reservation, self.amounts(usage, row))
+        self.books.observe(row)
 
     def abandon(self) -> None:
         """The stream closed without its body ever running: settle as cancelled."""
@@ -147,11 +165,11 @@ class Settlement:
 
     # -- the row ----------------------------------------------------------------------------
 
-    def row(self, status: str, http_status: int, usage: Usage) -> dict[str, Any]:
+    def row(self, status: Status, http_status: int, usage: Usage) -> LedgerRow:
         call, served = self.call, self.served
         model = served.model if served else call.entry
         cost = model.cost(usage)
-        row: dict[str, Any] = {
+        row: LedgerRow = {
             "id": call.id,
             "ts": call.started,
             "user_id": call.key.user_id,
@@ -181,7 +199,7 @@ class Settlement:
             row["provider"] = served.deployment.provider
             row["upstream_model"] = served.deployment.upstream
             row["attempts"] = served.attempts
-        if self.gw.catalog.server.store_prompts:
+        if self.books.store_prompts:
             try:
                 row["prompt"] = orjson.dumps(call.request.messages).decode()
             except (TypeError, orjson.JSONEncodeError):
