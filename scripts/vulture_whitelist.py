@@ -30,6 +30,8 @@ _.ARCHITECTURES  # local/tiny.py: the tiny checkpoints the local tests build
 _.build_checkpoint
 
 # -- wire formats: fields of request schemas, validated by pydantic, read as dict keys ----------
+_.latency_ms  # metering/rows.py: LedgerRow keys, read as row["..."] and by the database
+_.anomalies
 _.runaway_factor  # alerts/subscriptions.py, read as settings["runaway_factor"]
 _.cache_control
 _.media_type

@@ -23,6 +23,7 @@ from oneplan.alerts.outbox import Delivery, Outbox
 from oneplan.alerts.rules import window_rules
 from oneplan.alerts.scheduler import Scheduler
 from oneplan.errors import DeliveryFailed
+from oneplan.metering.rows import LedgerRow
 
 log = logging.getLogger("oneplan.alerts")
 _T = TypeVar("_T")
@@ -53,7 +54,7 @@ class Alerts:
 
     # -- the hook ----------------------------------------------------------------------------
 
-    def observe(self, row: dict[str, Any]) -> None:
+    def observe(self, row: LedgerRow) -> None:
         """A request finished (its ledger row is journaled): look at its user's windows soon."""
         if row.get("status") != "failed":
             self._dirty.add(row["user_id"])

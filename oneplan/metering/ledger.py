@@ -32,6 +32,7 @@ import orjson
 from sqlalchemy import Float, Integer, String, Text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from oneplan.metering.rows import LedgerRow
 from oneplan.store import schema
 from oneplan.store.db import Database
 from oneplan.store.journal import Journal, Segment, recover
@@ -250,7 +251,7 @@ class Ledger:
             self._replay_due = True
             log.error("settling replayed requests failed (%s); will retry", type(exc).__name__)
 
-    def record(self, row: dict[str, Any]) -> None:
+    def record(self, row: LedgerRow) -> None:
         """Queue ``row`` for the journal (written once this event-loop tick ends, in one
         ``write`` with every row settled in the tick: ``durable()`` waits for it) and for the
         database."""
@@ -264,7 +265,7 @@ class Ledger:
         if len(self._pending) >= 1000:
             self._wake.set()
 
-    def record_now(self, row: dict[str, Any]) -> None:
+    def record_now(self, row: LedgerRow) -> None:
         """``record`` and the journal write at once (a cancelled task cannot wait a tick)."""
         self.record(row)
         self._write_lines()
