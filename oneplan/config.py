@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from oneplan.alerts.config import AlertsConfig
 from oneplan.errors import ConfigError
+from oneplan.protocols.registry import DIALECTS
 
 
 class _Strict(BaseModel):
@@ -37,7 +38,7 @@ class ProviderConfig(BaseModel):
     api_key: str | None = None  # "env:NAME" or a literal
     base_url: str | None = None
     region: str = "default"
-    dialect: str | None = None  # "openai" | "anthropic" | "responses"; the preset decides if unset
+    dialect: str | None = None  # a protocol's dialect (protocols.registry.DIALECTS); the preset decides if unset
     timeouts: TimeoutConfig = TimeoutConfig()
     headers: dict[str, str] = {}
     max_connections: int = Field(200, gt=0)
@@ -45,8 +46,9 @@ class ProviderConfig(BaseModel):
     @field_validator("dialect")
     @classmethod
     def _dialect(cls, value: str | None) -> str | None:
-        if value not in (None, "openai", "anthropic", "responses"):
-            raise ValueError('must be "openai", "anthropic" or "responses"')
+        if value is not None and value not in DIALECTS:
+            names = [f'"{name}"' for name in DIALECTS]
+            raise ValueError(f"must be {', '.join(names[:-1])} or {names[-1]}")
         return value
 
     @property

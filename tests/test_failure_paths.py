@@ -16,7 +16,7 @@ import openai
 import orjson
 import pytest
 
-from oneplan.server.anthropic import MessagesExchange
+from oneplan.protocols.anthropic import AnthropicProtocol as MessagesExchange
 from tests.conftest import catalog_for
 from tests.fakes import FakeUpstream
 from tests.support.gateway import Gateway, ServerThread
@@ -133,7 +133,7 @@ def test_an_internal_error_after_admission_settles_and_answers_in_the_callers_sh
 def test_a_stream_that_fails_inside_oneplan_still_ends_with_a_terminal_event(
     tmp_path: Path, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from oneplan.protocols.responses_stream import ResponsesStreamRenderer
+    from oneplan.protocols.responses.stream import ResponsesStreamRenderer
 
     original = ResponsesStreamRenderer.feed
     calls = {"n": 0}

@@ -10,7 +10,12 @@ which is a view: the scheduler keeps the decoding sequences at the bottom (``0 .
 sequences being prefilled at the top, so neither step copies the other's rows.
 
 Costs: joining the running batch moves one row (only its own columns); leaving moves the last
-running row into the hole; columns grow by doubling (copying only what live rows hold), rarely.
+running row into the hole; columns grow by doubling, rarely, copying only what live rows hold.
+Buffers are allocated uninitialised and made finite lazily, per row, only up to the columns a
+forward pass reads (``open``): a grown cache costs virtual memory, not a pass over every row's
+columns (zeroing 8 rows x 6,600 columns took 0.2-0.3 s, in a waiting request's first token).
+A row's columns past its length are read (masked) by a batch wider than the row, so they must
+hold finite numbers: a previous occupant's keys or zeros, never uninitialised memory.
 
 transformers sees an ordinary ``DynamicCache`` whose attention layers are ``SlotLayer`` (writes go
 to per-row columns, reads are a view of the window) and whose linear-attention layers are
@@ -25,6 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+ZERO_AHEAD = 256  # columns made finite at once, past the ones a forward pass reads
 
 # What a snapshot of one row holds per layer: (keys, values) for attention layers, (conv,
 # recurrent) for linear ones; ``None`` where the layer has nothing of that kind.
@@ -100,7 +107,7 @@ class SlotCache:
             if isinstance(keys, torch.Tensor) and keys.dim() == 4:
                 _, heads, _, dim = keys.shape
                 shape = (slots, heads, columns + 1, dim)
-                self.kv[index] = (keys.new_zeros(shape), keys.new_zeros(shape))
+                self.kv[index] = (keys.new_empty(shape), keys.new_empty(shape))
                 self.cache.layers[index] = slot_layer(self, index)
             elif isinstance(conv, dict) and conv.get(0) is not None:
                 conv0, rec0 = conv[0], layer.recurrent_states[0]
@@ -111,6 +118,7 @@ class SlotCache:
                 )
             else:
                 raise RuntimeError(f"unsupported cache layer {type(layer).__name__}")
+        self.finite = [0] * slots  # per slot: columns 0 .. finite-1 hold finite numbers
         self.bytes_per_token = sum(2 * k[0, :, 0].numel() * k.element_size() for k, _ in self.kv.values())
         self.state_bytes = sum(c[0].numel() * c.element_size() + r[0].numel() * r.element_size() for c, r in self.states.values())
 
@@ -126,6 +134,7 @@ class SlotCache:
         assert window.width <= self.columns and int(window.cols.max()) < self.columns, "grow first"
         window.cols = torch.where(window.cols < 0, self.columns, window.cols)
         self.window = window
+        self._make_finite(window.lo, window.hi, window.width)
         for index, (conv, rec) in self.states.items():
             layer = self.cache.layers[index]
             layer.conv_states[0] = conv[window.lo : window.hi]
@@ -135,6 +144,20 @@ class SlotCache:
             layer.has_previous_state[0] = True  # a fresh row's state is zeros, which is the same
             layer.device, layer.dtype = conv.device, conv.dtype
         return self.cache
+
+    def _make_finite(self, lo: int, hi: int, width: int) -> None:
+        """Zero, once, the never-written columns below ``width`` of slots ``lo .. hi``; a block
+        ahead at a time, so a decoding row (one column wider each step) is zeroed once per
+        ``ZERO_AHEAD`` steps, not 2 x layers small fills every step."""
+        for slot in range(lo, hi):
+            start = self.finite[slot]
+            if start >= width:
+                continue
+            end = min(self.columns, max(width, start + ZERO_AHEAD))
+            for kbuf, vbuf in self.kv.values():
+                kbuf[slot, :, start:end].zero_()
+                vbuf[slot, :, start:end].zero_()
+            self.finite[slot] = end
 
     def write(self, index: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         window = self.window
@@ -154,11 +177,14 @@ class SlotCache:
         columns = max(needed, 2 * self.columns)
         for index, (kbuf, vbuf) in self.kv.items():
             shape = (self.slots, kbuf.shape[1], columns + 1, kbuf.shape[3])
-            knew, vnew = kbuf.new_zeros(shape), vbuf.new_zeros(shape)
+            knew, vnew = kbuf.new_empty(shape), vbuf.new_empty(shape)
             for slot, length in live:
                 knew[slot, :, :length] = kbuf[slot, :, :length]
                 vnew[slot, :, :length] = vbuf[slot, :, :length]
             self.kv[index] = (knew, vnew)
+        self.finite = [0] * self.slots
+        for slot, length in live:
+            self.finite[slot] = length
         self.columns = columns
 
     # -- rows -------------------------------------------------------------------------------
@@ -173,6 +199,7 @@ class SlotCache:
         for conv, rec in self.states.values():
             conv[dst] = conv[src]
             rec[dst] = rec[src]
+        self.finite[dst] = max(self.finite[dst], length)
 
     def clear_state(self, slot: int) -> None:
         """A fresh sequence starts from a zero recurrent state."""
@@ -197,6 +224,7 @@ class SlotCache:
         for (kbuf, vbuf), (k, v) in zip(self.kv.values(), kv, strict=True):
             kbuf[slot, :, :length] = k[:, :length]
             vbuf[slot, :, :length] = v[:, :length]
+        self.finite[slot] = max(self.finite[slot], length)
         if state is None:
             self.clear_state(slot)
             return

@@ -2,7 +2,7 @@
 
 A model entry names its checkpoint directory (``path``) and optionally ``device``, ``dtype``,
 ``max_batch_size``, ``context_length``, ``prefill_chunk`` (prompt tokens per prefill step),
-``admission_window_ms``, ``prefix_cache_mb`` (0 turns prefix reuse off) and ``share_prefix``
+``idle_prefill_chunk`` (the same while no stream decodes), ``admission_window_ms``, ``prefix_cache_mb`` (0 turns prefix reuse off) and ``share_prefix``
 (``"none"``, or ``"system"`` to share a system prompt's cached prefix across users); the
 provider's own options give defaults for all its models. Each checkpoint is loaded once, on first use or by ``preload`` at start-up, and shared by
 every request for it. torch and transformers are imported only then, so without the ``local``
@@ -73,6 +73,7 @@ def engine_options(model: str, options: dict[str, Any]) -> EngineOptions:
         max_batch_size=number("max_batch_size") or 8,
         context_length=number("context_length"),
         prefill_chunk=number("prefill_chunk") or 256,
+        idle_prefill_chunk=number("idle_prefill_chunk") or 2048,
         admission_window_ms=float(non_negative("admission_window_ms", 5.0)),
         prefix_cache_mb=float(non_negative("prefix_cache_mb", 512)),
         share_prefix=share,

@@ -11,6 +11,8 @@ request. This scheduler is small and works for every supported architecture:
   (``prefix.PrefixCache``) and prefills the rest in chunks of about ``prefill_chunk`` tokens.
 * Steps alternate: one prefill chunk, one decode step for every running request, one chunk, ...
   so a long prompt delays a running stream's next token by about one chunk, not its whole prompt.
+  With no stream decoding, consecutive chunks run as one pass of up to ``idle_prefill_chunk``
+  tokens (a chunk boundary costs a pass over every weight and buys nothing when nobody waits).
 * A finished or cancelled request leaves at the next step; its KV goes into the prefix cache.
 
 A group's rows are right-aligned on a common grid (every row's last prompt token is in the last
@@ -53,6 +55,9 @@ Event = tuple[str, Any]
 class SchedulerOptions:
     max_batch_size: int = 8
     prefill_chunk: int = 256  # prompt tokens per prefill step (shared by the group's rows)
+    # ... and while no stream decodes (nobody waits for a token between chunks): fewer, larger
+    # forward passes, each one reading every weight once; bounded for activations' memory.
+    idle_prefill_chunk: int = 2048
     admission_window: float = 0.005  # seconds the first arrival waits for company
     prefix_cache_bytes: int = 512 * 2**20  # 0 turns prefix reuse off
 
@@ -305,7 +310,13 @@ class Scheduler:
     def _prefill_step(self) -> None:
         group = self._group
         assert group is not None
-        lo, hi = group.done, next(c for c in group.cuts if c > group.done)
+        lo = group.done
+        at = next(i for i, c in enumerate(group.cuts) if c > lo)
+        if not self._seqs:  # nothing to interleave with: run chunks together, up to a snapshot mark
+            room = max(1, self.options.idle_prefill_chunk // len(group.seqs))
+            while at + 1 < len(group.cuts) and group.cuts[at] not in group.marks and group.cuts[at + 1] - lo <= room:
+                at += 1
+        hi = group.cuts[at]
         rows = [s for s in group.seqs if s.start < hi]  # a suffix: sorted by how much is left
         q = hi - lo
         ids = torch.full((len(rows), q), self.pad_token_id, dtype=torch.long)

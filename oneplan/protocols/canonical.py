@@ -2,12 +2,13 @@
 
 It is OpenAI Chat Completions, typed, plus what Chat Completions lacks:
 
-* ``ChatRequest.messages`` are Chat Completions message dicts. An assistant message may carry
-  ``reasoning_content`` (the model's earlier reasoning, which Kimi, GLM and MiniMax want back on
-  later turns) and ``reasoning_signature`` (an Anthropic thinking signature, kept opaque).
-  Content parts are ``{"type": "text", "text"}`` and ``{"type": "image_url", "image_url": {"url"}}``;
-  a part may keep an Anthropic ``cache_control`` hint, and so may a tool definition (beside
-  its ``function``). A ``tool`` message may carry ``is_error: True``.
+* ``ChatRequest.messages`` are Chat Completions message dicts (``Message``). An assistant
+  message may carry ``reasoning_content`` (the model's earlier reasoning, which Kimi, GLM and
+  MiniMax want back on later turns) and ``reasoning_signature`` (an Anthropic thinking
+  signature, kept opaque). Content parts are ``TextPart`` and ``ImagePart``; a part may keep an
+  Anthropic ``cache_control`` hint, and so may a tool definition (``Tool``, beside its
+  ``function``). A ``tool`` message may carry ``is_error: True``. These are ``TypedDict``s: plain
+  dicts at run time (a Chat Completions client's message keeps any other key it sent).
 * ``ChatRequest.thinking`` says whether the caller wants reasoning, whatever the inbound protocol
   called it (``reasoning_effort``, ``thinking``, ``reasoning.effort``).
 * A streamed answer is a sequence of ``Delta`` values, one per upstream chunk; ``Accumulator``
@@ -19,7 +20,70 @@ Finish reasons are Chat Completions': ``stop``, ``length``, ``tool_calls``, ``co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, Required, TypedDict
+
+if TYPE_CHECKING:
+    from oneplan.protocols.base import Passthrough
+
+# An Anthropic cache hint, kept as the client sent it: {"type": "ephemeral", "ttl": "1h"}.
+CacheControl = dict[str, Any]
+
+
+class TextPart(TypedDict):
+    type: Literal["text"]
+    text: str
+    cache_control: NotRequired[CacheControl]
+
+
+class ImageURL(TypedDict):
+    url: str  # https://... or data:<media type>;base64,...
+    detail: NotRequired[str]
+
+
+class ImagePart(TypedDict):
+    type: Literal["image_url"]
+    image_url: ImageURL
+    cache_control: NotRequired[CacheControl]
+
+
+ContentPart = TextPart | ImagePart
+
+
+class FunctionCall(TypedDict):
+    name: str
+    arguments: str  # JSON text, exactly as the model produced it
+
+
+class MessageToolCall(TypedDict):
+    """One entry of an assistant message's ``tool_calls``."""
+
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+
+class Message(TypedDict, total=False):
+    role: Required[Literal["system", "user", "assistant", "tool"]]
+    content: str | list[ContentPart] | None
+    name: str
+    tool_calls: list[MessageToolCall]  # assistant
+    tool_call_id: str  # tool
+    is_error: bool  # tool: the call failed (Anthropic's ``is_error``)
+    reasoning_content: str  # assistant: its earlier reasoning
+    reasoning_signature: str  # assistant: an Anthropic thinking signature, opaque
+
+
+class FunctionSpec(TypedDict, total=False):
+    name: Required[str]
+    description: str
+    parameters: dict[str, Any]  # JSON Schema
+    strict: bool
+
+
+class Tool(TypedDict):
+    type: Literal["function"]
+    function: FunctionSpec
+    cache_control: NotRequired[CacheControl]
 
 
 @dataclass(slots=True)
@@ -37,9 +101,9 @@ class Thinking:
 @dataclass(slots=True)
 class ChatRequest:
     model: str
-    messages: list[dict[str, Any]]
+    messages: list[Message]
     stream: bool = False
-    tools: list[dict[str, Any]] | None = None  # [{"type": "function", "function": {...}}]
+    tools: list[Tool] | None = None
     tool_choice: Any = None  # "auto" | "none" | "required" | {"type": "function", ...}
     parallel_tool_calls: bool | None = None
     max_tokens: int | None = None
@@ -58,10 +122,10 @@ class ChatRequest:
     tenant: str | None = None
     # Provider-specific parameters the caller sent that have no canonical slot (top_k, ...).
     extra: dict[str, Any] = field(default_factory=dict)
-    # The body as the client sent it, and its protocol. A provider speaking that same protocol
-    # forwards it as is (pass-through) instead of rebuilding it from the fields above.
-    source_protocol: str | None = None
-    source_body: dict[str, Any] | None = None
+    # The body as the client sent it, in its protocol (set by the protocol's ``accept``). A
+    # provider speaking that same protocol forwards it (pass-through, with the protocol's own
+    # edits) instead of rebuilding it from the fields above.
+    passthrough: Passthrough | None = None
 
 
 @dataclass(slots=True)

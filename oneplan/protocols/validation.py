@@ -240,7 +240,7 @@ def reason(error: Any) -> str:
     if kind == "string_too_long":
         return f"at most {ctx.get('max_length')} characters are accepted"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        return error["msg"].replace("Input should be", "must be")
+        return str(error["msg"]).replace("Input should be", "must be")
     if kind == "oneplan_type":
         return str(error["msg"])
     return str(error["msg"])

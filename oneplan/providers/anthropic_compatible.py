@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from oneplan.errors import ConfigError
-from oneplan.protocols import anthropic_upstream as codec
+from oneplan.protocols import anthropic
 from oneplan.protocols.canonical import ChatRequest
 from oneplan.providers.base import Preset, ProviderSettings, Target, register
 from oneplan.providers.dialect import CodecProvider
@@ -26,9 +26,8 @@ ANTHROPIC_VERSION = "2023-06-01"
 @register("anthropic-compatible")
 class AnthropicCompatible(CodecProvider):
     preset = Preset(base_urls={"default": "https://api.anthropic.com"})
-    protocol = "anthropic"
+    protocol = anthropic.PROTOCOL
     path = "/v1/messages"
-    codec = codec
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)

@@ -12,22 +12,20 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
 from oneplan.errors import UpstreamUnavailable
+from oneplan.protocols.base import Codec, Protocol, UpstreamParser
 from oneplan.protocols.canonical import ChatRequest, ChatResult, Delta
 from oneplan.providers.base import Provider, ProviderSettings, Target
 from oneplan.providers.http import HttpTransport, flag_more
 
 
 class CodecProvider(Provider):
-    protocol: str  # the inbound protocol name this dialect passes through
-    path: str  # appended to the base URL
-    # The protocol's upstream module: to_upstream(), from_upstream(), UpstreamStreamParser.
-    codec: ModuleType
+    protocol: ClassVar[Protocol]  # the protocol this dialect is; its requests pass through
+    path: ClassVar[str]  # appended to the base URL
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
@@ -38,27 +36,33 @@ class CodecProvider(Provider):
     @abstractmethod
     def auth_headers(self, settings: ProviderSettings) -> dict[str, str]: ...
 
+    @property
+    def codec(self) -> Codec:
+        codec = self.protocol.codec
+        assert codec is not None, f"{self.protocol.name} has no outbound codec"
+        return codec
+
     def encode(self, request: ChatRequest, upstream: str) -> dict[str, Any]:
         """The canonical request in this dialect."""
-        return self.codec.to_upstream(request, upstream)  # type: ignore[no-any-return]
+        return self.codec.encode(request, upstream)
 
     def decode(self, body: dict[str, Any]) -> ChatResult:
         """A whole answer in this dialect, as canonical."""
-        return self.codec.from_upstream(body)  # type: ignore[no-any-return]
+        return self.codec.decode(body)
 
-    def parser(self) -> Any:
+    def parser(self) -> UpstreamParser:
         """A fresh incremental stream parser: ``feed(event: dict) -> list[Delta]``."""
-        return self.codec.UpstreamStreamParser()
+        return self.codec.stream_parser()
 
     def passes_through(self, request: ChatRequest) -> bool:
-        return request.source_protocol == self.protocol and request.source_body is not None
+        passthrough = request.passthrough
+        return passthrough is not None and passthrough.protocol is self.protocol
 
     def build_body(self, request: ChatRequest, target: Target, *, stream: bool) -> dict[str, Any]:
         if self.passes_through(request):
-            body = dict(request.source_body or {})
-            body["model"] = target.upstream
-        else:
-            body = self.encode(request, target.upstream)
+            assert request.passthrough is not None
+            return request.passthrough.for_upstream(target.upstream, stream=stream)
+        body = self.encode(request, target.upstream)
         body["stream"] = stream
         return body
 

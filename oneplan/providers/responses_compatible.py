@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oneplan.protocols import responses_upstream as codec
+from oneplan.protocols import responses
 from oneplan.protocols.canonical import ChatRequest
 from oneplan.providers.base import Preset, ProviderSettings, register
 from oneplan.providers.dialect import CodecProvider
@@ -13,9 +13,8 @@ from oneplan.providers.dialect import CodecProvider
 @register("responses-compatible")
 class ResponsesCompatible(CodecProvider):
     preset = Preset(base_urls={"default": "https://api.openai.com/v1"})
-    protocol = "responses"
+    protocol = responses.PROTOCOL
     path = "/responses"
-    codec = codec
 
     def auth_headers(self, settings: ProviderSettings) -> dict[str, str]:
         return {"authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
@@ -23,8 +22,9 @@ class ResponsesCompatible(CodecProvider):
     def passes_through(self, request: ChatRequest) -> bool:
         # A continued conversation's history lives in oneplan (already in the canonical
         # messages), so only a self-contained request can go as the client sent it.
-        source = request.source_body or {}
-        return super().passes_through(request) and not source.get("previous_response_id")
+        return super().passes_through(request) and not (
+            request.passthrough is not None and request.passthrough.body.get("previous_response_id")
+        )
 
     def build_body(self, request: ChatRequest, target: Any, *, stream: bool) -> dict[str, Any]:
         body = super().build_body(request, target, stream=stream)

@@ -12,19 +12,17 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from oneplan.console.routes import routes as console_routes
 from oneplan.errors import AuthenticationFailed, NotFound, OneplanError
 from oneplan.protocols import openai_chat
 from oneplan.server import admin, plans_api
 from oneplan.server.alerts_api import routes as alerts_routes
-from oneplan.server.anthropic import routes as anthropic_routes
 from oneplan.server.auth import bearer
 from oneplan.server.errors import error_response, internal_error, protocol_for
 from oneplan.server.gateway import Gateway
-from oneplan.server.pipeline import ExchangeFactory, shared
-from oneplan.server.responses import routes as responses_routes
+from oneplan.server.protocol_routes import routes as protocol_routes
 
 log = logging.getLogger("oneplan")
 OPENAI = openai_chat.PROTOCOL
@@ -34,33 +32,37 @@ def json_response(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-def protocol_endpoint(gateway: Gateway, exchanges: ExchangeFactory) -> Any:
-    async def endpoint(request: Request) -> Any:
-        return await gateway.pipeline.handle(exchanges, request)
-
-    endpoint.hot = True  # type: ignore[attr-defined]
-    return endpoint
-
-
 class FastFront:
     """The inference endpoints, straight from uvicorn to the pipeline; everything else through
     Starlette's middleware and router.
 
     The pipeline renders every error it knows in the caller's protocol, so Starlette's
     exception middleware has nothing to add on these paths; skipping it and the route scan is
-    ~15% of a request's CPU at thousands of requests a second (README, "Performance")."""
+    ~15% of a request's CPU at thousands of requests a second (README, "Performance").
+
+    The hot routes are the protocols' chat endpoints (``protocol_routes``): a plain path is one
+    dict lookup; a path with parameters (a model in the path, say) is matched as Starlette
+    would, its parameters in ``request.path_params``."""
 
     def __init__(self, app: Starlette, routes: list[Any]) -> None:
         self.app = app
-        self.hot = {
-            route.path: route.endpoint
-            for route in routes
-            if isinstance(route, Route) and getattr(route.endpoint, "hot", False) and "{" not in route.path
-        }
+        hot = [r for r in routes if isinstance(r, Route) and getattr(r.endpoint, "hot", False)]
+        self.hot = {r.path: r.endpoint for r in hot if not r.param_convertors}
+        self.patterns = [r for r in hot if r.param_convertors]
+
+    def _pattern(self, scope: Any) -> Any:
+        for route in self.patterns:
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                scope.update(child)  # path_params, as Starlette's router sets them
+                return route.endpoint
+        return None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             endpoint = self.hot.get(scope["path"])
+            if endpoint is None and self.patterns:
+                endpoint = self._pattern(scope)
             if endpoint is not None:
                 request = Request(scope, receive, send)
                 try:
@@ -134,10 +136,7 @@ def create_app(gateway: Gateway) -> FastFront:
         return json_response({"status": "ok" if not problems else "unavailable", "problems": problems}, 200 if not problems else 503)
 
     routes = [
-        Route("/v1/chat/completions", protocol_endpoint(gateway, shared(OPENAI)), methods=["POST"]),
-        Route("/chat/completions", protocol_endpoint(gateway, shared(OPENAI)), methods=["POST"]),
-        *responses_routes(gateway, protocol_endpoint),
-        *anthropic_routes(gateway, protocol_endpoint),
+        *protocol_routes(gateway),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/models/{model:path}", models, methods=["GET"]),
         Route("/v1/usage", my_usage, methods=["GET"]),

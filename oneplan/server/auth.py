@@ -13,9 +13,10 @@ import asyncio
 import hmac
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 
 from oneplan.errors import AuthenticationFailed
+from oneplan.protocols.base import bearer_key
 from oneplan.store.db import Database, KeyRecord, hash_key
 
 log = logging.getLogger("oneplan.auth")
@@ -114,14 +115,6 @@ class KeyCache:
         return hmac.compare_digest(hash_key(key), self._admin_hash)
 
 
-def bearer(headers: Mapping[str, str]) -> str | None:
-    """The key from ``Authorization: Bearer`` or ``x-api-key`` (Anthropic clients)."""
-    get = headers.get
-    auth = get("authorization")
-    if auth:
-        scheme, _, value = auth.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return str(value.strip())
-    key = get("x-api-key")
-    return str(key) if key else None
-
+# The key from ``Authorization: Bearer`` or ``x-api-key``: what the protocols' own endpoints
+# read by default (``Protocol.api_key``), and the admin, console and usage endpoints read.
+bearer = bearer_key

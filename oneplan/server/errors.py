@@ -1,9 +1,9 @@
 """Rendering any failure as the caller's protocol's error, with the right status and headers.
 
-``protocol_for`` says which protocol a path belongs to, so that what no endpoint handled
-(Starlette's own 404 and 405, an unexpected exception) is still answered in the shape the
-caller's SDK reads: a ``GET /v1/messages`` is an Anthropic error, an unknown ``/v1/...`` path an
-OpenAI one.
+``protocol_for`` says which protocol a path belongs to (the registry's ``prefixes``), so that
+what no endpoint handled (Starlette's own 404 and 405, an unexpected exception) is still answered
+in the shape the caller's SDK reads: a ``GET /v1/messages`` is an Anthropic error, an unknown
+``/v1/...`` path an OpenAI one.
 """
 
 from __future__ import annotations
@@ -16,22 +16,11 @@ from starlette.responses import Response
 from oneplan import refusals
 from oneplan.errors import OneplanError
 from oneplan.metering.windows import WindowState
-from oneplan.protocols import anthropic, openai_chat, responses
 from oneplan.protocols.base import Protocol
+from oneplan.protocols.registry import for_path
 
-# Path prefixes (the path itself, or below it) -> protocol; everything else speaks OpenAI.
-_PREFIXES: tuple[tuple[str, Protocol], ...] = (
-    ("/v1/messages", anthropic.PROTOCOL),
-    ("/v1/responses", responses.PROTOCOL),
-    ("/responses", responses.PROTOCOL),
-)
-
-
-def protocol_for(path: str) -> Protocol:
-    for prefix, protocol in _PREFIXES:
-        if path == prefix or path.startswith(prefix + "/"):
-            return protocol
-    return openai_chat.PROTOCOL
+# Which protocol a path speaks (its failures are answered in that protocol's error body).
+protocol_for = for_path
 
 
 def error_response(

@@ -8,7 +8,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
@@ -34,8 +34,8 @@ from oneplan.protocols.base import Protocol, StreamContext, StreamRenderer
 from oneplan.protocols.canonical import Accumulator, ChatRequest, ChatResult, Delta, Usage
 from oneplan.routing.catalog import ModelEntry
 from oneplan.routing.router import Served
-from oneplan.server.auth import bearer
 from oneplan.server.errors import error_response
+from oneplan.server.exchange import Exchange, ExchangeFactory
 from oneplan.server.settlement import Books, InternalError, Settlement, spawn_close
 from oneplan.server.sse import EventStream
 from oneplan.store.db import KeyRecord
@@ -48,22 +48,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("oneplan")
 
-ID_PREFIX = {"openai_chat": "chatcmpl-", "anthropic": "msg_", "responses": "resp_"}
-
-
-# Where each protocol's body (forwarded as is to a same-dialect provider) asks for output.
-_OUTPUT_FIELD = {"anthropic": "max_tokens", "responses": "max_output_tokens"}
-
 
 def cap_output(chat: ChatRequest, cap: int) -> None:
     """Hold a request to the model's output limit, in the canonical form and in the body that
-    a pass-through provider forwards."""
+    a pass-through provider forwards (the protocol's own edit)."""
     if chat.max_tokens is None or chat.max_tokens <= cap:
         return
     chat.max_tokens = cap
-    field = _OUTPUT_FIELD.get(chat.source_protocol or "")
-    if field and chat.source_body is not None and field in chat.source_body:
-        chat.source_body = {**chat.source_body, field: cap}
+    if chat.passthrough is not None:
+        chat.passthrough = chat.passthrough.capped(cap)
 
 
 def set_output(chat: ChatRequest, tokens: int) -> None:
@@ -73,16 +66,8 @@ def set_output(chat: ChatRequest, tokens: int) -> None:
     budget = chat.thinking.budget_tokens
     if budget is not None and budget >= tokens:
         chat.thinking.budget_tokens = max(1, tokens - 1)
-    field = _OUTPUT_FIELD.get(chat.source_protocol or "")
-    if field and chat.source_body is not None:
-        body = {**chat.source_body, field: tokens}
-        thinking = body.get("thinking")
-        if isinstance(thinking, dict) and isinstance(thinking.get("budget_tokens"), int) and thinking["budget_tokens"] >= tokens:
-            if tokens > 1024:  # Anthropic's smallest budget
-                body["thinking"] = {**thinking, "budget_tokens": tokens - 1}
-            else:
-                body.pop("thinking")
-        chat.source_body = body
+    if chat.passthrough is not None:
+        chat.passthrough = chat.passthrough.with_output_limit(tokens)
 
 
 # The output bound a plan that meters tokens, credits or cost reserves for a request that asks
@@ -114,45 +99,7 @@ def new_id(protocol: Protocol) -> str:
     cheap as it grows."""
     if _ID_TAG[1] != os.getpid():
         _ID_TAG[:] = [secrets.token_hex(4), os.getpid()]
-    return f"{ID_PREFIX.get(protocol.name, 'req-')}{time.time_ns() // 1000:x}{_ID_TAG[0]}{next(_ID_COUNT) & 0xFFFF:04x}"
-
-
-class Exchange:
-    """How one protocol's requests meet the pipeline. The default is the protocol itself;
-    a protocol that needs server state (stored responses) subclasses it, one per request."""
-
-    __slots__ = ("protocol",)
-    # Seconds of upstream silence after which the stream gets a keep-alive; None for none.
-    ping_interval: float | None = None
-
-    def __init__(self, protocol: Protocol) -> None:
-        self.protocol = protocol
-
-    async def parse(self, body: Any, key: KeyRecord) -> ChatRequest:
-        return self.protocol.parse(body)
-
-    def render(self, result: ChatResult, ctx: StreamContext) -> dict[str, Any]:
-        return self.protocol.render(result, ctx)
-
-    def renderer(self, ctx: StreamContext) -> StreamRenderer:
-        return self.protocol.renderer(ctx)
-
-    async def completed(self, call: Call, result: ChatResult, ctx: StreamContext) -> None:
-        """The answer is whole (non-streamed, or the stream ended well)."""
-
-    @property
-    def wants_result(self) -> bool:
-        """Whether ``completed`` needs the result of a stream (so it is assembled)."""
-        return False
-
-
-ExchangeFactory = Callable[[], Exchange]
-
-
-def shared(protocol: Protocol) -> ExchangeFactory:
-    """A stateless exchange, shared by every request."""
-    exchange = Exchange(protocol)
-    return lambda: exchange
+    return f"{protocol.id_prefix}{time.time_ns() // 1000:x}{_ID_TAG[0]}{next(_ID_COUNT) & 0xFFFF:04x}"
 
 
 @dataclass(slots=True)
@@ -273,10 +220,9 @@ class Pipeline:
         exchange = exchanges()
         protocol = exchange.protocol
         try:
-            key = await self.auth.authenticate(bearer(request.headers), started)
+            key = await self.auth.authenticate(protocol.api_key(request.headers), started)
             body, size = await read_body(request, self.catalog.server.max_body_bytes)
             chat = await exchange.parse(body, key)
-            chat.source_protocol, chat.source_body = protocol.name, body
             chat.tenant = str(key.user_id)  # whose cached prefixes a local model may reuse
             entry, plan = self.resolve(chat.model, key)
             if entry.max_output_tokens is not None:

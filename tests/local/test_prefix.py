@@ -34,7 +34,7 @@ def chunked(checkpoints: dict[str, Path]) -> Iterator[Any]:
     def make(arch: str, **options: Any) -> LocalEngine:
         key = (arch, *sorted(options.items()))
         if key not in loaded:
-            settings = {"prefill_chunk": 32, "admission_window_ms": 50.0, **options}
+            settings = {"prefill_chunk": 32, "idle_prefill_chunk": 32, "admission_window_ms": 50.0, **options}
             loaded[key] = LocalEngine.load(EngineOptions(path=str(checkpoints[arch]), **settings))
         return loaded[key]
 
@@ -232,3 +232,83 @@ def test_chunked_prefill_lets_running_streams_keep_producing(chunked: Any) -> No
     for before, after in itertools.pairwise(chunks):  # ... each followed by a decode step
         assert ("decode", 2, 2) in steps[before + 1 : after]
     assert all(tokens <= 32 for _, _, tokens in (steps[i] for i in chunks))
+
+
+def poison(engine: LocalEngine) -> None:
+    """Fill every column the cache has not made finite with NaN, as uninitialised memory may be
+    (fresh pages from the OS are zeros, so a test without this could not fail)."""
+    slots = engine.scheduler.slots
+    assert engine.scheduler.idle()  # the worker is waiting: its buffers are ours for a moment
+    with torch.inference_mode():  # grown buffers are made on the worker, in inference mode
+        for kbuf, vbuf in slots.kv.values():
+            for slot in range(slots.slots):
+                kbuf[slot, :, slots.finite[slot] :] = float("nan")
+                vbuf[slot, :, slots.finite[slot] :] = float("nan")
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "qwen3_5"])
+def test_a_grown_cache_never_reads_memory_it_did_not_write(chunked: Any, arch: str) -> None:
+    engine = chunked(arch, idle_prefill_chunk=4096, max_batch_size=6)  # its own: columns not grown yet
+    slots = engine.scheduler.slots
+    short = [ids_of(engine, "short " + "and longer " * 3 * i) for i in range(3)]
+    assert len({len(ids) for ids in short}) == 3  # rows of different lengths
+    long_ids = ids_of(engine, "grow the cache please " * (slots.columns // 4))
+    assert len(long_ids) > slots.columns  # this prompt makes the columns grow
+    expected = [reference(engine, ids, 40) for ids in short] + [reference(engine, long_ids)]
+    poison(engine)
+    # Rows of different lengths in one batch: the short rows read columns past their own length.
+    prompts = [(ids, f"{arch}-grow-{i}") for i, ids in enumerate(short)] + [(long_ids, f"{arch}-grow-long")]
+    seqs = run(engine, prompts, tokens=40)
+    assert [s.generated for s in seqs[:3]] == expected[:3]
+    assert seqs[3].generated[:TOKENS] == expected[3]
+    assert slots.columns > len(long_ids)
+    poison(engine)  # and again, after the growth: the next batch still reads only finite columns
+    again = run(engine, [(ids, f"{arch}-after-{i}") for i, ids in enumerate(short)], tokens=40)
+    assert [s.generated for s in again] == expected[:3]
+
+
+def test_a_grown_cache_keeps_the_rows_that_were_decoding(chunked: Any) -> None:
+    engine = chunked("qwen3", max_batch_size=5)  # its own engine: columns not grown yet
+    scheduler = engine.scheduler
+    streams = [ids_of(engine, f"keep decoding {n}") for n in range(2)]
+    expected = [reference(engine, ids, 60) for ids in streams]
+    long_ids = ids_of(engine, "and now a prompt longer than every column " * (scheduler.slots.columns // 6))
+    poison(engine)
+    done = threading.Semaphore(0)
+    seqs: list[Sequence] = []
+
+    def sink(event: tuple[str, Any]) -> None:
+        if event[0] in ("done", "error"):
+            done.release()
+
+    for ids in streams:
+        seqs.append(Sequence(ids, SamplingParams(max_new_tokens=60, stop_token_ids=frozenset()), sink))
+        scheduler.submit(seqs[-1])
+    assert scheduler.wait_until(lambda s: all(len(q.generated) > 3 for q in seqs), 30)
+    columns = scheduler.slots.columns
+    scheduler.submit(Sequence(long_ids, SamplingParams(max_new_tokens=1, stop_token_ids=frozenset()), sink))
+    for _ in range(3):
+        assert done.acquire(timeout=60)
+    assert scheduler.slots.columns > columns  # it grew while the two were decoding
+    assert [s.generated for s in seqs] == expected
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_prompt_prefills_in_one_pass_when_nothing_decodes(chunked: Any, arch: str) -> None:
+    engine = chunked(arch, idle_prefill_chunk=4096)
+    prompts = [ids_of(engine, f"Question {i}: " + "tell me why " * (6 * i + 1)) for i in range(3)]
+    assert max(map(len, prompts)) > 3 * 32  # several 32-token chunks, had something decoded
+    engine.scheduler.steps.clear()
+    (alone,) = run(engine, [(prompts[-1], f"{arch}-one-pass")])
+    prefills = [s for s in engine.scheduler.steps if s[0] == "prefill"]
+    assert sum(tokens for _, _, tokens in prefills) == len(prompts[-1])
+    # One pass; on hybrid models a pass also ends where a recurrent state is saved (here one
+    # token before the prompt's end), never at a 32-token chunk boundary.
+    assert len(prefills) == (2 if engine.scheduler.slots.hybrid else 1)
+    assert alone.generated == reference(engine, prompts[-1])
+    batched = run(engine, [(ids, f"{arch}-one-pass-{i}") for i, ids in enumerate(prompts)])
+    assert [s.generated for s in batched] == [reference(engine, ids) for ids in prompts]
+    follow = engine.tokenizer.encode(FOLLOW_UP, add_special_tokens=False)
+    turn = alone.prompt + alone.generated + follow
+    (second,) = run(engine, [(turn, f"{arch}-one-pass")])
+    assert second.cached > 0 and second.generated == reference(engine, turn)

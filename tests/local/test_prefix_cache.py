@@ -64,6 +64,10 @@ def test_the_catalog_options_are_checked() -> None:
     options = engine_options("m", {"path": "/m", "prefix_cache_mb": 64, "prefill_chunk": 128, "share_prefix": "system"})
     assert (options.prefix_cache_mb, options.prefill_chunk, options.share_prefix) == (64, 128, "system")
     assert engine_options("m", {"path": "/m"}).share_prefix == "none"
+    assert engine_options("m", {"path": "/m"}).idle_prefill_chunk == 2048
+    assert engine_options("m", {"path": "/m", "idle_prefill_chunk": 512}).idle_prefill_chunk == 512
+    with pytest.raises(ConfigError, match="idle_prefill_chunk must be a positive integer"):
+        engine_options("m", {"path": "/m", "idle_prefill_chunk": 0})
     with pytest.raises(ConfigError, match='share_prefix must be "none" or "system"'):
         engine_options("m", {"path": "/m", "share_prefix": "all"})
     with pytest.raises(ConfigError, match="prefix_cache_mb must be a number >= 0"):

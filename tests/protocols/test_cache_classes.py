@@ -10,8 +10,8 @@ import pytest
 
 from oneplan.errors import ConfigError
 from oneplan.protocols import anthropic
-from oneplan.protocols.anthropic_render import wire_usage
-from oneplan.protocols.anthropic_upstream import UsageMeter, to_upstream, usage_from_anthropic
+from oneplan.protocols.anthropic.render import wire_usage
+from oneplan.protocols.anthropic.upstream import UsageMeter, to_upstream, usage_from_anthropic
 from oneplan.protocols.canonical import Usage
 from oneplan.providers.anthropic_compatible import AnthropicCompatible
 from oneplan.providers.base import ProviderSettings, Target
@@ -83,7 +83,7 @@ def settings(kind: str, **options: Any) -> ProviderSettings:
 def test_an_anthropic_compatible_upstream_that_refuses_markers_gets_none() -> None:
     provider = AnthropicCompatible(settings("anthropic-compatible", cache_control=False))
     req = request()
-    req.source_protocol, req.source_body = None, None
+    req.passthrough = None
     body = provider.build_body(req, Target("m", "m"), stream=False)
     assert "cache_control" not in repr({k: v for k, v in body.items() if k != "tools"})
     assert "cache_control" not in body["tools"][0]

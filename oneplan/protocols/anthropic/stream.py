@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from oneplan.errors import OneplanError
-from oneplan.protocols.anthropic_render import (
+from oneplan.protocols.anthropic.render import (
     PLACEHOLDER_SIGNATURE_PREFIX,
     error_body,
     matched_stop_sequence,
@@ -41,7 +41,7 @@ from oneplan.protocols.anthropic_render import (
     tool_use_id,
     wire_usage,
 )
-from oneplan.protocols.anthropic_tokens import estimate_text_tokens
+from oneplan.protocols.anthropic.tokens import estimate_text_tokens
 from oneplan.protocols.base import StreamContext, StreamRenderer
 from oneplan.protocols.canonical import Delta, ToolCallDelta, Usage
 

@@ -27,14 +27,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from oneplan import sealing
 from oneplan.errors import InvalidRequest
-from oneplan.protocols.canonical import ChatRequest
-from oneplan.protocols.responses_options import (
+from oneplan.protocols.canonical import ChatRequest, Message, Tool
+from oneplan.protocols.responses.options import (
     NAMESPACE_SEPARATOR,
     chat_name,
     opt_bool,
@@ -45,7 +45,7 @@ from oneplan.protocols.responses_options import (
     thinking_for,
     tools_and_choice,
 )
-from oneplan.protocols.responses_schema import check
+from oneplan.protocols.responses.schema import check
 from oneplan.protocols.validation import validate
 
 Resolver = Callable[[str], "dict[str, Any] | None"]
@@ -131,9 +131,9 @@ def parse_request(body: Any, resolve: Resolver | None = None) -> ChatRequest:
     tools, tool_choice = tools_and_choice(body.get("tools"), body.get("tool_choice"))
     return ChatRequest(
         model=model,
-        messages=messages,
+        messages=cast("list[Message]", messages),  # built in the canonical shape above
         stream=bool(body.get("stream", False)),
-        tools=tools,
+        tools=cast("list[Tool] | None", tools),
         tool_choice=tool_choice,
         parallel_tool_calls=opt_bool(body, "parallel_tool_calls"),
         max_tokens=opt_int(body, "max_output_tokens"),
@@ -219,7 +219,7 @@ def prepend_history(
     cut = 0
     while cut < len(request.messages) and request.messages[cut].get("role") == "system":
         cut += 1
-    request.messages[cut:cut] = history
+    request.messages[cut:cut] = cast("list[Message]", history)
 
 
 def tool_map_for(tools: Any) -> ToolMap:

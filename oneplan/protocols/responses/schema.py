@@ -1,7 +1,7 @@
 """The types of an OpenAI Responses request (``/v1/responses``), as the API reference documents
 them.
 
-Only what oneplan reads is declared; ``responses_parse`` and ``responses_options`` decide what
+Only what oneplan reads is declared; ``parse`` and ``options`` decide what
 is required and what each value means. Input items are chosen by ``type`` (a typeless item is a
 message); the many ``*_call`` / ``*_call_output`` items share one declaration, since oneplan
 reads only their ``call_id``, ``name`` and ``output``.

@@ -19,14 +19,14 @@ What does not map one-to-one, and why:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from oneplan.errors import InvalidRequest
-from oneplan.protocols.anthropic_render import reasoning_from_signature
-from oneplan.protocols.anthropic_schema import check
-from oneplan.protocols.canonical import ChatRequest, Thinking
+from oneplan.protocols.anthropic.render import reasoning_from_signature
+from oneplan.protocols.anthropic.schema import check
+from oneplan.protocols.canonical import ChatRequest, Message, Thinking, Tool
 from oneplan.protocols.validation import validate
 
 _EFFORTS = frozenset({"low", "medium", "high"})
@@ -391,9 +391,9 @@ def parse(body: Any) -> ChatRequest:
         raise _fail("must be true or false", "stream")
     request = ChatRequest(
         model=model,
-        messages=messages,
+        messages=cast("list[Message]", messages),  # built in the canonical shape above
         stream=stream,
-        tools=_tools(body.get("tools")),
+        tools=cast("list[Tool] | None", _tools(body.get("tools"))),
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
         max_tokens=max_tokens,

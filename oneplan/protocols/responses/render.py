@@ -18,7 +18,7 @@ from oneplan.errors import InvalidRequest, OneplanError, QuotaExceeded, Upstream
 from oneplan.protocols.base import StreamContext
 from oneplan.protocols.canonical import ChatRequest, ChatResult, Usage
 from oneplan.protocols.openai_chat import openai_error_body
-from oneplan.protocols.responses_parse import ResponsesEnvelope, ToolMap, encode_reasoning
+from oneplan.protocols.responses.parse import ResponsesEnvelope, ToolMap, encode_reasoning
 
 ITEM_PREFIX = {
     "reasoning": "rs",

@@ -1,6 +1,6 @@
 """Responses request options -> canonical ones: tools, tool_choice, text.format, reasoning.
 
-Hosted tools are dropped (see ``responses_parse``); ``custom`` tools become a function with one
+Hosted tools are dropped (see ``parse``); ``custom`` tools become a function with one
 ``input`` string whose description carries the tool's grammar; ``namespace`` tools are flattened
 to ``namespace__name`` functions.
 """

@@ -9,15 +9,18 @@ its own encrypted content, which the canonical form does not carry.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from oneplan.errors import UpstreamError, UpstreamRateLimited, UpstreamRejected
+from oneplan.protocols.base import Codec, UpstreamParser
 from oneplan.protocols.canonical import (
     ChatRequest,
     ChatResult,
     Delta,
+    Message,
+    Tool,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -92,7 +95,7 @@ def _parts(content: Any, *, assistant: bool) -> list[dict[str, Any]]:
     return parts
 
 
-def _items_of(message: dict[str, Any]) -> list[dict[str, Any]]:
+def _items_of(message: Message) -> list[dict[str, Any]]:
     role = message.get("role")
     content = message.get("content")
     if role == "tool":
@@ -116,7 +119,7 @@ def _items_of(message: dict[str, Any]) -> list[dict[str, Any]]:
                 }
             )
         for call in message.get("tool_calls") or []:
-            function = call.get("function") or {}
+            function = cast("dict[str, Any]", call).get("function") or {}  # a client's, whatever it holds
             items.append(
                 {
                     "type": "function_call",
@@ -130,7 +133,7 @@ def _items_of(message: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"type": "message", "role": role, "content": _parts(content, assistant=False)}]
 
 
-def _tool(tool: dict[str, Any]) -> dict[str, Any]:
+def _tool(tool: Tool) -> dict[str, Any]:
     function = tool["function"]
     out: dict[str, Any] = {
         "type": "function",
@@ -244,7 +247,7 @@ def _finish(response: dict[str, Any], has_calls: bool) -> str:
 # --------------------------------------------------------------------------- streams
 
 
-class UpstreamStreamParser:
+class UpstreamStreamParser(UpstreamParser):
     """Responses stream events (decoded ``data`` objects) -> canonical deltas, one event at a
     time. Tool calls are numbered in the order their items open; ``response.failed`` and
     ``error`` events raise ``UpstreamError``."""
@@ -328,3 +331,21 @@ class UpstreamStreamParser:
             self._args_seen.add(index)
             deltas.append(Delta(tool_calls=[ToolCallDelta(index=index, arguments=arguments)]))
         return deltas
+
+
+class ResponsesCodec(Codec):
+    """OpenAI Responses spoken to an upstream."""
+
+    __slots__ = ()
+
+    def encode(self, request: ChatRequest, upstream_model: str) -> dict[str, Any]:
+        return to_upstream(request, upstream_model)
+
+    def decode(self, body: dict[str, Any]) -> ChatResult:
+        return from_upstream(body)
+
+    def stream_parser(self) -> UpstreamParser:
+        return UpstreamStreamParser()
+
+
+CODEC = ResponsesCodec()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -26,11 +26,13 @@ from oneplan.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from oneplan.protocols.anthropic_render import placeholder_signature, tool_input
+from oneplan.protocols.anthropic.render import placeholder_signature, tool_input
+from oneplan.protocols.base import Codec, UpstreamParser
 from oneplan.protocols.canonical import (
     ChatRequest,
     ChatResult,
     Delta,
+    Message,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -96,7 +98,7 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
     return [b for p in content if isinstance(p, dict) and (b := _part(p)) is not None]
 
 
-def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+def _assistant_blocks(message: Message) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     reasoning = message.get("reasoning_content")
     if reasoning:
@@ -104,7 +106,7 @@ def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
         blocks.append({"type": "thinking", "thinking": reasoning, "signature": signature})
     blocks.extend(_blocks(message.get("content")))
     for call in message.get("tool_calls") or ():
-        function = call.get("function") or {}
+        function = cast("dict[str, Any]", call).get("function") or {}  # a client's, whatever it holds
         blocks.append(
             {
                 "type": "tool_use",
@@ -116,7 +118,7 @@ def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
     return blocks
 
 
-def _tool_result(message: dict[str, Any]) -> dict[str, Any]:
+def _tool_result(message: Message) -> dict[str, Any]:
     content = message.get("content")
     block: dict[str, Any] = {
         "type": "tool_result",
@@ -226,7 +228,7 @@ def to_upstream(request: ChatRequest, upstream_model: str) -> dict[str, Any]:
                 "input_schema": fn.get("parameters") or {"type": "object", "properties": {}},
                 **({"cache_control": tool["cache_control"]} if tool.get("cache_control") else {}),
             }
-            for tool in request.tools
+            for tool in cast("list[dict[str, Any]]", request.tools)  # a client's, whatever it holds
             if (fn := tool.get("function") or {})
         ]
     if (choice := _tool_choice(request)) is not None:
@@ -393,7 +395,7 @@ class UsageMeter:
         return usage_from_anthropic(self._usage)
 
 
-class UpstreamStreamParser:
+class UpstreamStreamParser(UpstreamParser):
     """Anthropic SSE events (decoded ``data`` objects) -> canonical ``Delta`` values.
 
     Tool-use blocks get canonical tool indices 0, 1, ... in the order they start. The last
@@ -466,3 +468,21 @@ class UpstreamStreamParser:
     @property
     def usage(self) -> Usage:
         return self.meter.usage
+
+
+class AnthropicCodec(Codec):
+    """Anthropic Messages spoken to an upstream."""
+
+    __slots__ = ()
+
+    def encode(self, request: ChatRequest, upstream_model: str) -> dict[str, Any]:
+        return to_upstream(request, upstream_model)
+
+    def decode(self, body: dict[str, Any]) -> ChatResult:
+        return from_upstream(body)
+
+    def stream_parser(self) -> UpstreamParser:
+        return UpstreamStreamParser()
+
+
+CODEC = AnthropicCodec()

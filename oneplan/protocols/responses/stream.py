@@ -32,8 +32,8 @@ import orjson
 from oneplan.errors import OneplanError
 from oneplan.protocols.base import StreamContext, StreamRenderer
 from oneplan.protocols.canonical import Delta, Usage
-from oneplan.protocols.responses_parse import ResponsesEnvelope, encode_reasoning
-from oneplan.protocols.responses_render import (
+from oneplan.protocols.responses.parse import ResponsesEnvelope, encode_reasoning
+from oneplan.protocols.responses.render import (
     call_item,
     custom_input,
     default_envelope,

@@ -1,7 +1,7 @@
 """The types of an Anthropic Messages request (``/v1/messages``, ``/v1/messages/count_tokens``),
 as the API reference documents them.
 
-Only what oneplan reads is declared; the parser (``anthropic_parse``) decides what is required
+Only what oneplan reads is declared; the parser (``parse``) decides what is required
 and which values it accepts, and may now trust every type it reads. Content blocks: ``text``,
 ``image``, ``document``, ``tool_use``, ``tool_result``, ``thinking``, ``redacted_thinking``;
 any other block type is the parser's to refuse by name.
