@@ -28,6 +28,7 @@ _.bytes_per_token  # local/kvcache.py
 _.ledger_rows  # store/db.py: the ledger as rows, for the tests
 _.ARCHITECTURES  # local/tiny.py: the tiny checkpoints the local tests build
 _.build_checkpoint
+_.BY_NAME  # protocols/registry.py: the registry by protocol name
 
 # -- wire formats: fields of request schemas, validated by pydantic, read as dict keys ----------
 _.latency_ms  # metering/rows.py: LedgerRow keys, read as row["..."] and by the database
@@ -60,11 +61,9 @@ _.syntax
 _.definition
 _.verbosity
 
-# -- dead, in modules another branch is reworking now: delete there, then here ------------------
-_.response_id_prefix  # protocols/anthropic.py: no reader (the id prefix lives in the pipeline)
+# -- dead, in modules other branches are reworking now: delete there, then here ---------------
 _.REASONING_BLOB_PREFIX  # protocols/responses_parse.py: sealing.PREFIX is used directly
 _.spawn  # server/gateway.py: no caller
-_.REFUSED  # server/settlement.py: the status is spelled "refused" where it is written
 _.LayerSnapshot  # local/kvcache.py: no user
 _.state_bytes  # local/kvcache.py: written, never read
 _.reasoning_seen  # local/parsing.py: written, never read
