@@ -62,7 +62,7 @@ _.definition
 _.verbosity
 
 # -- dead, in modules other branches are reworking now: delete there, then here ---------------
-_.REASONING_BLOB_PREFIX  # protocols/responses_parse.py: sealing.PREFIX is used directly
+_.REASONING_BLOB_PREFIX  # protocols/responses/parse.py: sealing.PREFIX is used directly
 _.spawn  # server/gateway.py: no caller
 _.LayerSnapshot  # local/kvcache.py: no user
 _.state_bytes  # local/kvcache.py: written, never read
