@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from oneplan.metering.windows import WindowState, describe
+from oneplan.metering.windows import WindowState
 
 ROLLING = "rolling"
 PACE_SECONDS = 900.0  # the forecast's pace is usage over the last 15 minutes
@@ -87,7 +87,3 @@ def crossings(
             elif period == ROLLING and (left is None or left > 2 * forecast_minutes):
                 rearm.append(key)
     return fired, rearm
-
-
-def describe_window(window: str) -> str:
-    return describe(window)

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from oneplan.metering.windows import describe
+from oneplan.metering.windows import Periods, describe
 from oneplan.store import schema
 from oneplan.store.db import Database
 
@@ -146,7 +146,7 @@ def weekly(
     return render(who, figures(rows_for(db, start, user_id), start, tz, plan_models), tz, link)
 
 
-def last_week_start(periods: Any, now: float) -> float:
+def last_week_start(periods: Periods, now: float) -> float:
     """The start of the last complete week."""
     this_week, _ = periods.week(now)
     return periods.week(this_week - 1)[0]

@@ -40,13 +40,17 @@ class Delivery:
 
 def _insert_new(conn: Any, table: Any, **values: Any) -> bool:
     """INSERT unless the primary key exists (ON CONFLICT DO NOTHING): True if inserted."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
     pk = next(iter(table.primary_key.columns))
     # RETURNING, not rowcount: psycopg reports -1 rows for an INSERT ... ON CONFLICT DO NOTHING.
-    statement = dialect_insert(table).values(**values).on_conflict_do_nothing().returning(pk)
+    statement: Any
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        statement = postgresql_insert(table).values(**values).on_conflict_do_nothing().returning(pk)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(table).values(**values).on_conflict_do_nothing().returning(pk)
     return conn.execute(statement).first() is not None
 
 
@@ -150,7 +154,7 @@ class Outbox:
 
     def status(self, limit: int = 50) -> dict[str, Any]:
         with self.db.engine.connect() as conn:
-            counts = dict(conn.execute(select(dl.c.state, func.count()).group_by(dl.c.state)).all())
+            counts: dict[str, int] = dict(conn.execute(select(dl.c.state, func.count()).group_by(dl.c.state)).all())
             rows = conn.execute(
                 select(
                     dl.c.id, dl.c.channel, dl.c.state, dl.c.attempts, dl.c.next_at, dl.c.last_error,

@@ -1,5 +1,5 @@
-"""Runaway usage and failing providers, from the ledger (shared by every replica, so the
-leader alone computes them).
+"""Runaway usage, from the ledger (shared by every replica, so the leader alone computes it),
+and which providers' error rates breach a rule.
 
 Runaway: a key's (or a user's) requests or spend in the last hour above ``factor`` times its
 median over the active hours of the 7 days before - a loop, or a leaked key. The median needs
@@ -58,7 +58,7 @@ def runaways(
             cell[0] += requests
             cell[1] += cost
     found = []
-    for (user_id, key_id), hours in series.items():
+    for (user, key), hours in series.items():
         last = hours.get(HOURS)
         if last is None or last[0] < min_requests:
             continue
@@ -68,21 +68,8 @@ def runaways(
         for i, metric in enumerate(("requests", "cost")):
             median = statistics.median(v[i] for v in history)
             if median > 0 and last[i] > factor * median:
-                found.append(Runaway(user_id, key_id, metric, last[i], median))
+                found.append(Runaway(user, key, metric, last[i], median))
     return found
-
-
-def provider_errors(db: Database, now: float, seconds: float = 300.0) -> dict[str, tuple[int, int]]:
-    """provider -> (requests, failed) over the last ``seconds``."""
-    led = schema.ledger
-    failed = func.sum(cast(led.c.status == "failed", Integer))
-    query = (
-        select(led.c.provider, func.count(), failed)
-        .where(led.c.ts >= now - seconds, led.c.provider.is_not(None), led.c.status != "refused")
-        .group_by(led.c.provider)
-    )
-    with db.engine.connect() as conn:
-        return {str(p): (int(n), int(f or 0)) for p, n, f in conn.execute(query)}
 
 
 def error_rate_breaches(

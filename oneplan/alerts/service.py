@@ -13,8 +13,9 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from oneplan.alerts import channels, messages, subscriptions
 from oneplan.alerts.detect import ROLLING, Crossing, Pace, crossings
@@ -22,8 +23,10 @@ from oneplan.alerts.outbox import Delivery, Outbox
 from oneplan.alerts.rules import window_rules
 from oneplan.alerts.scheduler import Scheduler
 from oneplan.errors import DeliveryFailed
+from oneplan.metering.rows import LedgerRow
 
 log = logging.getLogger("oneplan.alerts")
+_T = TypeVar("_T")
 SETTINGS_SECONDS = 30.0  # how long a user's settings and plan are cached
 
 
@@ -51,7 +54,7 @@ class Alerts:
 
     # -- the hook ----------------------------------------------------------------------------
 
-    def observe(self, row: dict[str, Any]) -> None:
+    def observe(self, row: LedgerRow) -> None:
         """A request finished (its ledger row is journaled): look at its user's windows soon."""
         if row.get("status") != "failed":
             self._dirty.add(row["user_id"])
@@ -71,7 +74,7 @@ class Alerts:
         self._tasks.clear()
         self._db.shutdown(wait=True)
 
-    async def db(self, fn: Any, *args: Any) -> Any:
+    async def db(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
     async def _evaluate_loop(self) -> None:

@@ -136,9 +136,11 @@ def routes(gateway: Any, sessions: Any, readers: Readers) -> list[Route]:
         return json_response({"data": await readers.run(queries.recent, db, who.user_id, limit)})
 
     async def list_keys(request: Request, who: Caller) -> Response:
+        assert who.user_name is not None
         return json_response({"data": await asyncio.to_thread(own_keys, db, who.user_name)})
 
     async def create_key(request: Request, who: Caller) -> Response:
+        assert who.user_name is not None
         data = await json_body(request)
         name = data.get("name") or None
         if name is not None and (not isinstance(name, str) or len(name) > 100):
@@ -154,6 +156,7 @@ def routes(gateway: Any, sessions: Any, readers: Readers) -> list[Route]:
         return json_response({"key_id": key_id, "key": key, "name": name, "expires_at": expires_at}, 201)
 
     async def revoke_key(request: Request, who: Caller) -> Response:
+        assert who.user_name is not None
         key_id = request.path_params["key_id"]
         mine = {k["id"] for k in await asyncio.to_thread(own_keys, db, who.user_name)}
         if key_id not in mine or not await asyncio.to_thread(db.revoke_key, key_id):

@@ -3,6 +3,7 @@ through its indexes). Synchronous: callers run these in a worker thread."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -125,9 +126,11 @@ def series(
     dim = _dim(table, by)
     time = _time(table)
     sums = (func.sum(table.c.requests), func.sum(table.c.input_tokens + table.c.output_tokens), func.sum(table.c.cost))
+    rows: list[Sequence[Any]]  # (time, name, requests, tokens, cost)
+    ranking: list[Sequence[Any]]  # (name, requests)
     with db.engine.connect() as conn:
         if user_id is not None:  # one developer's few models: one pass, ranked here
-            rows = conn.execute(_where(select(time, dim, *sums).group_by(time, dim), table, user_id, since, until)).all()
+            rows = list(conn.execute(_where(select(time, dim, *sums).group_by(time, dim), table, user_id, since, until)))
             totals: dict[Any, int] = {}
             for row in rows:
                 totals[row[1]] = totals.get(row[1], 0) + int(row[2] or 0)
@@ -137,20 +140,20 @@ def series(
                 kept = set(names)
                 rows = [row if row[1] in kept else (row[0], None, *row[2:]) for row in rows]
         else:
-            ranking = conn.execute(
+            ranking = list(conn.execute(
                 _where(select(dim, func.sum(table.c.requests)).group_by(dim), table, user_id, since, until)
-            ).all()
+            ))
             ranking.sort(key=lambda r: (-(r[1] or 0), str(r[0])))
             names = [r[0] for r in ranking[:top]]
-            rows = conn.execute(
+            rows = list(conn.execute(
                 _where(select(time, dim, *sums).where(dim.in_(names)).group_by(time, dim), table, user_id, since, until)
-            ).all()
+            ))
         if user_id is None and len(ranking) > top:  # everything else, summed by the database
             rows += conn.execute(
                 _where(
                     select(time, literal(None), *sums).where(dim.not_in(names)).group_by(time), table, user_id, since, until
                 )
-            ).all()
+            )
     starts = _steps(since, until, step, tz)
     index = {s: i for i, s in enumerate(starts)}
     out: dict[Any, dict[str, list[float]]] = {name: _zeros(len(starts)) for name in names}

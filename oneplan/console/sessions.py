@@ -13,6 +13,7 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, select
@@ -102,7 +103,7 @@ class SessionStore:
 class SignInLimiter:
     """At most ``attempts`` sign-ins per ``seconds`` from one address (a sliding count)."""
 
-    def __init__(self, attempts: int = 10, seconds: float = 60.0, clock: object = time.monotonic) -> None:
+    def __init__(self, attempts: int = 10, seconds: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.attempts = attempts
         self.seconds = seconds
         self.clock = clock
@@ -110,7 +111,7 @@ class SignInLimiter:
 
     def allow(self, address: str) -> float:
         """0 if this attempt may go ahead, else the seconds to wait."""
-        now = self.clock()  # type: ignore[operator]
+        now = self.clock()
         times = [t for t in self._seen.pop(address, []) if now - t < self.seconds]
         if len(times) >= self.attempts:
             self._seen[address] = times

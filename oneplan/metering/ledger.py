@@ -23,15 +23,16 @@ import asyncio
 import logging
 import math
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Float, Integer, String, Text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from oneplan.metering.rows import LedgerRow
 from oneplan.store import schema
 from oneplan.store.db import Database
 from oneplan.store.journal import Journal, Segment, recover
@@ -70,6 +71,7 @@ _TEXTS = tuple(c.name for c in schema.ledger.columns if isinstance(c.type, Text)
 
 OnCommit = Callable[[list[dict[str, Any]], str], None]
 _UNREACHABLE = (OperationalError, InterfaceError)
+_T = TypeVar("_T")
 
 
 def fit(row: dict[str, Any]) -> dict[str, Any]:
@@ -94,12 +96,12 @@ def fit(row: dict[str, Any]) -> dict[str, Any]:
         if value is None or (type(value) is float and math.isfinite(value) and abs(value) <= FLOAT_MAX):
             continue
         try:
-            number = float(value)
+            real = float(value)
         except (TypeError, ValueError, OverflowError):
-            number = 0.0
-        if not math.isfinite(number):
-            number = 0.0
-        row[name] = min(max(number, -FLOAT_MAX), FLOAT_MAX)
+            real = 0.0
+        if not math.isfinite(real):
+            real = 0.0
+        row[name] = min(max(real, -FLOAT_MAX), FLOAT_MAX)
         notes.append(f"{name} clamped")
     for name, length in _STRINGS:
         value = row.get(name)
@@ -162,7 +164,7 @@ class LedgerWriter:
             self._set_aside(refused)
         return groups
 
-    def write_replayed(self, rows: list[dict[str, Any]]) -> None:
+    def write_replayed(self, rows: Sequence[dict[str, Any]]) -> None:
         """Rows read back from a journal (an older process may not have fitted them)."""
         self.replayed += self.write([fit({**LEDGER_DEFAULTS, **row}) for row in rows])
 
@@ -205,7 +207,6 @@ class Ledger:
         # One writer thread: inserts never run side by side, and their allocations stay in
         # one malloc arena instead of spreading over the default executor's threads.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oneplan-ledger")
-        self.flushed = 0
         self._replay_due = False
         self._down = False
 
@@ -250,7 +251,7 @@ class Ledger:
             self._replay_due = True
             log.error("settling replayed requests failed (%s); will retry", type(exc).__name__)
 
-    def record(self, row: dict[str, Any]) -> None:
+    def record(self, row: LedgerRow) -> None:
         """Queue ``row`` for the journal (written once this event-loop tick ends, in one
         ``write`` with every row settled in the tick: ``durable()`` waits for it) and for the
         database."""
@@ -264,7 +265,7 @@ class Ledger:
         if len(self._pending) >= 1000:
             self._wake.set()
 
-    def record_now(self, row: dict[str, Any]) -> None:
+    def record_now(self, row: LedgerRow) -> None:
         """``record`` and the journal write at once (a cancelled task cannot wait a tick)."""
         self.record(row)
         self._write_lines()
@@ -332,14 +333,13 @@ class Ledger:
             if old is not None:
                 old.abandon()
             raise
-        self.flushed += len(rows)
         if old is not None:
             old.retire()
         if self.on_commit is not None:
             for group, generation in groups:
                 self.on_commit(group, generation)
 
-    async def _in_writer(self, fn: Any, *args: Any) -> Any:
+    async def _in_writer(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
 
     async def close(self) -> None:

@@ -37,7 +37,7 @@ import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from oneplan.errors import BackendUnavailable
 from oneplan.metering.counters import (
@@ -58,6 +58,9 @@ from oneplan.metering.redis_scripts import ADMIT, RECHARGE, RELEASE, REPLANT, SE
 from oneplan.metering.resp import LeanRedis, RespError
 from oneplan.metering.windows import Clock, Periods, WindowState
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
 log = logging.getLogger("oneplan.quota")
 
 # Rows of a user whose plan is unknown (gone from the catalog) rebuild the shorthand windows.
@@ -68,8 +71,33 @@ EVERY_SHORTHAND = Plan(
 Rows = Sequence[tuple[Any, ...]]  # see store.db.Database.charged_since
 
 
+class _Decoded:
+    """The reads this module makes, typed as what its pool (``decode_responses=True``) gives
+    back: redis-py types every reply ``bytes | str``, whatever the pool decodes."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Redis) -> None:
+        self._client = client
+
+    async def get(self, name: str) -> str | None:
+        return cast("str | None", await self._client.get(name))
+
+    async def smembers(self, name: str) -> set[str]:
+        return cast("set[str]", await self._client.smembers(name))
+
+    async def hgetall(self, name: str) -> dict[str, str]:
+        return cast("dict[str, str]", await self._client.hgetall(name))
+
+    async def hkeys(self, name: str) -> list[str]:
+        return cast("list[str]", await self._client.hkeys(name))
+
+
 class LedgerView(Protocol):
     """What the counters read from the ledger (``store.db.Database`` implements it)."""
+
+    def charged_since(self, since: float, user_ids: Iterable[int] | None = None) -> Rows:
+        """Charged rows since ``since``, of ``user_ids`` only when given."""
 
     def snapshot_for_counters(self, since: float) -> tuple[Rows, str]:
         """Charged rows since ``since`` and a new counter generation, in one transaction that
@@ -167,6 +195,7 @@ class RedisCounters(Counters):
             retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         )
         self.redis = redis.Redis(connection_pool=pool)
+        self.decoded = _Decoded(self.redis)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError, RespError, TimeoutError)
         self.lean = LeanRedis(url, command_timeout=command_timeout)  # the per-request round trip
         self.prefix = prefix
@@ -442,9 +471,9 @@ class RedisCounters(Counters):
         """Notice a rebuild (in progress or done) and replant what this replica has in flight."""
         if not self._outstanding:
             return
-        gen = await self.redis.get(self._gen_key)
+        gen = await self.decoded.get(self._gen_key)
         if gen is None:
-            gen = await self.redis.get(f"{self.prefix}:rebuild")
+            gen = await self.decoded.get(f"{self.prefix}:rebuild")
         if gen is not None and gen != self._gen_seen:
             await self._learned(gen)
 
@@ -492,7 +521,7 @@ class RedisCounters(Counters):
         try:
             await self._heartbeat()
             await self.redis.sadd(f"{self.prefix}:replicas", self.replica)
-            if await self.redis.get(self._gen_key) is None:
+            if await self.decoded.get(self._gen_key) is None:
                 await self.recover()
             await self.reconcile()
         except self._errors as exc:
@@ -515,13 +544,13 @@ class RedisCounters(Counters):
         while True:
             if await self.redis.set(lock, self.replica, nx=True, px=30_000):
                 try:
-                    if await self.redis.get(self._gen_key) is None:
+                    if await self.decoded.get(self._gen_key) is None:
                         await self._rebuild()
                 finally:
-                    if await self.redis.get(lock) == self.replica:
+                    if await self.decoded.get(lock) == self.replica:
                         await self.redis.delete(lock)
                 return
-            if await self.redis.get(self._gen_key) is not None:
+            if await self.decoded.get(self._gen_key) is not None:
                 return
             if time.monotonic() > deadline:
                 raise BackendUnavailable("The quota counters are being rebuilt; try again shortly.", retry_after=2)
@@ -618,7 +647,7 @@ class RedisCounters(Counters):
     async def reconcile(self) -> int:
         """Settle or release what replicas that died (no heartbeat) left in flight."""
         done = 0
-        for replica in await self.redis.smembers(f"{self.prefix}:replicas"):
+        for replica in await self.decoded.smembers(f"{self.prefix}:replicas"):
             if replica == self.replica or await self.redis.exists(f"{self.prefix}:hb:{replica}"):
                 continue
             reap = f"{self.prefix}:reap:{replica}"
@@ -634,16 +663,16 @@ class RedisCounters(Counters):
         assert self.view is not None
         users_key = f"{self.prefix}:r:{replica}:u"
         found: list[tuple[int, str, str]] = []
-        for uid in await self.redis.smembers(users_key):
-            base = self._base(int(uid))
-            entries = await self.redis.hgetall(f"{base}:if")
-            found += [(int(uid), f, v) for f, v in entries.items() if f.startswith(replica + ":")]
-            running = [f for f in await self.redis.hkeys(f"{base}:run") if f.startswith(replica + ":")]
+        for member in await self.decoded.smembers(users_key):
+            base = self._base(int(member))
+            entries = await self.decoded.hgetall(f"{base}:if")
+            found += [(int(member), f, v) for f, v in entries.items() if f.startswith(replica + ":")]
+            running = [f for f in await self.decoded.hkeys(f"{base}:run") if f.startswith(replica + ":")]
             if running:
                 await self.redis.hdel(f"{base}:run", *running)
         ids = [f.split(":", 1)[1] for _, f, _ in found]
         outcomes = await asyncio.to_thread(self.view.outcomes, ids) if ids else {}
-        generation = await self.redis.get(self._gen_key)
+        generation = await self.decoded.get(self._gen_key)
         for uid, f, value in found:
             entry = decode(value)
             status, amounts = outcomes.get(f.split(":", 1)[1], ("missing", Amounts()))

@@ -33,7 +33,6 @@ class Preset:
 
     base_urls: dict[str, str]  # region -> OpenAI-dialect base URL ("default" required)
     anthropic_base_urls: dict[str, str] = field(default_factory=dict)
-    responses: bool = False  # serves /responses natively
     env_keys: tuple[str, ...] = ()  # conventional environment variables for the API key
     models: tuple[str, ...] = ()  # current flagship models, enabled with no config file
     small_model: str | None = None  # a small fast model, for claude-haiku-* and the like

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -114,7 +114,7 @@ class HttpTransport:
 
     async def post_sse(
         self, url: str, body: dict[str, Any], headers: dict[str, str]
-    ) -> AsyncIterator[tuple[str | None, bytes, bool]]:
+    ) -> AsyncGenerator[tuple[str | None, bytes, bool]]:
         """POST and yield ``(event, data, more)`` for each server-sent event, as it arrives;
         ``more`` says the same network read holds further events.
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from pydantic import Field, StringConstraints, ValidationError
@@ -23,6 +24,8 @@ from oneplan.server.errors import error_response
 from oneplan.server.pipeline import read_json
 
 OPENAI = openai_chat.PROTOCOL
+Endpoint = Callable[[Request], Awaitable[Response]]
+_Model = TypeVar("_Model", bound=Lenient)
 MAX_ADMIN_BODY = 64 * 1024  # a user, a key: a few hundred bytes
 
 # Names as the database holds them (users.name is 200 characters): printable, never empty.
@@ -65,7 +68,7 @@ class Selection(Lenient):
     key_id: KeyId | None = None
 
 
-def payload(model: type[Lenient], data: Any) -> Any:
+def payload(model: type[_Model], data: Any) -> _Model:
     """``data`` as ``model``, or an ``InvalidRequest`` naming the field."""
     try:
         return model.model_validate(data)
@@ -103,7 +106,7 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-def admin_only(gateway: Any, handler: Any) -> Any:
+def admin_only(gateway: Any, handler: Endpoint) -> Endpoint:
     """``handler(request)`` for the admin key (or an operator's console session) only; every
     error in the OpenAI error shape."""
 

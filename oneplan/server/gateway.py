@@ -12,6 +12,7 @@ from oneplan import sealing
 from oneplan.alerts.service import Alerts
 from oneplan.metering.counters import Counters, MemoryCounters
 from oneplan.metering.ledger import Ledger
+from oneplan.metering.rows import LedgerRow
 from oneplan.metering.windows import Clock, Periods, system_clock
 from oneplan.providers.build import build_providers
 from oneplan.routing.catalog import Catalog
@@ -117,7 +118,7 @@ class Gateway:
             await self.ledger.flush()  # this replica's rows so far are in what it reads
             await self.counters.backfill(after.user_id, self.catalog.plans.get(before.plan), new, after.subscribed_at)
 
-    def observe(self, row: dict[str, Any]) -> None:
+    def observe(self, row: LedgerRow) -> None:
         """A finished request, for metrics and alerts."""
         self.metrics.observe(row)
         self.alerts.observe(row)

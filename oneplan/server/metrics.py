@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from oneplan.metering.rows import LedgerRow
 from oneplan.routing.health import CLOSED, OPEN, Health
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
@@ -132,7 +133,7 @@ class Metrics:
         extra = {"pid": str(os.getpid())} if self.multiprocess else None
         self.registry.register(LedgerCollector(ledger, extra))
 
-    def observe(self, row: dict[str, Any]) -> None:
+    def observe(self, row: LedgerRow) -> None:
         """One finished request (its ledger row). Cheap: cached children, no allocation beyond
         the first request of a label set."""
         status = row["status"]

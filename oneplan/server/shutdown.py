@@ -19,7 +19,7 @@ import sys
 from types import FrameType
 
 
-def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+def _exit_cleanly(_signum: int, _frame: FrameType | None) -> None:
     sys.exit(0)
 
 

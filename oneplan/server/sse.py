@@ -15,8 +15,6 @@ from starlette.types import Receive, Scope, Send
 
 
 class EventStream:
-    media_type = "text/event-stream"
-
     def __init__(
         self,
         body: AsyncIterator[bytes],

@@ -12,7 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Engine, cast, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    Integer,
+    cast,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from oneplan.errors import ConfigError
@@ -140,14 +152,6 @@ class Database:
         with self.engine.connect() as conn:
             return conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == key)).scalar()
 
-    def set_meta(self, key: str, value: str) -> None:
-        with self.engine.begin() as conn:
-            done = conn.execute(
-                update(schema.meta).where(schema.meta.c.key == key).values(value=value)
-            ).rowcount
-            if not done:
-                conn.execute(insert(schema.meta).values(key=key, value=value))
-
     def add_meta_once(self, key: str, value: str) -> str:
         """Store ``value`` unless ``key`` is there already; the stored value either way (when
         several processes race, the first insert wins and every one returns it)."""
@@ -261,11 +265,13 @@ class Database:
         now = time.time()
         with self.engine.begin() as conn:
             try:
-                user_id = conn.execute(
+                inserted = conn.execute(
                     insert(schema.users).values(
                         name=name, plan=plan, created_at=now, disabled=False, subscribed_at=subscribed_at
                     )
-                ).inserted_primary_key[0]
+                ).inserted_primary_key
+                assert inserted is not None  # an INSERT's result always has it
+                user_id = inserted[0]
             except IntegrityError:
                 raise ValueError(f"a user named {name!r} already exists") from None
             key_id, key = self._insert_key(conn, user_id, None)
@@ -479,7 +485,7 @@ class Database:
 
     def _charged_query(self, since: float, user_ids: Iterable[int] | None) -> Any:
         led, u = schema.ledger, schema.users
-        second = func.cast(led.c.ts, schema.Integer)
+        second = func.cast(led.c.ts, Integer)
         anchor = func.coalesce(u.c.subscribed_at, u.c.created_at)
         query = (
             select(
@@ -516,7 +522,7 @@ class Database:
                 func.sum(led.c.cached_tokens),
                 func.sum(led.c.reasoning_tokens),
                 func.sum(led.c.cost),
-                func.sum(func.cast(led.c.status != "ok", schema.Integer)),
+                func.sum(func.cast(led.c.status != "ok", Integer)),
             )
             .join(u, u.c.id == led.c.user_id)
             .group_by(u.c.name, led.c.model)

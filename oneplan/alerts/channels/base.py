@@ -7,8 +7,9 @@ import threading
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -21,6 +22,8 @@ from oneplan.errors import ConfigError, DeliveryFailed
 _MAX_IO = 8
 _io_slots: dict[int, asyncio.Semaphore] = {}
 
+_T = TypeVar("_T")
+
 
 def _finish(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
     if future.done():
@@ -31,11 +34,11 @@ def _finish(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
-async def in_thread(fn: Any, *args: Any) -> Any:
+async def in_thread(fn: Callable[..., _T], *args: Any) -> _T:
     loop = asyncio.get_running_loop()
     slots = _io_slots.setdefault(id(loop), asyncio.Semaphore(_MAX_IO))
     async with slots:
-        future: asyncio.Future[Any] = loop.create_future()
+        future: asyncio.Future[_T] = loop.create_future()
 
         def run() -> None:
             try:
