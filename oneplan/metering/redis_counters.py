@@ -210,6 +210,7 @@ class RedisCounters(Counters):
         self._replant_script = self.redis.register_script(REPLANT)
         self._recharge = self.redis.register_script(RECHARGE)
         self.grace_seconds = 0.3  # a rebuild waits this long for other replicas to replant
+        self.backfill_wait_seconds = 1.0  # > every replica's ledger flush (server.ledger_flush_seconds)
         self._outstanding: dict[str, Reservation] = {}  # admitted, not yet fully settled or released
         self._committed_gen: dict[str, str] = {}  # field -> generation its row committed under
         self._replanted: dict[str, str] = {}  # field -> generation it was replanted into
@@ -590,6 +591,9 @@ class RedisCounters(Counters):
                 mine.add(shape)
         if not mine:
             return
+        # The other replicas' rows reach the database within their ledger flush: read once
+        # theirs so far are there too.
+        await asyncio.sleep(self.backfill_wait_seconds)
         now = self.clock()
         rows = await asyncio.to_thread(self.view.charged_since, self.since([new], now), [user_id])
         await self._load(rows, now, plan=new, shapes=mine, anchor=anchor)

@@ -34,10 +34,13 @@ def make_counters(catalog: Catalog, clock: Clock, periods: Periods) -> Counters:
     if url:
         from oneplan.metering.redis_counters import RedisCounters
 
-        return RedisCounters(
+        counters = RedisCounters(
             url, clock, periods, prefix=catalog.server.redis_prefix,
             heartbeat_seconds=catalog.server.replica_heartbeat_seconds,
         )
+        # Replicas share one catalog file: theirs flush as often as this one.
+        counters.backfill_wait_seconds = max(1.0, 3 * catalog.server.ledger_flush_seconds)
+        return counters
     return MemoryCounters(clock, periods)
 
 
