@@ -70,6 +70,14 @@ def set_output(chat: ChatRequest, tokens: int) -> None:
         chat.passthrough = chat.passthrough.with_output_limit(tokens)
 
 
+def fit_output(call: Call) -> None:
+    """Ask upstream for no more output than the reservation holds (inside the settlement: a
+    failure here still releases the reservation)."""
+    granted, chat = call.reservation.output, call.request
+    if granted is not None and (chat.max_tokens is None or granted < chat.max_tokens):
+        set_output(chat, granted)
+
+
 # The output bound a plan that meters tokens, credits or cost reserves for a request that asks
 # for none and whose model declares no ``max_output_tokens`` (it is sent upstream as max_tokens).
 DEFAULT_OUTPUT_BOUND = 8192
@@ -231,8 +239,6 @@ class Pipeline:
             reservation = await self.admission.admit(
                 key.user_id, plan, demand(chat, entry, plan, key, size, started), request_id
             )
-            if reservation.output is not None and (chat.max_tokens is None or reservation.output < chat.max_tokens):
-                set_output(chat, reservation.output)
         except QuotaExceeded as exc:
             self.books.ledger.record(self._row_refused(protocol, chat, key, entry, started, t0, exc))
             return error_response(protocol, exc, states=await self.windows(key, plan), now=started)
@@ -270,6 +276,7 @@ class Pipeline:
         settlement = Settlement(self.books, call)
         try:
             async with settlement:
+                fit_output(call)
                 result, served = await self.router.complete(call.request, call.entry, call.plan)
                 settlement.served = served
                 call.ttft = time.perf_counter() - call.t0
@@ -299,6 +306,7 @@ class Pipeline:
         settlement = Settlement(self.books, call)
         try:
             async with settlement:
+                fit_output(call)
                 served, first, rest = await self.router.open_stream(call.request, call.entry, call.plan)
                 settlement.served = served
                 interval = call.exchange.ping_interval
