@@ -70,7 +70,7 @@ class Reservation:
 
 def exhausts(state: WindowState, weight: float) -> bool:
     """Budgets admit while not used up; request windows admit while the weight still fits."""
-    if state.unit in ("credits", "tokens", "cost"):
+    if state.unit in ("credits", "tokens", "cost") or state.window in ("tokens_month", "cost_month"):
         return state.used >= state.limit
     return state.used + weight > state.limit
 
@@ -103,14 +103,13 @@ def concurrency_refusal(limit: int) -> QuotaExceeded:
     )
 
 
-def legacy_demand(plan: Plan, weight: int, anchor: float | None = None, multiplier: float = 1.0) -> Demand:
-    """A request that asks for nothing but its weight (tests, usage reports, reading or
-    rebuilding windows: weight 0)."""
+def legacy_demand(plan: Plan, weight: int) -> Demand:
+    """A request that asks for nothing but its weight (tests, usage reports)."""
     needs = []
     for w in plan.limits:
         fixed = float(weight) if w.unit == "requests" else (1.0 if w.unit == "calls" else 0.0)
         needs.append(Need(w, fixed, 0.0))
-    return Demand(needs, weight, multiplier=multiplier, anchor=anchor)
+    return Demand(needs, weight)
 
 
 def as_amounts(reservation: Reservation, tokens: int | Amounts, cost: float) -> Amounts:
@@ -144,8 +143,6 @@ class Counters(ABC):
         self.plans: Callable[[str], Plan | None] = lambda name: None
         # A user's subscription time, for states asked without one (console, alerts).
         self.anchor_of: Callable[[int], float | None] = lambda user_id: None
-        # Every plan in force, for how far back a rebuild must read the ledger.
-        self.all_plans: Callable[[], Iterable[Plan]] = lambda: ()
 
     def periods_of(self, plan: Plan) -> Periods:
         return self.periods if plan.timezone is None else periods_in(plan.timezone)
@@ -207,7 +204,7 @@ class Counters(ABC):
         database: ``charged_since``)."""
         self.view = view
         now = self.clock()
-        self.load(await asyncio.to_thread(view.charged_since, self.since(self.all_plans(), now)))
+        self.load(await asyncio.to_thread(view.charged_since, now - LOOKBACK_MONTH * 2))
 
     @staticmethod
     def added_shapes(old: Plan | None, new: Plan) -> set[str]:
@@ -222,6 +219,10 @@ class Counters(ABC):
 
     async def aclose(self) -> None:  # noqa: B027
         """Release connections."""
+
+
+def span_of(charge: Charge) -> float:
+    return charge.span
 
 
 def row_amounts(row: tuple[Any, ...]) -> tuple[int, int, Amounts, float, str | None, float | None]:
@@ -301,7 +302,8 @@ class MemoryCounters(Counters):
         rows = [(second, amounts, multiplier) for _, second, amounts, multiplier, _, _ in map(row_amounts, found)]
         rows.sort(key=lambda r: r[0])
         user = self._user(user_id)
-        demand = legacy_demand(new, 0, anchor)
+        demand = legacy_demand(new, 0)
+        demand.anchor = anchor
         fresh = [
             c for c in self.charges(new, demand, now)
             if c.window.shape in shapes and c.key not in user.rolling and c.key not in user.periods
@@ -461,7 +463,8 @@ class MemoryCounters(Counters):
     def snapshot(self, user_id: int, plan: Plan, anchor: float | None = None) -> list[WindowState]:
         now = self.clock()
         user = self._user(user_id)
-        demand = legacy_demand(plan, 0, anchor if anchor is not None else self.anchor_of(user_id))
+        demand = legacy_demand(plan, 0)
+        demand.anchor = anchor if anchor is not None else self.anchor_of(user_id)
         charges = self.charges(plan, demand, now)
         if user.pending is not None:
             self._place(user, plan, charges, now)
@@ -486,5 +489,6 @@ class MemoryCounters(Counters):
         for user_id, (name, anchor) in plans.items():
             found = self.plans(name) if name else None
             if found is not None:
-                demand = legacy_demand(found, 0, anchor)
+                demand = legacy_demand(found, 0)
+                demand.anchor = anchor
                 self._place(self._users[user_id], found, self.charges(found, demand, now), now)

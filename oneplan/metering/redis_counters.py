@@ -45,12 +45,12 @@ from oneplan.metering.counters import (
     Counters,
     Demand,
     Reservation,
-    as_amounts,
     concurrency_refusal,
     exhausts,
     legacy_demand,
     refusal,
     row_amounts,
+    span_of,
     too_big,
 )
 from oneplan.metering.plans import Amounts, Plan
@@ -285,7 +285,7 @@ class RedisCounters(Counters):
             for j, c in enumerate(charges):
                 used, frees = float(result[3 + 2 * j]), result[4 + 2 * j]
                 states.append(WindowState(
-                    c.window.name, used, c.window.limit, float(frees) if frees else None, c.window.unit, c.span,
+                    c.window.name, used, c.window.limit, float(frees) if frees else None, c.window.unit, span_of(c),
                     c.window.kind,
                 ))
             granted = None if output < 0 else output
@@ -364,7 +364,10 @@ class RedisCounters(Counters):
         if reservation.settled:
             return
         reservation.settled = True
-        self._pending[reservation.field] = _Pending(reservation, as_amounts(reservation, tokens, cost))
+        amounts = tokens if isinstance(tokens, Amounts) else Amounts(
+            requests=float(reservation.weight), calls=1.0, tokens=float(tokens), cost=float(cost)
+        )
+        self._pending[reservation.field] = _Pending(reservation, amounts)
         self._finished.setdefault(reservation.user_id, []).append(reservation.field)
 
     def committed(self, rows: Iterable[dict[str, Any]], generation: str) -> None:
@@ -504,7 +507,8 @@ class RedisCounters(Counters):
 
     async def states(self, user_id: int, plan: Plan, anchor: float | None = None) -> list[WindowState]:
         await self.flush()
-        demand = legacy_demand(plan, 0, anchor if anchor is not None else self.anchor_of(user_id))
+        demand = legacy_demand(plan, 0)
+        demand.anchor = anchor if anchor is not None else self.anchor_of(user_id)
         reservation = await self._admit_or_probe(user_id, plan, demand, "", probe=True)
         states = reservation.states
         if plan.concurrency is not None:
@@ -556,7 +560,7 @@ class RedisCounters(Counters):
     async def _rebuild(self) -> None:
         assert self.view is not None, "RedisCounters.start() was not awaited"
         now = self.clock()
-        rows, generation = await asyncio.to_thread(self.view.snapshot_for_counters, self.since(self.all_plans(), now))
+        rows, generation = await asyncio.to_thread(self.view.snapshot_for_counters, now - 2 * 32 * 86400)
         stale = [key async for key in self.redis.scan_iter(match=f"{self.prefix}:{{*", count=1000)]
         if stale:
             await self.redis.delete(*stale)
@@ -604,7 +608,9 @@ class RedisCounters(Counters):
         for row in rows:
             user_id, second, amounts, multiplier, plan_name, row_anchor = row_amounts(row)
             target = plan or (self.plans(plan_name) if plan_name else None) or EVERY_SHORTHAND
-            demand = legacy_demand(target, 0, row_anchor if anchor is None else anchor, multiplier)
+            demand = legacy_demand(target, 0)
+            demand.anchor = row_anchor if anchor is None else anchor
+            demand.multiplier = multiplier
             base = self._base(user_id)
             for c in self.charges(target, demand, float(second)):
                 if shapes is not None and c.window.shape not in shapes:

@@ -70,8 +70,9 @@ class Periods:
     def day(self, now: float) -> tuple[float, float]:
         local = datetime.fromtimestamp(now, self.tz)
         start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        # Wall-clock arithmetic: the next local midnight, 23 or 25 hours away across a DST change.
-        return start.timestamp(), (start + timedelta(days=1)).timestamp()
+        following = (start + timedelta(days=1)).replace(hour=0)  # wall clock: 23 or 25 hours at DST
+        end = datetime(following.year, following.month, following.day, tzinfo=self.tz)
+        return start.timestamp(), end.timestamp()
 
     def span(self, length: str, now: float) -> tuple[float, float]:
         """The calendar ``day``, ``week`` or ``month`` holding ``now``."""
