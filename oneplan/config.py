@@ -222,7 +222,11 @@ class ServerConfig(_Strict):
     shutdown_grace_seconds: float = Field(30, ge=0)
     max_header_bytes: int = Field(64 * 1024, ge=1024)  # request line + headers; over it: 431
     header_timeout_seconds: float = Field(10.0, gt=0)  # a request head must arrive within this
-    keep_alive_seconds: float = Field(5.0, gt=0)  # idle keep-alive connections are closed after
+    # Idle keep-alive connections are closed after this. Longer than clients' own idle expiry
+    # (httpx and so the openai and anthropic SDKs: 5 s, undici 4 s, aiohttp 15 s): the client
+    # must drop an idle connection before the server does, or a request it sends just as the
+    # server closes meets a reset.
+    keep_alive_seconds: float = Field(75.0, gt=0)
 
 
 class RoutingConfig(_Strict):

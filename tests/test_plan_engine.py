@@ -233,6 +233,32 @@ def test_credits_reserve_the_worst_case_and_settle_the_real_classes(backend: Bac
     assert used(backend, c, plan)["credits_5h"] == pytest.approx(665)
 
 
+def test_states_tell_what_requests_in_flight_hold_from_what_was_settled(backend: Backend) -> None:
+    """``used`` counts the worst case of requests in flight (nothing may overshoot); alerts and
+    digests speak of what was spent, so each state also says how much of it is only held."""
+    c = backend.counters()
+    plan = plan_of(windows=[
+        {"unit": "tokens", "kind": "rolling", "length": "5h", "limit": 10_000, "name": "tok"},
+        {"unit": "requests", "kind": "calendar", "length": "month", "limit": 100, "name": "req"},
+    ])
+
+    def view() -> dict[str, tuple[float, float]]:
+        return {s.window: (s.used, s.settled) for s in backend.run(c.states(1, plan, held=True))}
+
+    first = admit(backend, c, plan, input_bound=100, requested=400)
+    second = admit(backend, c, plan, input_bound=200, requested=300)
+    assert view() == {"tok": (1000, 0), "req": (2, 0)}
+    c.settle(first, Amounts(requests=1, calls=1, tokens=150))
+    # Redis: finished, its row not committed yet - what it spent is known here already.
+    assert {w: settled for w, (_, settled) in view().items()} == {"tok": 150, "req": 1}
+    _settle_redis(backend, c, first)
+    assert view() == {"tok": (650, 150), "req": (2, 1)}
+    backend.run(c.release(second))  # failed upstream: nothing spent, nothing held
+    if backend.kind == "redis":
+        backend.run(c.flush())  # type: ignore[attr-defined]
+    assert view() == {"tok": (150, 150), "req": (1, 1)}
+
+
 def _settle_redis(backend: Backend, c: Counters, r: Any) -> None:
     """Redis settles once the ledger row is committed: say it is."""
     if backend.kind == "redis":
@@ -333,6 +359,38 @@ def test_rebuilt_from_the_ledger_every_window_comes_back(tmp_path: Path) -> None
     c.load(rows)
     states = {s.window: s.used for s in c.snapshot(1, plan, T0 - 10 * 86400)}
     assert states == {"5h": 6, "cr": 2100}
+
+
+def test_a_rolling_window_longer_than_two_months_is_rebuilt_whole(backend: Backend, tmp_path: Path) -> None:
+    """The counters start from the ledger as far back as the plans in force reach: a 90-day
+    rolling window counts a request from 80 days ago after a restart."""
+    from oneplan.metering.ledger import LEDGER_DEFAULTS, fit
+
+    plan = plan_of(windows=[{"unit": "requests", "kind": "rolling", "length": "90d", "limit": 3, "name": "q"}])
+    backend.db = Database.open(tmp_path)
+    user, _key_id, _key = backend.db.create_user("alice", "p")
+    assert user.id == 1
+    backend.db.insert_ledger([
+        fit({**LEDGER_DEFAULTS, "id": f"old{i}", "ts": T0 - days * 86400, "user_id": 1, "key_id": "k",
+             "protocol": "openai_chat", "model": "glm", "stream": False, "status": "ok", "http_status": 200,
+             "weight": 1, "latency_ms": 1.0, "plan": "p"})
+        for i, days in enumerate((80, 95))  # the second is out of the window
+    ])
+    if backend.kind == "memory":
+        c = MemoryCounters(backend.clock, Periods("UTC"))
+        c.plans = lambda name: plan if name == "p" else None
+        c.all_plans = lambda: [plan]
+        backend.run(c.start(backend.db))
+        backend.made.append(c)
+    else:
+        from oneplan.metering.redis_counters import RedisCounters
+
+        c = RedisCounters("redis://127.0.0.1:6379/0", backend.clock, Periods("UTC"), prefix=backend.prefix)
+        c.plans = lambda name: plan if name == "p" else None
+        c.all_plans = lambda: [plan]
+        backend.made.append(c)
+        backend.run(c.start(backend.db))
+    assert used(backend, c, plan) == {"q": 1}
 
 
 def test_off_peak_hours_charge_the_off_peak_multiplier() -> None:

@@ -15,6 +15,7 @@ import secrets
 import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from oneplan.alerts import channels, messages, subscriptions
@@ -144,7 +145,12 @@ class Alerts:
         if not rules:
             return
         now = self.clock()
-        states = await self.gw.counters.states(user_id, plan)
+        # Alerts speak of what was spent: a request in flight holds its worst case, which may
+        # mostly come back at settlement.
+        states = [
+            replace(s, used=s.settled, held=0.0)
+            for s in await self.gw.counters.states(user_id, plan, held=True)
+        ]
         left = {s.window: self.pace.add(user_id, s, now) for s in states}
         by_window = {s.window: s for s in states}
         for rule in rules:

@@ -70,7 +70,7 @@ class Reservation:
 
 def exhausts(state: WindowState, weight: float) -> bool:
     """Budgets admit while not used up; request windows admit while the weight still fits."""
-    if state.unit in ("credits", "tokens", "cost") or state.window in ("tokens_month", "cost_month"):
+    if state.unit in ("credits", "tokens", "cost"):
         return state.used >= state.limit
     return state.used + weight > state.limit
 
@@ -103,13 +103,14 @@ def concurrency_refusal(limit: int) -> QuotaExceeded:
     )
 
 
-def legacy_demand(plan: Plan, weight: int) -> Demand:
-    """A request that asks for nothing but its weight (tests, usage reports)."""
+def legacy_demand(plan: Plan, weight: int, anchor: float | None = None, multiplier: float = 1.0) -> Demand:
+    """A request that asks for nothing but its weight (tests, usage reports, reading or
+    rebuilding windows: weight 0)."""
     needs = []
     for w in plan.limits:
         fixed = float(weight) if w.unit == "requests" else (1.0 if w.unit == "calls" else 0.0)
         needs.append(Need(w, fixed, 0.0))
-    return Demand(needs, weight)
+    return Demand(needs, weight, multiplier=multiplier, anchor=anchor)
 
 
 def as_amounts(reservation: Reservation, tokens: int | Amounts, cost: float) -> Amounts:
@@ -143,6 +144,8 @@ class Counters(ABC):
         self.plans: Callable[[str], Plan | None] = lambda name: None
         # A user's subscription time, for states asked without one (console, alerts).
         self.anchor_of: Callable[[int], float | None] = lambda user_id: None
+        # Every plan in force, for how far back a rebuild must read the ledger.
+        self.all_plans: Callable[[], Iterable[Plan]] = lambda: ()
 
     def periods_of(self, plan: Plan) -> Periods:
         return self.periods if plan.timezone is None else periods_in(plan.timezone)
@@ -189,8 +192,11 @@ class Counters(ABC):
         """The request failed: give the reservation back."""
 
     @abstractmethod
-    async def states(self, user_id: int, plan: Plan, anchor: float | None = None) -> list[WindowState]:
-        """Every window the plan limits, as it stands now."""
+    async def states(
+        self, user_id: int, plan: Plan, anchor: float | None = None, *, held: bool = False
+    ) -> list[WindowState]:
+        """Every window the plan limits, as it stands now; with ``held``, each state also says
+        how much of its ``used`` requests in flight reserved (``WindowState.settled``)."""
 
     async def adopt(self, groups: Any) -> None:  # noqa: B027
         """Rows replayed from a dead process's journal are in the database (shared counters
@@ -204,7 +210,7 @@ class Counters(ABC):
         database: ``charged_since``)."""
         self.view = view
         now = self.clock()
-        self.load(await asyncio.to_thread(view.charged_since, now - LOOKBACK_MONTH * 2))
+        self.load(await asyncio.to_thread(view.charged_since, self.since(self.all_plans(), now)))
 
     @staticmethod
     def added_shapes(old: Plan | None, new: Plan) -> set[str]:
@@ -219,10 +225,6 @@ class Counters(ABC):
 
     async def aclose(self) -> None:  # noqa: B027
         """Release connections."""
-
-
-def span_of(charge: Charge) -> float:
-    return charge.span
 
 
 def row_amounts(row: tuple[Any, ...]) -> tuple[int, int, Amounts, float, str | None, float | None]:
@@ -278,11 +280,12 @@ class _Rolling:
 
 
 class _User:
-    __slots__ = ("inflight", "pending", "periods", "rolling")
+    __slots__ = ("held", "inflight", "pending", "periods", "rolling")
 
     def __init__(self) -> None:
         self.rolling: dict[str, _Rolling] = {}
         self.periods: dict[str, float] = {}  # "<shape>:<start>" -> used
+        self.held: dict[str, float] = {}  # counter -> what requests in flight reserved there
         self.inflight = 0
         self.pending: list[tuple[int, Amounts, float]] | None = None  # loaded rows not yet placed
 
@@ -302,8 +305,7 @@ class MemoryCounters(Counters):
         rows = [(second, amounts, multiplier) for _, second, amounts, multiplier, _, _ in map(row_amounts, found)]
         rows.sort(key=lambda r: r[0])
         user = self._user(user_id)
-        demand = legacy_demand(new, 0)
-        demand.anchor = anchor
+        demand = legacy_demand(new, 0, anchor)
         fresh = [
             c for c in self.charges(new, demand, now)
             if c.window.shape in shapes and c.key not in user.rolling and c.key not in user.periods
@@ -372,7 +374,8 @@ class MemoryCounters(Counters):
                 frees = rolling.frees_at(need, w.limit, w.seconds, now)
             else:
                 used, frees = user.periods.get(charge.key, 0.0), charge.end
-            out.append(WindowState(w.name, used, w.limit, frees, w.unit, charge.span, w.kind))
+            held = min(used, max(0.0, user.held.get(charge.key, 0.0)))
+            out.append(WindowState(w.name, used, w.limit, frees, w.unit, charge.span, w.kind, held))
         return out
 
     async def admit(self, user_id: int, plan: Plan, demand: Demand | int, request_id: str = "") -> Reservation:
@@ -415,6 +418,7 @@ class MemoryCounters(Counters):
                 self._rolling(user, charge.key).add(second, amount)
             else:
                 user.periods[charge.key] = user.periods.get(charge.key, 0.0) + amount
+            user.held[charge.key] = user.held.get(charge.key, 0.0) + amount
         user.inflight += 1
         requested = demand.requested
         lowered = requested if granted is not None and requested is not None and granted < requested else None
@@ -444,6 +448,7 @@ class MemoryCounters(Counters):
         for charge in reservation.charges:
             actual = amounts.of(charge.window.unit) * charge.factor
             self._move(user, reservation, charge, actual - charge.amount)
+            self._unhold(user, charge)
 
     async def release(self, reservation: Reservation) -> None:
         self.release_now(reservation)
@@ -456,15 +461,25 @@ class MemoryCounters(Counters):
         user.inflight = max(0, user.inflight - 1)
         for charge in reservation.charges:
             self._move(user, reservation, charge, -charge.amount)
+            self._unhold(user, charge)
 
-    async def states(self, user_id: int, plan: Plan, anchor: float | None = None) -> list[WindowState]:
-        return self.snapshot(user_id, plan, anchor)
+    @staticmethod
+    def _unhold(user: _User, charge: Charge) -> None:
+        left = user.held.get(charge.key, 0.0) - charge.amount
+        if left > 1e-9:
+            user.held[charge.key] = left
+        else:
+            user.held.pop(charge.key, None)
+
+    async def states(
+        self, user_id: int, plan: Plan, anchor: float | None = None, *, held: bool = False
+    ) -> list[WindowState]:
+        return self.snapshot(user_id, plan, anchor)  # in memory, ``held`` costs nothing: always there
 
     def snapshot(self, user_id: int, plan: Plan, anchor: float | None = None) -> list[WindowState]:
         now = self.clock()
         user = self._user(user_id)
-        demand = legacy_demand(plan, 0)
-        demand.anchor = anchor if anchor is not None else self.anchor_of(user_id)
+        demand = legacy_demand(plan, 0, anchor if anchor is not None else self.anchor_of(user_id))
         charges = self.charges(plan, demand, now)
         if user.pending is not None:
             self._place(user, plan, charges, now)
@@ -489,6 +504,5 @@ class MemoryCounters(Counters):
         for user_id, (name, anchor) in plans.items():
             found = self.plans(name) if name else None
             if found is not None:
-                demand = legacy_demand(found, 0)
-                demand.anchor = anchor
+                demand = legacy_demand(found, 0, anchor)
                 self._place(self._users[user_id], found, self.charges(found, demand, now), now)

@@ -36,7 +36,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from oneplan.errors import BackendUnavailable
@@ -45,12 +45,12 @@ from oneplan.metering.counters import (
     Counters,
     Demand,
     Reservation,
+    as_amounts,
     concurrency_refusal,
     exhausts,
     legacy_demand,
     refusal,
     row_amounts,
-    span_of,
     too_big,
 )
 from oneplan.metering.plans import Amounts, Plan
@@ -285,7 +285,7 @@ class RedisCounters(Counters):
             for j, c in enumerate(charges):
                 used, frees = float(result[3 + 2 * j]), result[4 + 2 * j]
                 states.append(WindowState(
-                    c.window.name, used, c.window.limit, float(frees) if frees else None, c.window.unit, span_of(c),
+                    c.window.name, used, c.window.limit, float(frees) if frees else None, c.window.unit, c.span,
                     c.window.kind,
                 ))
             granted = None if output < 0 else output
@@ -364,10 +364,7 @@ class RedisCounters(Counters):
         if reservation.settled:
             return
         reservation.settled = True
-        amounts = tokens if isinstance(tokens, Amounts) else Amounts(
-            requests=float(reservation.weight), calls=1.0, tokens=float(tokens), cost=float(cost)
-        )
-        self._pending[reservation.field] = _Pending(reservation, amounts)
+        self._pending[reservation.field] = _Pending(reservation, as_amounts(reservation, tokens, cost))
         self._finished.setdefault(reservation.user_id, []).append(reservation.field)
 
     def committed(self, rows: Iterable[dict[str, Any]], generation: str) -> None:
@@ -505,16 +502,45 @@ class RedisCounters(Counters):
 
     # -- state ------------------------------------------------------------------------------
 
-    async def states(self, user_id: int, plan: Plan, anchor: float | None = None) -> list[WindowState]:
+    async def states(
+        self, user_id: int, plan: Plan, anchor: float | None = None, *, held: bool = False
+    ) -> list[WindowState]:
         await self.flush()
-        demand = legacy_demand(plan, 0)
-        demand.anchor = anchor if anchor is not None else self.anchor_of(user_id)
+        demand = legacy_demand(plan, 0, anchor if anchor is not None else self.anchor_of(user_id))
         reservation = await self._admit_or_probe(user_id, plan, demand, "", probe=True)
         states = reservation.states
+        if held:  # one more round trip, for whoever asks what was settled (alerts)
+            reserved = await self._held(user_id, reservation.gen)
+            states = [
+                replace(state, held=min(state.used, reserved.get(charge.key, 0.0)))
+                for state, charge in zip(states, reservation.charges, strict=True)
+            ]
         if plan.concurrency is not None:
             running = await self.redis.hlen(f"{self._base(user_id)}:run")
             states.append(WindowState("concurrency", float(running), float(plan.concurrency), None, "concurrency"))
         return states
+
+    async def _held(self, user_id: int, gen: str) -> dict[str, float]:
+        """Counter -> how much of it is not (yet) spent: the reservations of this user's
+        requests in flight on any replica, and for the ones this replica finished whose rows
+        are not committed yet, what their real usage gives back. (Another replica's finished,
+        uncommitted requests count at their reservation until it commits them.)"""
+        base = self._base(user_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(f"{base}:if")
+        pipe.hkeys(f"{base}:run")
+        entries, running = cast("tuple[dict[str, str], list[str]]", tuple(await pipe.execute()))
+        running_now = set(running)
+        held: dict[str, float] = {}
+        for field, value in entries.items():
+            entry = decode(value)
+            pending = self._pending.get(field)
+            if entry.gen != gen or (field not in running_now and pending is None):
+                continue
+            for _kind, key, unit, factor, reserved in entry.charges:
+                back = reserved if pending is None else reserved - pending.amounts.of(unit) * factor
+                held[key] = held.get(key, 0.0) + back
+        return held
 
     async def start(self, view: LedgerView) -> None:
         """Join: heartbeat, rebuild if Redis has no state, reconcile dead replicas' requests."""
@@ -560,7 +586,7 @@ class RedisCounters(Counters):
     async def _rebuild(self) -> None:
         assert self.view is not None, "RedisCounters.start() was not awaited"
         now = self.clock()
-        rows, generation = await asyncio.to_thread(self.view.snapshot_for_counters, now - 2 * 32 * 86400)
+        rows, generation = await asyncio.to_thread(self.view.snapshot_for_counters, self.since(self.all_plans(), now))
         stale = [key async for key in self.redis.scan_iter(match=f"{self.prefix}:{{*", count=1000)]
         if stale:
             await self.redis.delete(*stale)
@@ -608,9 +634,7 @@ class RedisCounters(Counters):
         for row in rows:
             user_id, second, amounts, multiplier, plan_name, row_anchor = row_amounts(row)
             target = plan or (self.plans(plan_name) if plan_name else None) or EVERY_SHORTHAND
-            demand = legacy_demand(target, 0)
-            demand.anchor = row_anchor if anchor is None else anchor
-            demand.multiplier = multiplier
+            demand = legacy_demand(target, 0, row_anchor if anchor is None else anchor, multiplier)
             base = self._base(user_id)
             for c in self.charges(target, demand, float(second)):
                 if shapes is not None and c.window.shape not in shapes:

@@ -64,6 +64,13 @@ local function move(kind, key, second, delta, span, now, create)
     end
   end
 end
+-- Move each window's amount of an entry: ARGV[first..last] holds 4 values per window (kind,
+-- counter, amount, span), as ``redis_counters._moves`` lays them out.
+local function apply(base, first, last, second, now, create)
+  for j = first, last, 4 do
+    move(ARGV[j], base .. ':' .. ARGV[j + 1], second, tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]), now, create)
+  end
+end
 -- When enough of a rolling window expires for ``need`` more.
 local function frees(key, span, total, need, limit, now)
   local excess = total + need - limit
@@ -225,9 +232,7 @@ while i <= #ARGV do
     if needs == '1' and removed == 0 then
       table.insert(out, 'skip')
     else
-      for j = first, i - 1, 4 do
-        move(ARGV[j], base .. ':' .. ARGV[j + 1], second, tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]), now, true)
-      end
+      apply(base, first, i - 1, second, now, true)
       table.insert(out, 'ok')
     end
   end
@@ -250,9 +255,7 @@ while i <= #ARGV do
   local n = tonumber(ARGV[i + 5])
   local first = i + 6
   i = first + 4 * n
-  for j = first, i - 1, 4 do
-    move(ARGV[j], base .. ':' .. ARGV[j + 1], second, tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]), now, true)
-  end
+  apply(base, first, i - 1, second, now, true)
   redis.call('HSET', base .. ':if', field, value .. '|' .. target)
   redis.call('HSET', base .. ':run', field, second)
 end
@@ -279,9 +282,7 @@ while i <= #ARGV do
     if gen == committed and tonumber(committed) > tonumber(admitted) then due = true end
   end
   if due then
-    for j = first, i - 1, 4 do
-      move(ARGV[j], base .. ':' .. ARGV[j + 1], second, tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]), now, true)
-    end
+    apply(base, first, i - 1, second, now, true)
     table.insert(out, 'ok')
   else
     table.insert(out, 'skip')

@@ -32,6 +32,12 @@ class WindowState:
     unit: str = "requests"  # requests | calls | credits | tokens | cost | concurrency
     span: float | None = None  # the window's length in seconds (a period's, this time)
     kind: str = ""  # rolling | calendar | anniversary ("" for concurrency)
+    held: float = 0.0  # the part of ``used`` that requests in flight reserved and have not settled
+
+    @property
+    def settled(self) -> float:
+        """What requests that finished spent: ``used`` without the in-flight reservations."""
+        return max(0.0, self.used - self.held)
 
     @property
     def remaining(self) -> float:
@@ -70,9 +76,8 @@ class Periods:
     def day(self, now: float) -> tuple[float, float]:
         local = datetime.fromtimestamp(now, self.tz)
         start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        following = (start + timedelta(days=1)).replace(hour=0)  # wall clock: 23 or 25 hours at DST
-        end = datetime(following.year, following.month, following.day, tzinfo=self.tz)
-        return start.timestamp(), end.timestamp()
+        # Wall-clock arithmetic: the next local midnight, 23 or 25 hours away across a DST change.
+        return start.timestamp(), (start + timedelta(days=1)).timestamp()
 
     def span(self, length: str, now: float) -> tuple[float, float]:
         """The calendar ``day``, ``week`` or ``month`` holding ``now``."""

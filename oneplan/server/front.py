@@ -3,11 +3,12 @@
 * **Request head size**: a request line plus headers larger than ``server.max_header_bytes``
   (default 64 KiB) is answered ``431`` and the connection closed (unbounded, a hundred 1 MB header
   lines held ~100 MB).
-* **Request head time**: a connection must deliver a whole request head within
-  ``server.header_timeout_seconds`` (default 10 s) of opening or of its previous answer -
-  slowloris clients and idle sockets that never send a request are closed with ``408``.
+* **Request head time**: a new connection must deliver a whole request head within
+  ``server.header_timeout_seconds`` (default 10 s) of opening, and a request head its first
+  byte - slowloris clients and sockets that never send a request are closed with ``408``.
 * **Idle keep-alive**: uvicorn's own ``timeout_keep_alive`` (``server.keep_alive_seconds``,
-  default 5 s) closes connections idle between requests.
+  default 75 s) closes connections idle between requests, silently. Nothing else closes an idle
+  kept-alive connection: a 408 racing the client's next request would reset it.
 
 ``configure()`` sets the limits for this process before uvicorn starts serving (workers call it
 from their app factory), so the protocol class stays importable for uvicorn's worker processes.
@@ -63,13 +64,6 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._head_timer = None
         if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
             self._plain(408, "Request Timeout", "The request head did not arrive in time.")
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        # The next request's head must come within the limit too (the keep-alive timer, shorter,
-        # usually closes an idle connection first).
-        if not self.transport.is_closing():
-            self._arm_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head()

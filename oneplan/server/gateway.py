@@ -90,6 +90,7 @@ class Gateway:
         await self.keys.start()
         self.counters.plans = lambda name: self.catalog.plans.get(name)  # rebuilding windows from rows
         self.counters.anchor_of = self.keys.subscribed_at
+        self.counters.all_plans = lambda: self.catalog.plans.values()
         await self.counters.start(self.db)  # the ledger is the truth; the counters its cache
         self.ledger.on_replay = self.counters.adopt
         await self.ledger.adopt_replayed()  # a killed predecessor's requests, settled from its rows

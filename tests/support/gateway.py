@@ -13,6 +13,7 @@ import uvicorn
 
 from oneplan.config import CatalogFile
 from oneplan.routing.catalog import build
+from oneplan.server import front
 from oneplan.server.app import create_app
 from oneplan.server.gateway import Gateway as GatewayState
 from oneplan.store.db import Database
@@ -43,11 +44,13 @@ def free_socket() -> socket.socket:
 class ServerThread:
     """Any ASGI app served by uvicorn in a thread; ``url`` once started."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, **options: Any) -> None:
         self.sock = free_socket()
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", loop="asyncio")
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="on", loop="asyncio", **options
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -92,7 +95,9 @@ class Gateway:
         _user, _key_id, self.key = db.create_user("alice", plan)
         db.close()
         self.state = GatewayState(self.catalog, self.data_dir, clock=self.clock)
-        self.thread = ServerThread(create_app(self.state))
+        server = self.catalog.server
+        front.configure(server.max_header_bytes, server.header_timeout_seconds)
+        self.thread = ServerThread(create_app(self.state), **front.uvicorn_options(server))  # as `oneplan serve`
 
     def __enter__(self) -> Gateway:
         self.thread.start()
