@@ -23,7 +23,8 @@ What keeps the counters equal to the ledger when things go wrong:
 * **A replica killed with SIGKILL** leaves in-flight entries (``P:U:if``) behind. Every replica
   keeps a heartbeat; entries of a replica whose heartbeat is gone are reconciled by another
   (under a lock): a request whose ledger row says it was answered is settled with its row's
-  tokens and cost, any other gives its weight back.
+  tokens and cost, any other gives its weight back (``replicas.py``; the entries' text form is
+  ``entries.py``).
 * **Redis unreachable**: admissions fail fast with ``BackendUnavailable`` (a 503 with
   ``Retry-After`` in the caller's protocol), logged once per outage; releases and settlements
   are kept and retried; service resumes by itself.
@@ -36,7 +37,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from oneplan.errors import BackendUnavailable
@@ -53,8 +54,10 @@ from oneplan.metering.counters import (
     row_amounts,
     too_big,
 )
+from oneplan.metering.entries import Entry, Pending, decode, encode, entry_of, moves
 from oneplan.metering.plans import Amounts, Plan
 from oneplan.metering.redis_scripts import ADMIT, RECHARGE, RELEASE, REPLANT, SETTLE
+from oneplan.metering.replicas import Replicas
 from oneplan.metering.resp import LeanRedis, RespError
 from oneplan.metering.windows import Clock, Periods, WindowState
 
@@ -107,66 +110,6 @@ class LedgerView(Protocol):
         """Ledger rows by request id: (status, the real usage)."""
 
 
-@dataclass(slots=True)
-class _Pending:
-    reservation: Reservation
-    amounts: Amounts
-    committed: str | None = None  # the generation its ledger row was committed under
-
-
-@dataclass(slots=True)
-class _Entry:
-    """An in-flight entry's value, decoded: each window it charged, and how much."""
-
-    charges: list[tuple[str, str, str, float, float]]  # (kind, counter, unit, factor, amount, span)
-    spans: list[float]
-    second: int
-    output: int
-    gen: str
-
-
-def encode(charges: list[Charge]) -> str:
-    """The entry's charges: "kind,counter,unit,factor,fixed,per-output,span;..." """
-    return ";".join(
-        f"{'r' if c.rolling else 'p'},{c.key},{c.window.unit},{c.factor!r},{c.fixed!r},{c.per_output!r},"
-        f"{c.window.seconds if c.rolling else int(c.end)}"
-        for c in charges
-    )
-
-
-def decode(value: str) -> _Entry:
-    specs, second, output, gen = value.rsplit("|", 3)
-    out = max(int(float(output)), 0)
-    charges, spans = [], []
-    for spec in specs.split(";") if specs else []:
-        kind, key, unit, factor, fixed, per, span = spec.split(",")
-        charges.append((kind, key, unit, float(factor), float(fixed) + float(per) * out))
-        spans.append(float(span))
-    return _Entry(charges, spans, int(float(second)), int(float(output)), gen)
-
-
-def _entry_of(r: Reservation) -> _Entry:
-    return _Entry(
-        [("r" if c.rolling else "p", c.key, c.window.unit, c.factor, c.amount) for c in r.charges],
-        [float(c.window.seconds if c.rolling else int(c.end)) for c in r.charges],
-        r.second, -1 if r.output is None else r.output, r.gen,
-    )
-
-
-def _moves(entry: _Entry, amounts: Amounts | None, *, full: bool) -> list[Any]:
-    """4 values per window: kind, counter, amount, span - the real usage (``full``), or its
-    difference from the reservation, or (``amounts`` None) the reservation itself."""
-    out: list[Any] = [len(entry.charges)]
-    for (kind, key, unit, factor, reserved), span in zip(entry.charges, entry.spans, strict=True):
-        if amounts is None:
-            amount = reserved
-        else:
-            actual = amounts.of(unit) * factor
-            amount = actual if full else actual - reserved
-        out += [kind, key, repr(float(amount)), repr(span) if kind == "r" else str(int(span))]
-    return out
-
-
 class RedisCounters(Counters):
     def __init__(
         self,
@@ -215,8 +158,8 @@ class RedisCounters(Counters):
         self._committed_gen: dict[str, str] = {}  # field -> generation its row committed under
         self._replanted: dict[str, str] = {}  # field -> generation it was replanted into
         self._gen_seen: str | None = None
-        self._pending: dict[str, _Pending] = {}  # field -> settled, row not yet committed
-        self._ready: list[_Pending] = []  # rows committed: to send to Redis
+        self._pending: dict[str, Pending] = {}  # field -> settled, row not yet committed
+        self._ready: list[Pending] = []  # rows committed: to send to Redis
         self._releases: list[Reservation] = []  # releases Redis did not take yet
         self._finished: dict[int, list[str]] = {}  # user -> requests settled, still "running" in Redis
         self._recovering: asyncio.Task[None] | None = None
@@ -224,6 +167,7 @@ class RedisCounters(Counters):
         self._down = False
         self.rebuilds = 0  # rebuilds this replica did (observability, tests)
         self.reconciled = 0  # requests of dead replicas this one settled or released
+        self.replicas = Replicas(self)
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -364,7 +308,7 @@ class RedisCounters(Counters):
         if reservation.settled:
             return
         reservation.settled = True
-        self._pending[reservation.field] = _Pending(reservation, as_amounts(reservation, tokens, cost))
+        self._pending[reservation.field] = Pending(reservation, as_amounts(reservation, tokens, cost))
         self._finished.setdefault(reservation.user_id, []).append(reservation.field)
 
     def committed(self, rows: Iterable[dict[str, Any]], generation: str) -> None:
@@ -393,20 +337,20 @@ class RedisCounters(Counters):
             return
         reservation.settled = True
         try:
-            await self._release_now(reservation.user_id, reservation.field, _entry_of(reservation))
+            await self._release_now(reservation.user_id, reservation.field, entry_of(reservation))
         except self._errors as exc:
             self._unavailable(exc)
             self._releases.append(reservation)  # retried by the flusher
             return
         self._done(reservation.field)
 
-    async def _release_now(self, user_id: int, field: str, entry: _Entry, tombstone: bool = False) -> None:
+    async def _release_now(self, user_id: int, field: str, entry: Entry, tombstone: bool = False) -> None:
         base = self._base(user_id)
         await self.lean.evalsha(
             self._release.sha, RELEASE,
             [self._gen_key, f"{base}:if", f"{base}:gone", f"{base}:run"],
             [field, entry.gen, 1 if tombstone else 0, entry.second, repr(self.clock()), base,
-             *_moves(entry, None, full=True)],
+             *moves(entry, None, full=True)],
         )
 
     async def flush(self) -> None:
@@ -414,7 +358,7 @@ class RedisCounters(Counters):
         releases, self._releases = self._releases, []
         for i, r in enumerate(releases):
             try:
-                await self._release_now(r.user_id, r.field, _entry_of(r))
+                await self._release_now(r.user_id, r.field, entry_of(r))
             except self._errors:
                 self._releases.extend(releases[i:])
                 raise
@@ -438,10 +382,10 @@ class RedisCounters(Counters):
         for e in ready:
             r = e.reservation
             late = e.committed != r.gen
-            entry = _entry_of(r)
+            entry = entry_of(r)
             args += [
                 self._base(r.user_id), r.field, e.committed, 0 if late else 1, r.second, repr(now),
-                *_moves(entry, e.amounts, full=late),
+                *moves(entry, e.amounts, full=late),
             ]
         try:
             replies = await self._settle(keys=[self._gen_key], args=args)
@@ -486,10 +430,10 @@ class RedisCounters(Counters):
             now = self.clock()
             args: list[Any] = [gen]
             for r in stale:
-                entry = _entry_of(r)
+                entry = entry_of(r)
                 args += [
                     self._base(r.user_id), r.field, r.second, repr(now), r.value.rsplit("|", 1)[0],
-                    *_moves(entry, None, full=True),
+                    *moves(entry, None, full=True),
                 ]
             if not await self._replant_script(keys=[self._gen_key, f"{self.prefix}:rebuild"], args=args):
                 return  # not that generation any more: the next look will tell
@@ -546,17 +490,17 @@ class RedisCounters(Counters):
         """Join: heartbeat, rebuild if Redis has no state, reconcile dead replicas' requests."""
         self.view = view
         try:
-            await self._heartbeat()
+            await self.replicas.heartbeat()
             await self.redis.sadd(f"{self.prefix}:replicas", self.replica)
             if await self.decoded.get(self._gen_key) is None:
                 await self.recover()
-            await self.reconcile()
+            await self.replicas.reconcile()
         except self._errors as exc:
             self._unavailable(exc)  # not fatal: the first request that reaches Redis recovers
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._flusher(), name="quota-settle"),
-            loop.create_task(self._watch(), name="quota-replicas"),
+            loop.create_task(self.replicas.watch(), name="quota-replicas"),
         ]
 
     async def recover(self) -> None:
@@ -656,104 +600,12 @@ class RedisCounters(Counters):
                     pipe.expire(key, max(60, int(c.end - now) + 3600))
         await pipe.execute()
 
-    # -- replicas ---------------------------------------------------------------------------
-
-    async def _heartbeat(self) -> None:
-        await self.redis.set(f"{self.prefix}:hb:{self.replica}", "1", px=int(self.heartbeat_seconds * 1000))
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_seconds / 3)
-            try:
-                await self._heartbeat()
-                await self.reconcile()
-            except self._errors as exc:
-                self._unavailable(exc)
-            except Exception:
-                log.exception("reconciling dead replicas' requests failed; will retry")
-
     async def reconcile(self) -> int:
         """Settle or release what replicas that died (no heartbeat) left in flight."""
-        done = 0
-        for replica in await self.decoded.smembers(f"{self.prefix}:replicas"):
-            if replica == self.replica or await self.redis.exists(f"{self.prefix}:hb:{replica}"):
-                continue
-            reap = f"{self.prefix}:reap:{replica}"
-            if not await self.redis.set(reap, self.replica, nx=True, px=60_000):
-                continue
-            try:
-                done += await self._reap(replica)
-            finally:
-                await self.redis.delete(reap)
-        return done
-
-    async def _reap(self, replica: str) -> int:
-        assert self.view is not None
-        users_key = f"{self.prefix}:r:{replica}:u"
-        found: list[tuple[int, str, str]] = []
-        for member in await self.decoded.smembers(users_key):
-            base = self._base(int(member))
-            entries = await self.decoded.hgetall(f"{base}:if")
-            found += [(int(member), f, v) for f, v in entries.items() if f.startswith(replica + ":")]
-            running = [f for f in await self.decoded.hkeys(f"{base}:run") if f.startswith(replica + ":")]
-            if running:
-                await self.redis.hdel(f"{base}:run", *running)
-        ids = [f.split(":", 1)[1] for _, f, _ in found]
-        outcomes = await asyncio.to_thread(self.view.outcomes, ids) if ids else {}
-        generation = await self.decoded.get(self._gen_key)
-        for uid, f, value in found:
-            entry = decode(value)
-            status, amounts = outcomes.get(f.split(":", 1)[1], ("missing", Amounts()))
-            if status in ("ok", "cancelled") and generation is not None:
-                self._ready.append(_Pending(_reservation_of(uid, f, entry), amounts, committed=entry.gen))
-            else:
-                await self._release_now(uid, f, entry, tombstone=status == "missing")
-        await self.flush()
-        await self.redis.delete(users_key)
-        await self.redis.srem(f"{self.prefix}:replicas", replica)
-        self.reconciled += len(found)
-        if found:
-            log.warning("reconciled %d requests a dead replica left in flight", len(found))
-        return len(found)
+        return await self.replicas.reconcile()
 
     async def adopt(self, groups: Sequence[tuple[list[dict[str, Any]], str]]) -> None:
-        """Rows this process replayed from a dead predecessor's journal are now in the
-        database: settle its requests in flight from them at once (not when its heartbeat
-        expires), and charge again any a reconciler had released without a row."""
-        by_replica: dict[str, list[tuple[dict[str, Any], str]]] = {}
-        for rows, generation in groups:
-            for row in rows:
-                field = row.get("_field")
-                if field and row.get("_res") and row.get("status") in ("ok", "cancelled"):
-                    by_replica.setdefault(field.split(":", 1)[0], []).append((row, generation))
-        for replica, items in by_replica.items():
-            if replica == self.replica:
-                continue
-            reap = f"{self.prefix}:reap:{replica}"
-            deadline = time.monotonic() + 30
-            while not await self.redis.set(reap, self.replica, nx=True, px=60_000):
-                if time.monotonic() > deadline:
-                    raise BackendUnavailable("another replica holds a reconciliation lock for too long")
-                await asyncio.sleep(0.05)  # another replica is reconciling it: wait for its verdicts
-            try:
-                await self._reap(replica)
-                await self._recharge_rows(items)
-            finally:
-                await self.redis.delete(reap)
-
-    async def _recharge_rows(self, items: list[tuple[dict[str, Any], str]]) -> None:
-        now = self.clock()
-        args: list[Any] = []
-        for row, committed in items:
-            entry = decode(str(row["_res"]))
-            args += [
-                self._base(int(row["user_id"])), row["_field"], committed, entry.gen, entry.second, repr(now),
-                *_moves(entry, row_usage(row), full=True),
-            ]
-        replies = await self._recharge(keys=[self._gen_key], args=args)
-        charged = sum(1 for r in replies if r == "ok")
-        if charged:
-            log.warning("charged %d replayed requests a reconciler had released without their rows", charged)
+        await self.replicas.adopt(groups)
 
     async def aclose(self) -> None:
         for task in self._tasks:
@@ -773,24 +625,3 @@ class RedisCounters(Counters):
         await self.lean.aclose()
         await self.redis.aclose()
 
-
-def row_usage(row: dict[str, Any]) -> Amounts:
-    """A ledger row's real usage in every unit."""
-    weight = float(row.get("weight") or 0)
-    return Amounts(
-        requests=weight, calls=1.0, credits=float(row.get("credits") or 0.0),
-        tokens=float(int(row.get("input_tokens") or 0) + int(row.get("output_tokens") or 0)),
-        cost=float(row.get("cost") or 0.0),
-    )
-
-
-def _reservation_of(user_id: int, field: str, entry: _Entry) -> Reservation:
-    """A dead replica's request, from its in-flight entry, to settle it here."""
-    from oneplan.metering.plans import Window
-
-    charges = []
-    for (kind, key, unit, factor, amount), span in zip(entry.charges, entry.spans, strict=True):
-        rolling = kind == "r"
-        window = Window(key, unit, "rolling" if rolling else "calendar", "", 0.0, int(span) if rolling else 0)
-        charges.append(Charge(window, key, 0.0 if rolling else span, amount, 0.0, amount, factor, rolling, span))
-    return Reservation(user_id, 0, entry.second, [], charges, gen=entry.gen, field=field)
