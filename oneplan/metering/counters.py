@@ -116,7 +116,7 @@ def legacy_demand(plan: Plan, weight: int, anchor: float | None = None, multipli
 def as_amounts(reservation: Reservation, tokens: int | Amounts, cost: float) -> Amounts:
     if isinstance(tokens, Amounts):
         return tokens
-    return Amounts(requests=float(reservation.weight), calls=1.0, tokens=float(tokens), cost=float(cost))
+    return Amounts.charged(reservation.weight, tokens, 0.0, cost)
 
 
 def grant(demand: Demand, plan: Plan, used: Callable[[Window], float]) -> tuple[int | None, Need | None]:
@@ -232,11 +232,7 @@ def row_amounts(row: tuple[Any, ...]) -> tuple[int, int, Amounts, float, str | N
     five values (user_id, second, weight, tokens, cost) are the old shape."""
     user_id, second, weight, tokens, cost = row[:5]
     credits, calls, multiplier, plan, anchor = [*row[5:], 0.0, None, 1.0, None, None][:5]
-    weight = float(weight or 0)
-    amounts = Amounts(
-        requests=weight, calls=float(calls if calls is not None else (1 if weight else 0)),
-        credits=float(credits or 0.0), tokens=float(tokens or 0), cost=float(cost or 0.0),
-    )
+    amounts = Amounts.charged(weight, tokens, credits, cost, calls if calls is not None else (1 if weight else 0))
     return int(user_id), int(second), amounts, float(multiplier or 1.0), plan, anchor
 
 

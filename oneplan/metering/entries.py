@@ -73,16 +73,6 @@ def moves(entry: Entry, amounts: Amounts | None, *, full: bool) -> list[Any]:
     return out
 
 
-def row_usage(row: dict[str, Any]) -> Amounts:
-    """A ledger row's real usage in every unit."""
-    weight = float(row.get("weight") or 0)
-    return Amounts(
-        requests=weight, calls=1.0, credits=float(row.get("credits") or 0.0),
-        tokens=float(int(row.get("input_tokens") or 0) + int(row.get("output_tokens") or 0)),
-        cost=float(row.get("cost") or 0.0),
-    )
-
-
 def reservation_of(user_id: int, field: str, entry: Entry) -> Reservation:
     """A dead replica's request, from its in-flight entry, to settle it here."""
     charges = []

@@ -29,7 +29,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -170,6 +170,21 @@ class Amounts:
 
     def of(self, unit: str) -> float:
         return float(getattr(self, unit))
+
+    @classmethod
+    def charged(cls, weight: Any, tokens: Any, credits: Any, cost: Any, calls: Any = 1.0) -> Amounts:
+        """What a ledger row (or a sum of rows) charged: its weight, tokens, credits and cost,
+        as the database or a row dict gives them (None for nothing)."""
+        return cls(
+            requests=float(weight or 0), calls=float(calls or 0), credits=float(credits or 0.0),
+            tokens=float(tokens or 0), cost=float(cost or 0.0),
+        )
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> Amounts:
+        """A ledger row's real usage in every unit."""
+        tokens = int(row.get("input_tokens") or 0) + int(row.get("output_tokens") or 0)
+        return cls.charged(row.get("weight"), tokens, row.get("credits"), row.get("cost"))
 
 
 @dataclass(frozen=True, slots=True)

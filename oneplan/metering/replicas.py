@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from oneplan.errors import BackendUnavailable
-from oneplan.metering.entries import Pending, decode, moves, reservation_of, row_usage
+from oneplan.metering.entries import Pending, decode, moves, reservation_of
 from oneplan.metering.plans import Amounts
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class Replicas:
             entry = decode(str(row["_res"]))
             args += [
                 self.c._base(int(row["user_id"])), row["_field"], committed, entry.gen, entry.second, repr(now),
-                *moves(entry, row_usage(row), full=True),
+                *moves(entry, Amounts.of_row(row), full=True),
             ]
         replies = await self.c._recharge(keys=[self.c._gen_key], args=args)
         charged = sum(1 for r in replies if r == "ok")

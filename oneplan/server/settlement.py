@@ -117,18 +117,11 @@ class Settlement:
         if completion is not None and self.books.store_prompts:
             row["completion"] = completion
         self.books.ledger.record(row)
-        self.books.counters.settle(self.call.reservation, self.amounts(usage, row))
+        self.books.counters.settle(self.call.reservation, Amounts.of_row(row))
         self.books.observe(row)
         # The answer's last bytes leave only once its row is in the journal (one write for
         # every row settled in this event-loop tick).
         await self.books.ledger.durable()
-
-    def amounts(self, usage: Usage, row: LedgerRow) -> Amounts:
-        call = self.call
-        return Amounts(
-            requests=float(call.reservation.weight), calls=1.0, credits=row["credits"],
-            tokens=float(usage.total_tokens), cost=row["cost"],
-        )
 
     async def failed(self, error: OneplanError) -> None:
         """A failed request costs the user nothing: the reservation goes back."""
@@ -156,7 +149,7 @@ class Settlement:
         usage = (self.acc.usage if self.acc is not None else None) or Usage()
         row = self.row(CANCELLED, 499, usage)
         self.books.ledger.record_now(row)
-        self.books.counters.settle(self.call.reservation, self.amounts(usage, row))
+        self.books.counters.settle(self.call.reservation, Amounts.of_row(row))
         self.books.observe(row)
 
     def abandon(self) -> None:

@@ -432,10 +432,7 @@ class Database:
                     led.c.id.in_(list(ids[i : i + 500]))
                 )
                 for r in conn.execute(query):
-                    out[r[0]] = (r[1], Amounts(
-                        requests=float(r[4] or 0), calls=1.0, credits=float(r[5] or 0.0),
-                        tokens=float(r[2] or 0), cost=float(r[3] or 0.0),
-                    ))
+                    out[r[0]] = (r[1], Amounts.charged(r[4], r[2], r[5], r[3]))
         return out
 
     def set_aside(self, rows: Sequence[tuple[dict[str, Any], str]]) -> None:
