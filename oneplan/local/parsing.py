@@ -15,8 +15,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from oneplan.local.toolcalls import JsonCallParser, XmlCallParser, partial_suffix, tool_schemas
+from oneplan.local.toolcalls import JsonCallParser, XmlCallParser, tool_schemas
 from oneplan.protocols.canonical import Delta, ToolCallDelta
+from oneplan.protocols.tags import TagSplitter
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
@@ -45,7 +46,7 @@ class OutputParser:
         self._parse_tools = parse_tools
         self._call_id = call_id
         self._mode = "reasoning" if in_reasoning else "text"
-        self._buf = ""
+        self._split = TagSplitter()
         self._think_allowed = not in_reasoning  # a <think> only opens before any answer
         self._lead = True  # strip leading layout whitespace of the current section
         self._tail = ""  # held trailing whitespace of the current section
@@ -95,7 +96,7 @@ class OutputParser:
     # -- the state machine --------------------------------------------------------------------
 
     def feed(self, text: str) -> Delta | None:
-        self._buf += text
+        self._split.feed(text)
         self._run(final=False)
         return self._take()
 
@@ -126,40 +127,25 @@ class OutputParser:
                 else:
                     self._open_call()
             else:
-                end = self._buf.find(CALL_CLOSE)
-                if end < 0:
-                    keep = 0 if final else partial_suffix(self._buf, (CALL_CLOSE,))
-                    self._feed_call(self._buf[: len(self._buf) - keep])
-                    self._buf = self._buf[len(self._buf) - keep :]
+                body, closed = self._split.next((CALL_CLOSE,), final=final)
+                self._feed_call(body)
+                if closed is None:
                     return
-                self._feed_call(self._buf[:end])
-                self._buf = self._buf[end + len(CALL_CLOSE) :]
                 self._close_call(complete=True)
 
     def _scan(self, tags: tuple[str, ...], field: str, final: bool) -> str | None:
         """Emit text up to the first of ``tags`` and return it, or emit what is safe and return None."""
-        if THINK_OPEN in tags:
-            at = self._buf.find(THINK_OPEN)
-            if at < 0:
-                at = len(self._buf) - partial_suffix(self._buf, (THINK_OPEN,))
-            if self._buf[:at].strip():
-                self._think_allowed = False  # the answer has begun: <think> is plain text now
-                tags = tuple(t for t in tags if t != THINK_OPEN)
-        hits = [(self._buf.find(tag), tag) for tag in tags]
-        hits = [(at, tag) for at, tag in hits if at >= 0]
-        if hits:
-            at, tag = min(hits)
-            if at > 0 or field == "reasoning":
-                self._emit(field, self._buf[:at], closing=True)
-            else:
-                self._tail = ""
-            self._buf = self._buf[at + len(tag) :]
-            return tag
-        keep = 0 if final else partial_suffix(self._buf, tags)
-        safe = len(self._buf) - keep
-        self._emit(field, self._buf[:safe], closing=False)
-        self._buf = self._buf[safe:]
-        return None
+        if THINK_OPEN in tags and self._split.ahead(THINK_OPEN).strip():
+            self._think_allowed = False  # the answer has begun: <think> is plain text now
+            tags = tuple(t for t in tags if t != THINK_OPEN)
+        before, tag = self._split.next(tags, final=final)
+        if tag is None:
+            self._emit(field, before, closing=False)
+        elif before or field == "reasoning":
+            self._emit(field, before, closing=True)
+        else:
+            self._tail = ""
+        return tag
 
     def _open_call(self) -> None:
         index, call_id = self.calls, self._call_id()

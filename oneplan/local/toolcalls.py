@@ -22,23 +22,13 @@ import re
 from typing import Any
 
 from oneplan.protocols.canonical import ToolCallDelta
+from oneplan.protocols.tags import partial_suffix
 
 _JSON_HEAD = re.compile(r'\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*')
 _FUNCTION = re.compile(r"<function=([^>\n]*)>")
 _PARAM_END = "</parameter>"
 _FUNC_END = "</function>"
 _PARAM_OPEN = "<parameter="
-
-
-def partial_suffix(buf: str, tags: tuple[str, ...]) -> int:
-    """Length of the longest tail of ``buf`` that could still grow into one of ``tags``."""
-    best = 0
-    for tag in tags:
-        for k in range(min(len(tag) - 1, len(buf)), best, -1):
-            if buf.endswith(tag[:k]):
-                best = k
-                break
-    return best
 
 
 def _types(schema: dict[str, Any] | None) -> set[str]:

@@ -12,7 +12,8 @@ It is OpenAI Chat Completions, typed, plus what Chat Completions lacks:
 * ``ChatRequest.thinking`` says whether the caller wants reasoning, whatever the inbound protocol
   called it (``reasoning_effort``, ``thinking``, ``reasoning.effort``).
 * A streamed answer is a sequence of ``Delta`` values, one per upstream chunk; ``Accumulator``
-  folds them into the ``ChatResult`` a non-streamed call returns.
+  folds them into the ``ChatResult`` a non-streamed call returns. Tool-call fragments are
+  folded by ``ToolCallFolder``, the one bookkeeping the accumulator and the stream renderers share.
 
 Finish reasons are Chat Completions': ``stop``, ``length``, ``tool_calls``, ``content_filter``.
 """
@@ -250,6 +251,69 @@ class ChatResult:
     usage: Usage = field(default_factory=Usage)
 
 
+class CallSlot:
+    """One tool call as folded so far from its fragments."""
+
+    __slots__ = ("announced", "id", "index", "name", "parts")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.id: str | None = None
+        self.name: str | None = None
+        self.parts: list[str] = []  # the arguments so far, as they came
+        self.announced = False  # the name is known, and ``ToolCallFolder.add`` said so
+
+    @property
+    def arguments(self) -> str:
+        return "".join(self.parts)
+
+
+class ToolCallFolder:
+    """Folds streamed ``ToolCallDelta`` fragments into calls, one slot per index.
+
+    The first id and the first name a call gets are its own; its arguments are every fragment's,
+    in order. A call is *announced* once its name is known: ``add`` tells which fragment did it,
+    so a stream renderer opens the call right then, with the arguments that came before the
+    name, and passes later arguments straight on. Calls whose name never came are ``unnamed``.
+    """
+
+    __slots__ = ("_slots",)
+
+    def __init__(self) -> None:
+        self._slots: dict[int, CallSlot] = {}
+
+    def add(self, fragment: ToolCallDelta) -> tuple[CallSlot, bool]:
+        """Fold one fragment into its call; the flag is whether this fragment announced it."""
+        slot = self._slots.get(fragment.index)
+        if slot is None:
+            slot = self._slots[fragment.index] = CallSlot(fragment.index)
+        if fragment.id and not slot.id:
+            slot.id = fragment.id
+        if fragment.name and not slot.name:
+            slot.name = fragment.name
+        if fragment.arguments:
+            slot.parts.append(fragment.arguments)
+        if slot.announced or not slot.name:
+            return slot, False
+        slot.announced = True
+        return slot, True
+
+    def unnamed(self) -> list[CallSlot]:
+        """The calls still waiting for a name, in the order their first fragments came."""
+        return [slot for slot in self._slots.values() if not slot.announced]
+
+    def calls(self) -> list[ToolCall]:
+        """Every call, by index; a call without an id gets ``call_<index>``."""
+        return [
+            ToolCall(id=slot.id or f"call_{index}", name=slot.name or "", arguments=slot.arguments)
+            for index, slot in sorted(self._slots.items())
+        ]
+
+    def clear(self) -> None:
+        """Forget every call: a later fragment starts a new one, whatever its index."""
+        self._slots = {}
+
+
 class Accumulator:
     """Folds a ``Delta`` stream into a ``ChatResult``; also the place streams are metered."""
 
@@ -259,7 +323,7 @@ class Accumulator:
         self._text: list[str] = []
         self._reasoning: list[str] = []
         self.signature: str | None = None
-        self._calls: dict[int, list[Any]] = {}
+        self._calls = ToolCallFolder()
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
 
@@ -272,15 +336,7 @@ class Accumulator:
             self.signature = delta.reasoning_signature
         if delta.tool_calls:
             for tc in delta.tool_calls:
-                slot = self._calls.get(tc.index)
-                if slot is None:
-                    slot = self._calls[tc.index] = [tc.id, tc.name, []]
-                if tc.id and not slot[0]:
-                    slot[0] = tc.id
-                if tc.name and not slot[1]:
-                    slot[1] = tc.name
-                if tc.arguments:
-                    slot[2].append(tc.arguments)
+                self._calls.add(tc)
         if delta.finish_reason:
             self.finish_reason = delta.finish_reason
         if delta.usage is not None:
@@ -296,10 +352,7 @@ class Accumulator:
 
     @property
     def tool_calls(self) -> list[ToolCall]:
-        return [
-            ToolCall(id=slot[0] or f"call_{index}", name=slot[1] or "", arguments="".join(slot[2]))
-            for index, slot in sorted(self._calls.items())
-        ]
+        return self._calls.calls()
 
     def result(self, *, id: str, model: str, created: int) -> ChatResult:
         calls = self.tool_calls

@@ -33,6 +33,7 @@ from oneplan.errors import (
     UpstreamUnavailable,
 )
 from oneplan.protocols.canonical import ChatRequest, ChatResult, Delta
+from oneplan.protocols.tags import TagSplitter
 from oneplan.providers.base import Preset, ProviderSettings, Target, register
 from oneplan.providers.http import HttpTransport
 from oneplan.providers.openai_compatible import OpenAICompatible
@@ -82,49 +83,35 @@ class ThinkSplitter:
     The newlines MiniMax puts between ``</think>`` and the answer are dropped.
     """
 
-    __slots__ = ("_buf", "_state", "_trim")
+    __slots__ = ("_split", "_state", "_trim")
 
     def __init__(self) -> None:
-        self._buf = ""
+        self._split = TagSplitter()
         self._state = "start"  # "start" -> "think" -> "text", or "start" -> "text"
         self._trim = False
 
     def feed(self, chunk: str) -> tuple[str, str]:
         """Returns ``(reasoning, text)`` that this chunk settles (either may be empty)."""
-        if self._state == "text" and not self._buf:
+        if self._state == "text" and not self._split:
             return "", self._text(chunk)
-        self._buf += chunk
-        reasoning: list[str] = []
-        text: list[str] = []
-        while True:
-            if self._state == "start":
-                head = self._buf.lstrip()
-                if head.startswith(OPEN_TAG):
-                    self._buf = head[len(OPEN_TAG) :]
-                    self._state = "think"
-                    continue
-                if OPEN_TAG.startswith(head):  # empty, whitespace, or a tag still arriving
-                    break
-                self._state = "text"
-            if self._state == "think":
-                end = self._buf.find(CLOSE_TAG)
-                if end < 0:
-                    keep = _partial_suffix(self._buf, CLOSE_TAG)
-                    reasoning.append(self._buf[: len(self._buf) - keep])
-                    self._buf = self._buf[len(self._buf) - keep :]
-                    break
-                reasoning.append(self._buf[:end])
-                self._buf = self._buf[end + len(CLOSE_TAG) :]
-                self._state = "text"
-                self._trim = True
-            text.append(self._text(self._buf))
-            self._buf = ""
-            break
-        return "".join(reasoning), "".join(text)
+        self._split.feed(chunk)
+        reasoning = ""
+        if self._state == "start":
+            opens = self._split.lead(OPEN_TAG)
+            if opens is None:  # empty, whitespace, or a tag still arriving
+                return "", ""
+            self._state = "think" if opens else "text"
+        if self._state == "think":
+            reasoning, closed = self._split.next((CLOSE_TAG,))
+            if closed is None:
+                return reasoning, ""
+            self._state = "text"
+            self._trim = True
+        return reasoning, self._text(self._split.rest())
 
     def flush(self) -> tuple[str, str]:
         """What is still held back once the answer ended (a cut-off tag stays as it was)."""
-        rest, self._buf = self._buf, ""
+        rest = self._split.rest()
         if self._state == "think":
             return rest, ""
         self._state = "text"
@@ -136,14 +123,6 @@ class ThinkSplitter:
             if chunk:
                 self._trim = False
         return chunk
-
-
-def _partial_suffix(text: str, tag: str) -> int:
-    """Length of the longest end of ``text`` that is a proper start of ``tag``."""
-    for size in range(min(len(text), len(tag) - 1), 0, -1):
-        if tag.startswith(text[-size:]):
-            return size
-    return 0
 
 
 class _ReasoningDetails:

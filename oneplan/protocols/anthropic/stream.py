@@ -43,7 +43,7 @@ from oneplan.protocols.anthropic.render import (
 )
 from oneplan.protocols.anthropic.tokens import estimate_text_tokens
 from oneplan.protocols.base import StreamContext, StreamRenderer
-from oneplan.protocols.canonical import Delta, ToolCallDelta, Usage
+from oneplan.protocols.canonical import Delta, ToolCallDelta, ToolCallFolder, Usage
 
 _PING = b'event: ping\ndata: {"type":"ping"}\n\n'
 _MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
@@ -78,6 +78,7 @@ def _block_delta(index: int, kind: str, value: str) -> bytes:
 
 class AnthropicStreamRenderer(StreamRenderer):
     __slots__ = (
+        "_calls",
         "_ctx",
         "_done",
         "_estimate",
@@ -88,7 +89,6 @@ class AnthropicStreamRenderer(StreamRenderer):
         "_omitted",
         "_open",
         "_open_index",
-        "_pending",
         "_signed",
         "_started",
         "_stops",
@@ -105,8 +105,8 @@ class AnthropicStreamRenderer(StreamRenderer):
         self._next_index = 0
         self._open = 0  # kind of the open block, 0 when none
         self._open_index = -1
+        self._calls = ToolCallFolder()  # a call's block opens once its name is known
         self._tool_blocks: dict[int, int] = {}  # canonical tool index -> block index
-        self._pending: dict[int, list[Any]] = {}  # tool calls still waiting for a name
         self._hash: Any = None  # sha256 of the open thinking block, for a placeholder
         self._signed = False
         self._omit = omits_thinking(ctx)  # thinking blocks without their text
@@ -179,10 +179,9 @@ class AnthropicStreamRenderer(StreamRenderer):
         if self._done:
             return b""
         out: list[bytes] = [] if self._started else [self.start()]
-        for index in sorted(self._pending):  # calls that never got a name: keep their arguments
-            call_id, _, parts = self._pending[index]
-            self._start_tool(out, index, call_id, "", "".join(parts))
-        self._pending.clear()
+        # Calls that never got a name: keep their arguments.
+        for slot in sorted(self._calls.unnamed(), key=lambda slot: slot.index):
+            self._start_tool(out, slot.index, slot.id, "", slot.arguments)
         self._close(out)
         self._done = True
         sequence = None
@@ -249,24 +248,12 @@ class AnthropicStreamRenderer(StreamRenderer):
         self._open = 0
 
     def _tool(self, out: list[bytes], call: ToolCallDelta) -> None:
-        block = self._tool_blocks.get(call.index)
-        if block is not None:
-            if call.arguments:
-                self._estimate += estimate_text_tokens(call.arguments)
-                out.append(_block_delta(block, "input_json_delta", call.arguments))
-            return
-        pending = self._pending.get(call.index)
-        if pending is None:
-            pending = self._pending[call.index] = [None, None, []]
-        if call.id and not pending[0]:
-            pending[0] = call.id
-        if call.name and not pending[1]:
-            pending[1] = call.name
-        if call.arguments:
-            pending[2].append(call.arguments)
-        if pending[1]:
-            del self._pending[call.index]
-            self._start_tool(out, call.index, pending[0], pending[1], "".join(pending[2]))
+        slot, announced = self._calls.add(call)
+        if announced:
+            self._start_tool(out, slot.index, slot.id, slot.name or "", slot.arguments)
+        elif slot.announced and call.arguments:
+            self._estimate += estimate_text_tokens(call.arguments)
+            out.append(_block_delta(self._tool_blocks[slot.index], "input_json_delta", call.arguments))
 
     def _start_tool(
         self, out: list[bytes], index: int, call_id: str | None, name: str, arguments: str

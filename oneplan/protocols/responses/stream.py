@@ -31,7 +31,7 @@ import orjson
 
 from oneplan.errors import OneplanError
 from oneplan.protocols.base import StreamContext, StreamRenderer
-from oneplan.protocols.canonical import Delta, Usage
+from oneplan.protocols.canonical import CallSlot, Delta, ToolCallDelta, ToolCallFolder, Usage
 from oneplan.protocols.responses.parse import ResponsesEnvelope, encode_reasoning
 from oneplan.protocols.responses.render import (
     call_item,
@@ -51,15 +51,15 @@ _EMPTY: list[Any] = []
 
 
 class _Call:
-    __slots__ = ("args", "call_id", "custom", "item_id", "name", "output_index")
+    """An announced call's output item."""
 
-    def __init__(self) -> None:
-        self.output_index = -1  # not announced yet
-        self.item_id = ""
-        self.call_id: str | None = None
-        self.name: str | None = None
-        self.args: list[str] = []
-        self.custom = False
+    __slots__ = ("custom", "item_id", "output_index", "slot")
+
+    def __init__(self, slot: CallSlot, output_index: int, item_id: str, custom: bool) -> None:
+        self.slot = slot
+        self.output_index = output_index
+        self.item_id = item_id
+        self.custom = custom
 
 
 class ResponsesStreamRenderer(StreamRenderer):
@@ -80,8 +80,8 @@ class ResponsesStreamRenderer(StreamRenderer):
         self._id = ""
         self._parts: list[str] = []
         self._signature: str | None = None
-        self._calls: dict[int, _Call] = {}
-        self._open_calls: list[_Call] = []
+        self._calls = ToolCallFolder()
+        self._open_calls: dict[int, _Call] = {}  # by canonical index, in order of announcement
         self._finish: str | None = None
         self._usage: Usage | None = None
 
@@ -131,7 +131,7 @@ class ResponsesStreamRenderer(StreamRenderer):
             if self._kind is not None:
                 out += self._close_text_item("completed")
             for tc in delta.tool_calls:
-                out += self._feed_call(tc.index, tc.id, tc.name, tc.arguments)
+                out += self._feed_call(tc)
         if delta.finish_reason:
             self._finish = delta.finish_reason
         if delta.usage is not None:
@@ -224,53 +224,43 @@ class ResponsesStreamRenderer(StreamRenderer):
                     item["encrypted_content"] = encode_reasoning(text, signature)
                 return
 
-    def _feed_call(self, index: int, id_: str | None, name: str | None, args: str) -> bytes:
-        call = self._calls.get(index)
-        if call is None:
-            call = self._calls[index] = _Call()
-        if id_ and not call.call_id:
-            call.call_id = id_
-        if name and not call.name:
-            call.name = name
-        if args:
-            call.args.append(args)
-        if call.output_index < 0:
-            return self._announce(call) if call.name else b""
-        if args and not call.custom:
+    def _feed_call(self, fragment: ToolCallDelta) -> bytes:
+        slot, announced = self._calls.add(fragment)
+        if announced:
+            return self._announce(slot)
+        call = self._open_calls.get(slot.index)
+        if call is not None and fragment.arguments and not call.custom:
             return self._frame(
                 "response.function_call_arguments.delta",
-                {"item_id": call.item_id, "output_index": call.output_index, "delta": args},
+                {"item_id": call.item_id, "output_index": call.output_index, "delta": fragment.arguments},
             )
         return b""
 
-    def _announce(self, call: _Call) -> bytes:
-        name = call.name or ""
-        call.custom = name in self._tool_map.custom
-        call.call_id = call.call_id or new_call_id()
-        call.output_index = len(self._output)
-        kind = "custom_tool_call" if call.custom else "function_call"
-        call.item_id = item_id(self.ctx.response_id, kind, call.output_index)
+    def _announce(self, slot: CallSlot) -> bytes:
+        name = slot.name or ""
+        custom = name in self._tool_map.custom
+        slot.id = slot.id or new_call_id()
+        output_index = len(self._output)
+        kind = "custom_tool_call" if custom else "function_call"
+        call = _Call(slot, output_index, item_id(self.ctx.response_id, kind, output_index), custom)
         self._output.append(None)
-        self._open_calls.append(call)
-        item = call_item(call.item_id, call.call_id, name, "", self._tool_map, "in_progress")
-        out = self._frame("response.output_item.added", {"output_index": call.output_index, "item": item})
-        if call.args and not call.custom:  # arguments that came before the name
+        self._open_calls[slot.index] = call
+        item = call_item(call.item_id, slot.id, name, "", self._tool_map, "in_progress")
+        out = self._frame("response.output_item.added", {"output_index": output_index, "item": item})
+        if slot.parts and not custom:  # arguments that came before the name
             out += self._frame(
                 "response.function_call_arguments.delta",
-                {
-                    "item_id": call.item_id,
-                    "output_index": call.output_index,
-                    "delta": "".join(call.args),
-                },
+                {"item_id": call.item_id, "output_index": output_index, "delta": slot.arguments},
             )
         return out
 
     def _close_calls(self) -> bytes:
         out = b""
-        for call in [c for c in self._calls.values() if c.output_index < 0]:
-            out += self._announce(call)  # a call whose name never came
-        for call in self._open_calls:
-            arguments = "".join(call.args)
+        for slot in self._calls.unnamed():
+            out += self._announce(slot)  # a call whose name never came
+        for call in self._open_calls.values():
+            slot = call.slot
+            arguments = slot.arguments
             ref = {"item_id": call.item_id, "output_index": call.output_index}
             if call.custom:
                 text = custom_input(arguments)
@@ -279,12 +269,12 @@ class ResponsesStreamRenderer(StreamRenderer):
                 ) + self._frame("response.custom_tool_call_input.done", {**ref, "input": text})
             else:
                 out += self._frame("response.function_call_arguments.done", {**ref, "arguments": arguments})
-            item = call_item(call.item_id, call.call_id or "", call.name or "", arguments, self._tool_map)
+            item = call_item(call.item_id, slot.id or "", slot.name or "", arguments, self._tool_map)
             self._output[call.output_index] = item
             out += self._frame("response.output_item.done", {"output_index": call.output_index, "item": item})
-        self._open_calls = []
+        self._open_calls = {}
         # Calls are done; a later delta with the same index starts a new call.
-        self._calls = {}
+        self._calls.clear()
         return out
 
     # ----------------------------------------------------------------- frames
