@@ -52,6 +52,14 @@ class OneplanError(Exception):
         return {}
 
 
+
+class InternalError(OneplanError):
+    """Something in oneplan itself failed while serving a request (logged with its traceback)."""
+
+    def __init__(self, cause: BaseException | None = None) -> None:
+        super().__init__("Internal error in oneplan; the operator's log has the details.")
+        self.cause = cause
+
 class InvalidRequest(OneplanError):
     status = 400
     kind = "invalid_request_error"

@@ -14,7 +14,7 @@ import orjson
 from starlette.responses import Response
 
 from oneplan import refusals
-from oneplan.errors import OneplanError
+from oneplan.errors import InternalError, OneplanError
 from oneplan.metering.windows import WindowState
 from oneplan.protocols.base import Protocol
 from oneplan.protocols.registry import for_path
@@ -44,8 +44,9 @@ def error_response(
     )
 
 
-def internal_error(path: str, *, close: bool = False) -> Response:
-    """The 500 for an exception nothing expected, in the shape of the protocol ``path`` speaks;
-    ``close`` when the connection will not be reused (it says so, instead of just dropping)."""
-    error = OneplanError("Internal error in oneplan; the operator's log has the details.")
-    return error_response(protocol_for(path), error, {"connection": "close"} if close else None)
+def internal_error(where: Protocol | str, cause: BaseException | None = None, *, close: bool = False) -> Response:
+    """The 500 for an exception nothing expected, in the shape of the protocol ``where`` is (or
+    the protocol a path speaks); ``close`` when the connection will not be reused (it says so,
+    instead of just dropping)."""
+    protocol = protocol_for(where) if isinstance(where, str) else where
+    return error_response(protocol, InternalError(cause), {"connection": "close"} if close else None)

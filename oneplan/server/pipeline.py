@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from oneplan import refusals
 from oneplan.errors import (
+    InternalError,
     InvalidRequest,
     ModelNotInPlan,
     OneplanError,
@@ -34,9 +35,9 @@ from oneplan.protocols.base import Protocol, StreamContext, StreamRenderer
 from oneplan.protocols.canonical import Accumulator, ChatRequest, ChatResult, Delta, Usage
 from oneplan.routing.catalog import ModelEntry
 from oneplan.routing.router import Served
-from oneplan.server.errors import error_response
+from oneplan.server.errors import error_response, internal_error
 from oneplan.server.exchange import Exchange, ExchangeFactory
-from oneplan.server.settlement import Books, InternalError, Settlement, spawn_close
+from oneplan.server.settlement import Books, Settlement, spawn_close
 from oneplan.server.sse import EventStream
 from oneplan.store.db import KeyRecord
 
@@ -463,10 +464,6 @@ def cut_usage(reported: Usage | None, call: Call, output: int) -> Usage:
             cache_write_tokens=reported.cache_write_tokens, reasoning_tokens=min(reported.reasoning_tokens, output),
         )
     return Usage(input_tokens=(call.input_bound + 3) // 4, output_tokens=output)
-
-
-def internal_error(protocol: Protocol, exc: BaseException) -> Response:
-    return error_response(protocol, InternalError(exc))
 
 
 def _abandon(settlement: Settlement, deltas: AsyncIterator[Delta | None]) -> None:

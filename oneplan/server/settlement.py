@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from oneplan.errors import OneplanError
+from oneplan.errors import InternalError, OneplanError
 from oneplan.metering.plans import Amounts
 from oneplan.metering.rows import LedgerRow, Status
 from oneplan.protocols.canonical import Accumulator, Usage
@@ -61,14 +61,6 @@ class Books:
     counters: Counters
     observe: Callable[[LedgerRow], None]
     store_prompts: bool = False
-
-
-class InternalError(OneplanError):
-    """Something in oneplan itself failed while serving a request (logged with its traceback)."""
-
-    def __init__(self, cause: BaseException | None = None) -> None:
-        super().__init__("Internal error in oneplan; the operator's log has the details.")
-        self.cause = cause
 
 
 class Settlement:
