@@ -16,7 +16,7 @@ import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from oneplan.alerts import channels, messages, subscriptions
 from oneplan.alerts.detect import ROLLING, Crossing, Pace, crossings
@@ -26,13 +26,16 @@ from oneplan.alerts.scheduler import Scheduler
 from oneplan.errors import DeliveryFailed
 from oneplan.metering.rows import LedgerRow
 
+if TYPE_CHECKING:
+    from oneplan.server.gateway import Gateway
+
 log = logging.getLogger("oneplan.alerts")
 _T = TypeVar("_T")
 SETTINGS_SECONDS = 30.0  # how long a user's settings and plan are cached
 
 
 class Alerts:
-    def __init__(self, gateway: Any) -> None:
+    def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
         self.config = gateway.catalog.alerts
         self.clock = gateway.clock
@@ -141,7 +144,9 @@ class Alerts:
             return
         name, plan_name, settings = found
         plan = self.gw.catalog.plans.get(plan_name)
-        rules = window_rules(self.config, plan_name, user_id, settings) if plan else []
+        if plan is None:
+            return
+        rules = window_rules(self.config, plan_name, user_id, settings)
         if not rules:
             return
         now = self.clock()

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -16,6 +16,10 @@ from starlette.responses import Response
 
 from oneplan.console.sessions import COOKIE, Session, csrf_ok
 from oneplan.errors import AuthenticationFailed, InvalidRequest, NotFound, OneplanError, PermissionDenied
+
+if TYPE_CHECKING:
+    from oneplan.console.sessions import SessionStore
+    from oneplan.server.gateway import Gateway
 
 log = logging.getLogger("oneplan.console")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -58,7 +62,7 @@ def same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc == request.headers.get("host")
 
 
-async def caller(gateway: Any, sessions: Any, request: Request) -> Caller:
+async def caller(gateway: Gateway, sessions: SessionStore, request: Request) -> Caller:
     """The authenticated caller, or ``AuthenticationFailed``/``PermissionDenied``."""
     key = _bearer(request)
     if key is not None:
@@ -88,7 +92,7 @@ def _bearer(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def endpoint(gateway: Any, sessions: Any, handler: Handler, *, admin: bool = False) -> Callable[[Request], Awaitable[Response]]:
+def endpoint(gateway: Gateway, sessions: SessionStore, handler: Handler, *, admin: bool = False) -> Callable[[Request], Awaitable[Response]]:
     """``handler(request, caller)`` behind authentication; ``admin`` endpoints refuse developers
     with a 403."""
 
@@ -118,7 +122,7 @@ async def json_body(request: Request) -> dict[str, Any]:
     return data
 
 
-async def admin_refusal(gateway: Any, request: Request) -> OneplanError | None:
+async def admin_refusal(gateway: Gateway, request: Request) -> OneplanError | None:
     """For the admin API's endpoints that predate the console: None when an operator's console
     session makes this call (with its CSRF token when it changes something), else the error
     (403 for a developer's session)."""

@@ -8,7 +8,7 @@ import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
 from starlette.requests import Request
@@ -22,6 +22,10 @@ from oneplan.errors import InvalidRequest, NotFound
 from oneplan.metering import rollup
 from oneplan.store import schema
 
+if TYPE_CHECKING:
+    from oneplan.console.sessions import SessionStore
+    from oneplan.server.gateway import Gateway
+
 LEDGER_FILTERS = ("user", "model", "provider", "status", "protocol")
 CSV_COLUMNS = ("user", *queries.REQUEST_COLUMNS)
 
@@ -34,7 +38,7 @@ def set_disabled(db: Any, name: str, disabled: bool) -> None:
         db._bump_keys_version(conn)
 
 
-def routes(gateway: Any, sessions: Any, readers: Readers) -> list[Route]:
+def routes(gateway: Gateway, sessions: SessionStore, readers: Readers) -> list[Route]:
     db = gateway.db
 
     async def overview(request: Request, who: Caller) -> Response:

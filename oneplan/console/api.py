@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select, update
@@ -19,6 +19,10 @@ from oneplan.console.forecast import pace_per_second, window_view
 from oneplan.errors import InvalidRequest, NotFound
 from oneplan.metering import rollup
 from oneplan.store import schema
+
+if TYPE_CHECKING:
+    from oneplan.console.sessions import SessionStore
+    from oneplan.server.gateway import Gateway
 
 RANGES = {"24h": (86400, "hour"), "7d": (7 * 86400, "hour"), "30d": (30 * 86400, "day"), "90d": (90 * 86400, "day")}
 
@@ -51,7 +55,7 @@ def days(request: Request, default: int = 30) -> int:
 class Readers:
     """The roll-up, built once per process before the first read."""
 
-    def __init__(self, gateway: Any) -> None:
+    def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self._built = False
 
@@ -64,7 +68,7 @@ class Readers:
 
 
 async def windows(
-    gateway: Any, readers: Readers, user_id: int, plan_name: str, usage: dict[tuple[int, int], dict[str, float]] | None = None,
+    gateway: Gateway, readers: Readers, user_id: int, plan_name: str, usage: dict[tuple[int, int], dict[str, float]] | None = None,
 ) -> list[dict[str, Any]]:
     """A user's windows with their forecast; ``usage`` is ``hour_usage`` for this and the last
     hour when the caller already has it (the operator's overview, for every user at once)."""
@@ -81,7 +85,7 @@ async def windows(
     return [window_view(s, pace, gateway.periods, now) for s in states]
 
 
-def plan_limits(gateway: Any, plan_name: str) -> dict[str, Any]:
+def plan_limits(gateway: Gateway, plan_name: str) -> dict[str, Any]:
     plan = gateway.catalog.plans.get(plan_name)
     if plan is None:
         return {"name": plan_name, "missing": True}
@@ -101,7 +105,7 @@ def plan_limits(gateway: Any, plan_name: str) -> dict[str, Any]:
     }
 
 
-def routes(gateway: Any, sessions: Any, readers: Readers) -> list[Route]:
+def routes(gateway: Gateway, sessions: SessionStore, readers: Readers) -> list[Route]:
     db = gateway.db
 
     async def me(request: Request, who: Caller) -> Response:

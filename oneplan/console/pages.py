@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import orjson
@@ -23,6 +23,9 @@ from oneplan.console.sessions import COOKIE, PRESESSION_COOKIE, Session, Session
 from oneplan.console.snippets import snippets
 from oneplan.console.strings import EN
 from oneplan.errors import OneplanError
+
+if TYPE_CHECKING:
+    from oneplan.server.gateway import Gateway
 
 HERE = Path(__file__).parent
 CSP = (
@@ -86,7 +89,7 @@ def _cookie(response: Response, request: Request, name: str, value: str, max_age
     )
 
 
-def routes(gateway: Any, sessions: SessionStore, limiter: SignInLimiter) -> list[Route | Mount]:
+def routes(gateway: Gateway, sessions: SessionStore, limiter: SignInLimiter) -> list[Route | Mount]:
     async def current(request: Request) -> Session | None:
         token = request.cookies.get(COOKIE)
         if not token:

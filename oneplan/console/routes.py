@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from starlette.routing import BaseRoute
 
 from oneplan.console import admin_api, api, pages
 from oneplan.console.sessions import SessionStore, SignInLimiter
 
+if TYPE_CHECKING:
+    from oneplan.server.gateway import Gateway
 
-def routes(gateway: Any) -> list[BaseRoute]:
+
+def routes(gateway: Gateway) -> list[BaseRoute]:
     sessions = SessionStore(gateway.db)
     readers = api.Readers(gateway)
     return [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
 from pydantic import Field, StringConstraints, ValidationError
@@ -22,6 +22,9 @@ from oneplan.routing.plan_book import SpecError, parse_instant
 from oneplan.server.auth import bearer
 from oneplan.server.errors import error_response
 from oneplan.server.pipeline import read_json
+
+if TYPE_CHECKING:
+    from oneplan.server.gateway import Gateway
 
 OPENAI = openai_chat.PROTOCOL
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -76,7 +79,7 @@ def payload(model: type[_Model], data: Any) -> _Model:
         raise invalid(exc.errors(include_url=False, include_input=False)[0], "brackets") from None
 
 
-async def usage_report(gateway: Any, user_name: str | None) -> dict[str, Any]:
+async def usage_report(gateway: Gateway, user_name: str | None) -> dict[str, Any]:
     """From the ledger. A database that cannot answer is a 503 that heals, never a 500."""
     try:
         await gateway.ledger.flush()
@@ -89,7 +92,7 @@ async def usage_report(gateway: Any, user_name: str | None) -> dict[str, Any]:
         ) from None
 
 
-async def readiness(gateway: Any) -> list[str]:
+async def readiness(gateway: Gateway) -> list[str]:
     problems = []
     if not gateway.ready:
         problems.append("starting or stopping")
@@ -106,7 +109,7 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-def admin_only(gateway: Any, handler: Endpoint) -> Endpoint:
+def admin_only(gateway: Gateway, handler: Endpoint) -> Endpoint:
     """``handler(request)`` for the admin key (or an operator's console session) only; every
     error in the OpenAI error shape."""
 
@@ -139,7 +142,7 @@ async def body(request: Request, model: type[Lenient]) -> Any:
     return payload(model, data)
 
 
-async def known_plan(gateway: Any, plan: str) -> None:
+async def known_plan(gateway: Gateway, plan: str) -> None:
     """``plan`` is in force here, or a 400 naming ``plan``. A plan this replica has not seen
     yet (created through another one a moment ago) is looked for once in the database."""
     if plan not in gateway.catalog.plans:
@@ -148,7 +151,7 @@ async def known_plan(gateway: Any, plan: str) -> None:
         _no_plan(gateway, plan)
 
 
-def routes(gateway: Any) -> list[Route]:
+def routes(gateway: Gateway) -> list[Route]:
     def guard(handler: Any) -> Any:
         return admin_only(gateway, handler)
 
@@ -227,7 +230,7 @@ def routes(gateway: Any) -> list[Route]:
 
     async def revoke_key(request: Request) -> Response:
         key_id = selection(request).key_id
-        if not await asyncio.to_thread(gateway.db.revoke_key, key_id):
+        if key_id is None or not await asyncio.to_thread(gateway.db.revoke_key, key_id):
             raise NotFound(f"No active key {key_id!r}.")
         await gateway.keys.reload()
         return _json({"revoked": key_id})
@@ -264,7 +267,7 @@ def _user(user: Any) -> dict[str, Any]:
     }
 
 
-def _no_plan(gateway: Any, plan: str) -> None:
+def _no_plan(gateway: Gateway, plan: str) -> None:
     raise InvalidRequest(
         f"plan: no plan {plan!r}: use one of {', '.join(sorted(gateway.catalog.plans))}.", param="plan"
     )

@@ -6,7 +6,7 @@ without ``channels`` keeps the stored ones (the console's form changes threshold
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
@@ -22,6 +22,9 @@ from oneplan.protocols import openai_chat
 from oneplan.server.auth import bearer
 from oneplan.server.errors import error_response
 
+if TYPE_CHECKING:
+    from oneplan.server.gateway import Gateway
+
 OPENAI = openai_chat.PROTOCOL
 
 
@@ -29,7 +32,7 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-def routes(gateway: Any) -> list[Route]:
+def routes(gateway: Gateway) -> list[Route]:
     alerts = gateway.alerts
     sessions = SessionStore(gateway.db)
 

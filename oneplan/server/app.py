@@ -19,10 +19,11 @@ from oneplan.errors import AuthenticationFailed, NotFound, OneplanError
 from oneplan.protocols import openai_chat
 from oneplan.server import admin, plans_api
 from oneplan.server.alerts_api import routes as alerts_routes
-from oneplan.server.auth import bearer
 from oneplan.server.errors import error_response, internal_error, protocol_for
 from oneplan.server.gateway import Gateway
+from oneplan.server.protocol_routes import keyed
 from oneplan.server.protocol_routes import routes as protocol_routes
+from oneplan.store.db import KeyRecord
 
 log = logging.getLogger("oneplan")
 OPENAI = openai_chat.PROTOCOL
@@ -94,11 +95,7 @@ class FastFront:
 
 
 def create_app(gateway: Gateway) -> FastFront:
-    async def models(request: Request) -> Response:
-        try:
-            key = await gateway.keys.authenticate(bearer(request.headers), gateway.clock())
-        except OneplanError as exc:
-            return error_response(OPENAI, exc)
+    async def models(request: Request, key: KeyRecord) -> Response:
         plan = gateway.catalog.plans.get(key.plan)
         data = [
             {
@@ -117,12 +114,8 @@ def create_app(gateway: Gateway) -> FastFront:
             return json_response(found)
         return json_response({"object": "list", "data": data})
 
-    async def my_usage(request: Request) -> Response:
-        try:
-            key = await gateway.keys.authenticate(bearer(request.headers), gateway.clock())
-            return json_response(await admin.usage_report(gateway, key.user_name))
-        except OneplanError as exc:
-            return error_response(OPENAI, exc)
+    async def my_usage(request: Request, key: KeyRecord) -> Response:
+        return json_response(await admin.usage_report(gateway, key.user_name))
 
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok"})
@@ -137,9 +130,9 @@ def create_app(gateway: Gateway) -> FastFront:
 
     routes = [
         *protocol_routes(gateway),
-        Route("/v1/models", models, methods=["GET"]),
-        Route("/v1/models/{model:path}", models, methods=["GET"]),
-        Route("/v1/usage", my_usage, methods=["GET"]),
+        Route("/v1/models", keyed(gateway, OPENAI, models), methods=["GET"]),
+        Route("/v1/models/{model:path}", keyed(gateway, OPENAI, models), methods=["GET"]),
+        Route("/v1/usage", keyed(gateway, OPENAI, my_usage), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

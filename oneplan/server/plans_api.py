@@ -10,7 +10,7 @@ this one at once.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,6 +21,9 @@ from oneplan.protocols.validation import Lenient
 from oneplan.routing.plan_book import CATALOG, build_plan, merge_patch
 from oneplan.server.admin import PlanName, _json, admin_only, body, payload
 from oneplan.store.db import PlanInUse
+
+if TYPE_CHECKING:
+    from oneplan.server.gateway import Gateway
 
 
 class PlanPath(Lenient):
@@ -36,7 +39,7 @@ class SpecBody(Lenient):
     spec: dict[str, Any]  # PUT: the whole spec; PATCH: a JSON merge patch (null removes a key)
 
 
-def routes(gateway: Any) -> list[Route]:
+def routes(gateway: Gateway) -> list[Route]:
     db, sync = gateway.db, gateway.plans
     book = sync.book
 

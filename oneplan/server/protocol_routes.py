@@ -4,9 +4,9 @@ served by the handler for what it serves (the pipeline, a token count, a stored 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
@@ -20,11 +20,30 @@ from oneplan.server.errors import error_response
 from oneplan.server.exchange import Exchange, ExchangeFactory
 from oneplan.server.pipeline import read_json
 from oneplan.server.stored import ResponseStore
+from oneplan.store.db import KeyRecord
+
+if TYPE_CHECKING:
+    from oneplan.server.gateway import Gateway
 
 Handler = Callable[[Request], Any]
+KeyedHandler = Callable[[Request, KeyRecord], Awaitable[Response]]
 
 
-def routes(gateway: Any) -> list[Route]:
+def keyed(gateway: Gateway, protocol: Protocol, handler: KeyedHandler) -> Callable[[Request], Awaitable[Response]]:
+    """``handler`` called with the caller's key, authenticated where ``protocol`` carries it;
+    a failure of either is answered in that protocol's error shape."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            key = await gateway.keys.authenticate(protocol.api_key(request.headers), gateway.clock())
+            return await handler(request, key)
+        except OneplanError as exc:
+            return error_response(protocol, exc)
+
+    return endpoint
+
+
+def routes(gateway: Gateway) -> list[Route]:
     out: list[Route] = []
     for protocol in PROTOCOLS:
         store = ResponseStore(gateway.db, gateway.catalog.server.responses_retention_days) if protocol.stores_state else None
@@ -33,7 +52,7 @@ def routes(gateway: Any) -> list[Route]:
     return out
 
 
-def _handler(gateway: Any, protocol: Protocol, endpoint: Endpoint, store: ResponseStore | None) -> Handler:
+def _handler(gateway: Gateway, protocol: Protocol, endpoint: Endpoint, store: ResponseStore | None) -> Handler:
     if endpoint.serves is Serves.CHAT:
         return chat(gateway, protocol, store, parameters="{" in endpoint.path)
     if endpoint.serves is Serves.COUNT_TOKENS:
@@ -43,7 +62,7 @@ def _handler(gateway: Any, protocol: Protocol, endpoint: Endpoint, store: Respon
     return stored(gateway, protocol, store)
 
 
-def chat(gateway: Any, protocol: Protocol, store: ResponseStore | None, *, parameters: bool) -> Handler:
+def chat(gateway: Gateway, protocol: Protocol, store: ResponseStore | None, *, parameters: bool) -> Handler:
     """One request through the pipeline. Marked ``hot``: ``FastFront`` calls it straight."""
     exchanges: ExchangeFactory = partial(Exchange, protocol, store, gateway.clock)
 
@@ -57,63 +76,37 @@ def chat(gateway: Any, protocol: Protocol, store: ResponseStore | None, *, param
     return endpoint
 
 
-def count_tokens(gateway: Any, protocol: Protocol) -> Handler:
-    async def endpoint(request: Request) -> Response:
-        try:
-            key = await gateway.keys.authenticate(protocol.api_key(request.headers), gateway.clock())
-            body = await read_json(request, gateway.catalog.server.max_body_bytes)
+def count_tokens(gateway: Gateway, protocol: Protocol) -> Handler:
+    async def count(request: Request, key: KeyRecord) -> Response:
+        body = await read_json(request, gateway.catalog.server.max_body_bytes)
 
-            def tokenizer_for(model: str) -> Tokenizer | None:
-                entry, _plan = gateway.pipeline.resolve(model, key)
-                deployment = entry.deployments[0]
-                return gateway.providers[deployment.provider].token_counter(  # type: ignore[no-any-return]
-                    gateway.router.target(entry, deployment)
-                )
+        def tokenizer_for(model: str) -> Tokenizer | None:
+            entry, _plan = gateway.pipeline.resolve(model, key)
+            deployment = entry.deployments[0]
+            return gateway.providers[deployment.provider].token_counter(gateway.router.target(entry, deployment))
 
-            counted = protocol.count_tokens_body(body, tokenizer_for)
-        except OneplanError as exc:
-            return error_response(protocol, exc)
-        return Response(orjson.dumps(counted), media_type="application/json")
+        return Response(orjson.dumps(protocol.count_tokens_body(body, tokenizer_for)), media_type="application/json")
 
-    return endpoint
+    return keyed(gateway, protocol, count)
 
 
-def stored(gateway: Any, protocol: Protocol, store: ResponseStore) -> Handler:
+def stored(gateway: Gateway, protocol: Protocol, store: ResponseStore) -> Handler:
     """``GET`` (the stored response body) and ``DELETE`` one stored response of the caller's."""
 
     def missing(response_id: str) -> Response:
         return error_response(protocol, protocol.stored_missing(response_id))
 
-    async def owned(request: Request) -> tuple[Any, str] | Response:
-        try:
-            key = await gateway.keys.authenticate(protocol.api_key(request.headers), gateway.clock())
-        except OneplanError as exc:
-            return error_response(protocol, exc)
+    async def one(request: Request, key: KeyRecord) -> Response:
         response_id = next(iter(request.path_params.values()))
         if len(response_id) > 200 or not response_id.isprintable():
             return missing(response_id[:200])  # no stored id looks like that
-        return key, response_id
-
-    async def get(request: Request) -> Response:
-        who = await owned(request)
-        if isinstance(who, Response):
-            return who
-        key, response_id = who
+        if request.method == "DELETE":
+            if not await asyncio.to_thread(store.delete, response_id, key.user_id):
+                return missing(response_id)
+            return Response(orjson.dumps(protocol.stored_deleted(response_id)), media_type="application/json")
         found = await asyncio.to_thread(store.load, response_id, key.user_id, gateway.clock())
         if found is None:
             return missing(response_id)
         return Response(orjson.dumps(found[0]), media_type="application/json")
 
-    async def remove(request: Request) -> Response:
-        who = await owned(request)
-        if isinstance(who, Response):
-            return who
-        key, response_id = who
-        if not await asyncio.to_thread(store.delete, response_id, key.user_id):
-            return missing(response_id)
-        return Response(orjson.dumps(protocol.stored_deleted(response_id)), media_type="application/json")
-
-    async def endpoint(request: Request) -> Response:
-        return await (remove if request.method == "DELETE" else get)(request)
-
-    return endpoint
+    return keyed(gateway, protocol, one)
