@@ -18,13 +18,13 @@ Agents act on these, not on the message text:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from oneplan.errors import OneplanError, QuotaExceeded, UpstreamError, UpstreamRateLimited, retry_after_header
 
 if TYPE_CHECKING:
     from oneplan.metering.windows import WindowState
+    from oneplan.protocols.base import Protocol
 
 # A refusal that frees up within this many seconds is worth waiting for; a longer one is not.
 RETRY_SOON = 300.0
@@ -96,13 +96,10 @@ def _duration(seconds: float) -> str:
     return "".join(f"{n}{u}" for n, u in ((hours, "h"), (minutes, "m")) if n) + f"{secs}s"
 
 
-def _rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def quota_headers(states: Iterable[WindowState], now: float, protocol: str = "") -> dict[str, str]:
-    """Each window's ``x-oneplan-quota-<window>-*``; the tightest request window as OpenAI's
-    ``x-ratelimit-*-requests`` and, for Anthropic clients, ``anthropic-ratelimit-requests-*``."""
+def quota_headers(states: Iterable[WindowState], now: float, protocol: Protocol | None = None) -> dict[str, str]:
+    """Each window's ``x-oneplan-quota-<window>-*``; the IETF draft's ``RateLimit-Policy`` and
+    ``RateLimit``; the tightest request window as OpenAI's ``x-ratelimit-*-requests``; and the
+    caller's protocol's own (``Protocol.quota_headers``: Anthropic's ``anthropic-ratelimit-*``)."""
     from oneplan.metering.windows import exact  # windows imports this module
 
     out: dict[str, str] = {}
@@ -119,19 +116,13 @@ def quota_headers(states: Iterable[WindowState], now: float, protocol: str = "")
         ):
             tightest = state
     out.update(ietf_headers(states_list, now))
-    if protocol == "anthropic":
-        out.update(_anthropic_tokens(states_list, now))
     if tightest is not None:
         out["x-ratelimit-limit-requests"] = exact(tightest.limit)
         out["x-ratelimit-remaining-requests"] = exact(tightest.remaining)
         if tightest.resets_at is not None:
             out["x-ratelimit-reset-requests"] = _duration(tightest.resets_at - now)
-        if protocol == "anthropic":
-            out["anthropic-ratelimit-requests-limit"] = exact(tightest.limit)
-            out["anthropic-ratelimit-requests-remaining"] = exact(tightest.remaining)
-            out["anthropic-ratelimit-requests-reset"] = _rfc3339(
-                tightest.resets_at if tightest.resets_at is not None else now
-            )
+    if protocol is not None:
+        out.update(protocol.quota_headers(states_list, tightest, now))
     return out
 
 
@@ -163,17 +154,3 @@ def ietf_headers(states: list[WindowState], now: float) -> dict[str, str]:
         return {}
     return {"ratelimit-policy": ", ".join(policies), "ratelimit": ", ".join(limits)}
 
-
-def _anthropic_tokens(states: list[WindowState], now: float) -> dict[str, str]:
-    """``anthropic-ratelimit-tokens-*`` from the tightest token or credit window."""
-    from oneplan.metering.windows import exact
-
-    windows = [s for s in states if s.unit in ("tokens", "credits")]
-    if not windows:
-        return {}
-    tight = min(windows, key=lambda s: s.remaining)
-    return {
-        "anthropic-ratelimit-tokens-limit": exact(int(tight.limit)),
-        "anthropic-ratelimit-tokens-remaining": exact(int(tight.remaining)),
-        "anthropic-ratelimit-tokens-reset": _rfc3339(tight.resets_at if tight.resets_at is not None else now),
-    }

@@ -25,6 +25,8 @@ _.reconciled
 _.refreshes  # server/plan_sync.py
 _.evictions  # local/prefix.py
 _.bytes_per_token  # local/kvcache.py
+_.active  # local/scheduler.py: the running sequences (tests/local/test_engine.py)
+_.wait_until  # local/scheduler.py: block until the scheduler reaches a state (tests/local/test_prefix.py)
 _.ledger_rows  # store/db.py: the ledger as rows, for the tests
 _.ARCHITECTURES  # local/tiny.py: the tiny checkpoints the local tests build
 _.build_checkpoint
@@ -60,12 +62,3 @@ _.encrypted_content
 _.syntax
 _.definition
 _.verbosity
-
-# -- dead, in modules other branches are reworking now: delete there, then here ---------------
-_.REASONING_BLOB_PREFIX  # protocols/responses/parse.py: sealing.PREFIX is used directly
-_.spawn  # server/gateway.py: no caller
-_.LayerSnapshot  # local/kvcache.py: no user
-_.state_bytes  # local/kvcache.py: written, never read
-_.reasoning_seen  # local/parsing.py: written, never read
-_.active  # local/scheduler.py: no reader
-_.wait_until  # local/scheduler.py: no caller

@@ -9,10 +9,11 @@ reasoning as ``reasoning_content``, and ``enable_thinking`` from the request's t
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from oneplan.errors import InvalidRequest
-from oneplan.protocols.canonical import ChatRequest
+from oneplan.protocols.canonical import ChatRequest, Message
 
 
 def _text(content: Any, role: str) -> str:
@@ -45,10 +46,10 @@ def _arguments(raw: Any) -> Any:
     return raw if raw is not None else {}
 
 
-def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def template_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for message in messages:
-        role = message.get("role")
+        role: str | None = message.get("role")  # plain dicts at run time: checked below
         if role == "developer":
             role = "system"
         if role not in ("system", "user", "assistant", "tool"):
@@ -83,7 +84,9 @@ def render(tokenizer: Any, request: ChatRequest, *, thinks: bool) -> str:
     kwargs: dict[str, Any] = {}
     if thinks and request.thinking.enabled is not None:
         kwargs["enable_thinking"] = request.thinking.enabled
-    tools = request.tools if request.tools and request.tool_choice != "none" else None
+    tools: Sequence[Mapping[str, object]] | None = (
+        request.tools if request.tools and request.tool_choice != "none" else None
+    )
     if tools and any("cache_control" in t for t in tools):  # a hint for cloud caches, not prompt text
         tools = [{k: v for k, v in t.items() if k != "cache_control"} for t in tools]
     try:

@@ -27,15 +27,14 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-ZERO_AHEAD = 256  # columns made finite at once, past the ones a forward pass reads
+if TYPE_CHECKING:
+    from transformers.cache_utils import LinearAttentionCacheLayerMixin
 
-# What a snapshot of one row holds per layer: (keys, values) for attention layers, (conv,
-# recurrent) for linear ones; ``None`` where the layer has nothing of that kind.
-LayerSnapshot = tuple[torch.Tensor, torch.Tensor] | None
+ZERO_AHEAD = 256  # columns made finite at once, past the ones a forward pass reads
 
 
 @dataclass(slots=True)
@@ -62,7 +61,7 @@ def cache_keyword(model: Any) -> str:
 def _slot_layer_class() -> type:
     from transformers.cache_utils import DynamicLayer
 
-    class SlotLayer(DynamicLayer):  # type: ignore[misc]
+    class SlotLayer(DynamicLayer):
         _layer_type = None  # never register in transformers' layer-type mapping
 
         def __init__(self, store: SlotCache, index: int) -> None:
@@ -82,11 +81,22 @@ def _slot_layer_class() -> type:
     return SlotLayer
 
 
+def _linear_layer(layer: object) -> LinearAttentionCacheLayerMixin:
+    """``layer`` as the linear-attention layer ``SlotCache`` found there (transformers types a
+    cache's layers as a union of every kind)."""
+    from transformers.cache_utils import LinearAttentionCacheLayerMixin
+
+    if not isinstance(layer, LinearAttentionCacheLayerMixin):
+        raise RuntimeError(f"expected a linear-attention cache layer, found {type(layer).__name__}")
+    return layer
+
+
 class SlotCache:
     """The running batch's cache; ``cache`` is what the model's forward receives."""
 
     def __init__(self, model: Any, slots: int, columns: int = 256) -> None:
         from transformers import DynamicCache
+        from transformers.cache_utils import LinearAttentionCacheLayerMixin
 
         self.slots = slots
         self.columns = columns
@@ -103,14 +113,16 @@ class SlotCache:
         self.kernel: dict[int, int] = {}
         for index, layer in enumerate(probe.layers):
             keys = getattr(layer, "keys", None)
-            conv = getattr(layer, "conv_states", None)
+            conv0: torch.Tensor | None = None
+            rec0: torch.Tensor | None = None
+            if isinstance(layer, LinearAttentionCacheLayerMixin):
+                conv0, rec0 = layer.conv_states.get(0), layer.recurrent_states.get(0)
             if isinstance(keys, torch.Tensor) and keys.dim() == 4:
                 _, heads, _, dim = keys.shape
                 shape = (slots, heads, columns + 1, dim)
                 self.kv[index] = (keys.new_empty(shape), keys.new_empty(shape))
                 self.cache.layers[index] = slot_layer(self, index)
-            elif isinstance(conv, dict) and conv.get(0) is not None:
-                conv0, rec0 = conv[0], layer.recurrent_states[0]
+            elif conv0 is not None and rec0 is not None:
                 self.kernel[index] = conv0.shape[-1]
                 self.states[index] = (
                     conv0.new_zeros((slots, *conv0.shape[1:])),
@@ -120,7 +132,6 @@ class SlotCache:
                 raise RuntimeError(f"unsupported cache layer {type(layer).__name__}")
         self.finite = [0] * slots  # per slot: columns 0 .. finite-1 hold finite numbers
         self.bytes_per_token = sum(2 * k[0, :, 0].numel() * k.element_size() for k, _ in self.kv.values())
-        self.state_bytes = sum(c[0].numel() * c.element_size() + r[0].numel() * r.element_size() for c, r in self.states.values())
 
     @property
     def hybrid(self) -> bool:
@@ -136,13 +147,16 @@ class SlotCache:
         self.window = window
         self._make_finite(window.lo, window.hi, window.width)
         for index, (conv, rec) in self.states.items():
-            layer = self.cache.layers[index]
+            layer = _linear_layer(self.cache.layers[index])
             layer.conv_states[0] = conv[window.lo : window.hi]
             layer.recurrent_states[0] = rec[window.lo : window.hi]
             layer.conv_kernel_size[0] = self.kernel[index]
             layer.is_conv_states_initialized[0] = layer.is_recurrent_states_initialized[0] = True
             layer.has_previous_state[0] = True  # a fresh row's state is zeros, which is the same
-            layer.device, layer.dtype = conv.device, conv.dtype
+            # transformers' mixin starts ``device`` and ``dtype`` as None (its first update sets
+            # them), so their inferred type is None: assigned through an untyped view.
+            untyped: Any = layer
+            untyped.device, untyped.dtype = conv.device, conv.dtype
         return self.cache
 
     def _make_finite(self, lo: int, hi: int, width: int) -> None:

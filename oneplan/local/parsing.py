@@ -12,11 +12,10 @@ Layout whitespace (the line breaks around ``<think>`` blocks and between tool ca
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from oneplan.local.toolcalls import JsonCallParser, XmlCallParser, tool_schemas
-from oneplan.protocols.canonical import Delta, ToolCallDelta
+from oneplan.protocols.canonical import Delta, Tool, ToolCallDelta
 from oneplan.protocols.tags import TagSplitter
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -34,7 +33,7 @@ class OutputParser:
         self,
         *,
         style: str = "json",
-        tools: list[dict[str, Any]] | None = None,
+        tools: Sequence[Tool] | None = None,
         in_reasoning: bool = False,
         keep_reasoning: bool = True,
         parse_tools: bool = True,
@@ -53,7 +52,6 @@ class OutputParser:
         self._call: JsonCallParser | XmlCallParser | None = None
         self._call_raw = ""
         self.calls = 0
-        self.reasoning_seen = False
         self._out: Delta = Delta()
 
     @property
@@ -72,10 +70,8 @@ class OutputParser:
         self._tail = "" if closing else text[len(body) :]
         if not body:
             return
-        if field == "reasoning":
-            self.reasoning_seen = True
-            if not self._keep_reasoning:
-                return
+        if field == "reasoning" and not self._keep_reasoning:
+            return
         setattr(self._out, field, (getattr(self._out, field) or "") + body)
 
     def _calls_out(self, deltas: list[ToolCallDelta]) -> None:

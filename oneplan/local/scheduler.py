@@ -415,7 +415,8 @@ class Scheduler:
             logits_to_keep=1,
             **{self._cache_kw: cache},
         )
-        return out.logits[:, -1, :]
+        logits: torch.Tensor = out.logits  # the model is untyped (transformers)
+        return logits[:, -1, :]
 
     def _emit(self, seqs: list[Sequence], logits: torch.Tensor) -> None:
         params = [s.params for s in seqs]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from oneplan.protocols.canonical import ToolCallDelta
@@ -92,8 +93,9 @@ def convert_value(raw: str, schema: dict[str, Any] | None) -> Any:
     return raw
 
 
-def tool_schemas(tools: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
-    """Tool name -> its ``parameters.properties``, from OpenAI-format tools."""
+def tool_schemas(tools: Sequence[Mapping[str, object]] | None) -> dict[str, dict[str, Any]]:
+    """Tool name -> its ``parameters.properties``, from OpenAI-format tools (plain dicts at run
+    time, so each key is checked)."""
     out: dict[str, dict[str, Any]] = {}
     for tool in tools or []:
         fn = tool.get("function", tool) if isinstance(tool, dict) else {}

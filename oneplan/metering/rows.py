@@ -17,9 +17,6 @@ class Status(StrEnum):
     REFUSED = "refused"  # refused at admission (a quota): nothing was reserved
 
 
-CHARGED = (Status.OK, Status.CANCELLED)
-
-
 class LedgerRow(TypedDict, total=False):
     id: str  # the request id (the answer's id)
     ts: float  # when the request arrived (unix seconds)
@@ -52,4 +49,4 @@ class LedgerRow(TypedDict, total=False):
     _res: str  # that entry's value
 
 
-__all__ = ["CHARGED", "LedgerRow", "Status"]
+__all__ = ["LedgerRow", "Status"]

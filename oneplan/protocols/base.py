@@ -13,7 +13,9 @@ A protocol is one subpackage of ``oneplan.protocols`` exposing one ``Protocol`` 
   the gateway changes the request;
 * optionally, stored state (``stores_state``; Responses' ``previous_response_id``): the turn
   says which stored conversation it continues and what to keep, the server does the storing;
-* ``codec``: its outbound direction, when an upstream can speak it (``Codec``).
+* ``codec``: its outbound direction, when an upstream can speak it (``Codec``);
+* ``quota_headers``: rate-limit headers its clients read, beside the ones every client gets
+  (``refusals.quota_headers``).
 
 Everything here is pure: no I/O.
 """
@@ -21,13 +23,16 @@ Everything here is pure: no I/O.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from oneplan.errors import NotFound, OneplanError
 from oneplan.protocols.canonical import ChatRequest, ChatResult, Delta
+
+if TYPE_CHECKING:
+    from oneplan.metering.windows import WindowState
 
 
 @dataclass(slots=True)
@@ -230,6 +235,12 @@ class Protocol(ABC):
     def api_key(self, headers: Mapping[str, str]) -> str | None:
         """The caller's key, from the request headers."""
         return bearer_key(headers)
+
+    def quota_headers(self, states: Sequence[WindowState], tightest: WindowState | None, now: float) -> dict[str, str]:
+        """The protocol's own quota headers, added to every client's (``refusals.quota_headers``):
+        ``states`` are the caller's windows, ``tightest`` the request window with the least left
+        (None if there is none), ``now`` dates them. None by default."""
+        return {}
 
     # -- pass-through edits --------------------------------------------------------------
 

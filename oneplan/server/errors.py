@@ -34,7 +34,7 @@ def error_response(
     """``states``: the caller's quota windows, sent as headers with a refusal (``now`` dates them)."""
     headers = refusals.headers(error)
     if states is not None:
-        headers.update(refusals.quota_headers(states, now, protocol.name))
+        headers.update(refusals.quota_headers(states, now, protocol))
     headers.update(extra_headers or {})
     return Response(
         orjson.dumps(protocol.error_body(error)),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +76,6 @@ class Gateway:
             clock=clock,
         )
         self.alerts = Alerts(self)  # oneplan/alerts/: fed by observe(), never in a request's way
-        self._tasks: set[asyncio.Task[Any]] = set()
         self.ready = False
 
     async def start(self) -> None:
@@ -99,8 +97,6 @@ class Gateway:
 
     async def close(self) -> None:
         self.ready = False
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.alerts.close()
         await self.keys.close()
         await self.plans.close()
@@ -109,11 +105,6 @@ class Gateway:
         for provider in self.providers.values():
             await provider.aclose()
         self.db.close()
-
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _moved(self, before: Any, after: Any) -> None:
         """A user's plan changed: the windows the new plan adds count what they already used."""

@@ -186,11 +186,11 @@ async def drain(receive: Any, max_bytes: int = 256 * 1024 * 1024, seconds: float
         return
 
 
-def quota_headers(reservation: Reservation, protocol: str = "") -> dict[str, str]:
+def quota_headers(reservation: Reservation, protocol: Protocol | None = None) -> dict[str, str]:
     return refusals.quota_headers(reservation.states, reservation.second, protocol)
 
 
-def served_headers(reservation: Reservation, served: Served, protocol: str = "") -> dict[str, str]:
+def served_headers(reservation: Reservation, served: Served, protocol: Protocol | None = None) -> dict[str, str]:
     """Quota headers, and which model on which provider answered (a fallback may have)."""
     headers = quota_headers(reservation, protocol)
     headers["x-oneplan-served-by"] = served.label
@@ -289,7 +289,7 @@ class Pipeline:
         except Exception as exc:
             return internal_error(call.protocol, exc)  # settled (failed) and logged on the way out
         await self.completed(call, result, ctx)
-        return Response(body, media_type="application/json", headers=served_headers(call.reservation, served, call.protocol.name))
+        return Response(body, media_type="application/json", headers=served_headers(call.reservation, served, call.protocol))
 
     async def completed(self, call: Call, result: ChatResult, ctx: StreamContext) -> None:
         """The exchange's after-answer work (storing a response). The answer is settled and
@@ -321,7 +321,7 @@ class Pipeline:
                     raise
                 body = self.relay(call, settlement, ctx, renderer, first, deltas)
                 stream = EventStream(
-                    body, headers=served_headers(call.reservation, served, call.protocol.name),
+                    body, headers=served_headers(call.reservation, served, call.protocol),
                     on_close=lambda: _abandon(settlement, deltas),
                 )
                 settlement.hand_off()

@@ -7,7 +7,7 @@ and ``anthropic-beta`` headers (neither changes anything here), and keep a strea
 long silences with ``ping`` events.
 
 Upstream (a provider speaking Anthropic): ``CODEC`` (``to_upstream``, ``from_upstream``,
-``UpstreamStreamParser``), ``upstream_error``; ``UsageMeter`` folds a stream's usage events.
+``UpstreamStreamParser``, whose ``UsageMeter`` folds a stream's usage events), ``upstream_error``.
 
 The work lives in ``parse`` (request -> canonical, validated against ``schema``), ``render``
 (answers and errors), ``stream`` (the SSE state machine), ``upstream`` (the reverse direction)
@@ -16,10 +16,12 @@ and ``tokens`` (the local token estimate).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from oneplan.errors import OneplanError
+from oneplan.metering.windows import WindowState
+from oneplan.protocols.anthropic import quota
 from oneplan.protocols.anthropic.parse import parse
 from oneplan.protocols.anthropic.render import (
     error_body,
@@ -106,6 +108,10 @@ class AnthropicProtocol(Protocol):
         """``max_tokens``, with a thinking budget kept below it (or thinking dropped when no
         budget Anthropic accepts fits)."""
         return Passthrough(self, thinking_below({**passthrough.body, "max_tokens": tokens}, tokens))
+
+    def quota_headers(self, states: Sequence[WindowState], tightest: WindowState | None, now: float) -> dict[str, str]:
+        """``anthropic-ratelimit-requests-*`` and ``anthropic-ratelimit-tokens-*`` (``quota``)."""
+        return quota.quota_headers(states, tightest, now)
 
     def count_tokens(self, body: Any, tokenizer: Tokenizer | None = None) -> dict[str, int]:
         """The ``/v1/messages/count_tokens`` response body: ``{"input_tokens": n}``."""

@@ -2,8 +2,9 @@
 
 DashScope, Zhipu, Moonshot and MiniMax all serve an Anthropic-compatible endpoint; a provider
 module that talks to one calls ``to_upstream`` for the body, ``from_upstream`` for a whole answer
-and feeds each decoded SSE ``data`` object to an ``UpstreamStreamParser``. For same-protocol
-traffic the server relays the upstream's events untouched and feeds them to a ``UsageMeter``.
+and feeds each decoded SSE ``data`` object to an ``UpstreamStreamParser``, whose ``UsageMeter``
+folds the stream's usage events. Same-protocol traffic differs only on the way up (the client's
+body is forwarded as it came, ``Passthrough``): its answer comes back through the same parser.
 
 Usage meets the canonical convention here: canonical ``input_tokens`` include cache reads and
 cache writes (Anthropic reports them beside ``input_tokens``), ``cached_tokens`` are the reads,

@@ -60,7 +60,6 @@ from oneplan.protocols.responses.parse import (
 )
 from oneplan.protocols.responses.render import (
     error_body,
-    new_response_id,
     output_items,
     render_response,
     response_error,
@@ -83,7 +82,6 @@ __all__ = [
     "from_upstream",
     "input_items",
     "items_to_messages",
-    "new_response_id",
     "output_items",
     "parse_envelope",
     "prepend_history",

@@ -50,11 +50,6 @@ from oneplan.protocols.validation import validate
 
 Resolver = Callable[[str], "dict[str, Any] | None"]
 
-# oneplan's own ``encrypted_content``: reasoning text and signature, sealed with the server's
-# key ring, so a stateless client (Codex sends ``store: false``) can hand the model its earlier
-# reasoning back without being able to read or forge it.
-REASONING_BLOB_PREFIX = sealing.PREFIX
-
 
 @dataclass(slots=True)
 class ToolMap:
@@ -241,7 +236,9 @@ def tool_map_for(tools: Any) -> ToolMap:
 
 
 def encode_reasoning(text: str | None, signature: str | None) -> str:
-    """Reasoning and its signature, sealed (``oneplan/sealing.py``): opaque to the client."""
+    """Reasoning and its signature, sealed with the server's key ring (``oneplan/sealing.py``): our
+    own ``encrypted_content``, so a stateless client (Codex sends ``store: false``) can hand the
+    model its earlier reasoning back without being able to read or forge it."""
     return sealing.seal_json({"r": text or "", "s": signature})
 
 

@@ -30,10 +30,6 @@ ITEM_PREFIX = {
 INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
-def new_response_id() -> str:
-    return "resp_" + uuid.uuid4().hex
-
-
 def new_call_id() -> str:
     return "call_" + uuid.uuid4().hex[:24]
 
