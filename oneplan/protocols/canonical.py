@@ -196,6 +196,15 @@ class Usage:
         )
 
 
+def text_of(content: Any, sep: str = "") -> str:
+    """A message's text: its string, or its parts' texts joined with ``sep``."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return sep.join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
 def _count(value: Any) -> int:
     """A token count from a wire value: integers (and integral floats) as they are, anything
     else (missing, null, text, negative) as 0."""

@@ -13,7 +13,15 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from oneplan.errors import UpstreamUnavailable
-from oneplan.protocols.canonical import ChatRequest, ChatResult, Delta, ToolCall, ToolCallDelta, Usage
+from oneplan.protocols.canonical import (
+    ChatRequest,
+    ChatResult,
+    Delta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    text_of,
+)
 
 ReasoningOf = Callable[[dict[str, Any]], "str | None"]
 
@@ -76,19 +84,11 @@ def system_first(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         lead += 1
     if lead <= 1 and not any(m.get("role") == "system" for m in messages[lead:]):
         return messages
-    merged = "\n\n".join(text_of(m.get("content")) for m in messages[:lead])
+    merged = "\n\n".join(text_of(m.get("content"), "\n\n") for m in messages[:lead])
     out = [{"role": "system", "content": merged}] if lead else []
     for m in messages[lead:]:
         out.append({**m, "role": "user"} if m.get("role") == "system" else m)
     return out
-
-
-def text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
 
 
 def flatten_text(parts: list[Any], *, keep_cache: bool) -> Any:

@@ -24,6 +24,7 @@ from oneplan.protocols.canonical import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    text_of,
 )
 
 _INCOMPLETE_FINISH = {"max_output_tokens": "length", "content_filter": "content_filter"}
@@ -40,7 +41,7 @@ def to_upstream(request: ChatRequest, upstream_model: str) -> dict[str, Any]:
     while head < len(messages) and messages[head].get("role") == "system":
         head += 1
     body: dict[str, Any] = {"model": upstream_model, "stream": request.stream, "store": False}
-    instructions = "\n\n".join(_text_of(m.get("content")) for m in messages[:head])
+    instructions = "\n\n".join(text_of(m.get("content")) for m in messages[:head])
     if instructions:
         body["instructions"] = instructions
     body["input"] = [item for m in messages[head:] for item in _items_of(m)]
@@ -65,14 +66,6 @@ def to_upstream(request: ChatRequest, upstream_model: str) -> dict[str, Any]:
         body["reasoning"] = {"effort": thinking.effort or "medium", "summary": "auto"}
     body.update(request.extra)
     return body
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return ""
 
 
 def _parts(content: Any, *, assistant: bool) -> list[dict[str, Any]]:
@@ -109,7 +102,7 @@ def _items_of(message: Message) -> list[dict[str, Any]]:
         ]
     if role == "assistant":
         items: list[dict[str, Any]] = []
-        text = _text_of(content)
+        text = text_of(content)
         if text:
             items.append(
                 {
