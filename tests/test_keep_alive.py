@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from oneplan.config import ServerConfig
+from tests.conftest import catalog_for
 from tests.fakes import FakeUpstream
 from tests.support.gateway import Gateway
 
@@ -22,21 +23,7 @@ HEALTH = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 def catalog(up: FakeUpstream, server: str) -> str:
-    return f"""
-[providers.up]
-kind = "openai-compatible"
-base_url = "{up.base_url}"
-api_key = "{up.api_key}"
-
-[models."m1"]
-provider = "up"
-
-[plans.pro]
-requests_per_5h = 100
-
-[server]
-{server}
-"""
+    return catalog_for(up, extra=f"[server]\n{server}")
 
 
 def answer(sock: socket.socket) -> bytes:

@@ -121,6 +121,36 @@ def test_a_request_in_flight_across_the_loss_is_counted_exactly_once(db: Databas
     asyncio.run(run())
 
 
+def test_a_replant_never_races_the_settlement_of_the_same_request(db: Database) -> None:
+    """A replica learns of a new generation (and replants what it has in flight) while the
+    settlement of one of those requests is on its way to Redis: the request is counted once."""
+    prefix = "heal-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+
+    async def run() -> None:
+        a = RedisCounters("redis://127.0.0.1:6379/0", clock, Periods("UTC"), prefix=prefix)
+        a.flush_seconds = 3600  # a flushes and learns only when the test says so
+        await a.start(db)
+        b = await counters(prefix, db, clock)
+        r1 = await a.admit(3, PLAN, 1, "r1")
+        await wipe(a)
+        await b.admit(3, PLAN, 1, "b1")  # rebuilds: r1 is not in the ledger
+        a.settle(r1, tokens=10, cost=0.0)
+        gen = db.insert_ledger([row("r1", 3, T0, tokens=10)])  # committed after the rebuild's read
+        a.committed([row("r1", 3, T0)], gen)
+        # a sends r1's settlement (charged late, in full) while an admission on a learns the
+        # new generation and replants what is still outstanding.
+        await asyncio.gather(a.flush(), a.admit(3, PLAN, 1, "a2"))
+        await a.flush()
+        windows = await used(b, 3)
+        assert windows["5h"] == 3  # b1 + r1 + a2: r1 once
+        assert windows["tokens_month"] == 10
+        await a.aclose()
+        await b.aclose()
+
+    asyncio.run(run())
+
+
 def test_a_dead_replicas_requests_in_flight_are_reconciled_with_the_ledger(db: Database) -> None:
     prefix = "heal-" + secrets.token_hex(4)
     clock = ManualClock(T0)

@@ -161,6 +161,10 @@ class RedisCounters(Counters):
         self._pending: dict[str, Pending] = {}  # field -> settled, row not yet committed
         self._ready: list[Pending] = []  # rows committed: to send to Redis
         self._releases: list[Reservation] = []  # releases Redis did not take yet
+        # Settling, releasing and replanting this replica's requests never interleave: a replant
+        # that ran while a settlement or release of the same request was on its way to Redis
+        # charged the request's reservation again, for good.
+        self._moving = asyncio.Lock()
         self._finished: dict[int, list[str]] = {}  # user -> requests settled, still "running" in Redis
         self._recovering: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -337,7 +341,8 @@ class RedisCounters(Counters):
             return
         reservation.settled = True
         try:
-            await self._release_now(reservation.user_id, reservation.field, entry_of(reservation))
+            async with self._moving:
+                await self._release_now(reservation.user_id, reservation.field, entry_of(reservation))
         except self._errors as exc:
             self._unavailable(exc)
             self._releases.append(reservation)  # retried by the flusher
@@ -355,6 +360,10 @@ class RedisCounters(Counters):
 
     async def flush(self) -> None:
         """Send committed settlements and retry releases (the flusher does this on a timer)."""
+        async with self._moving:
+            await self._flush()
+
+    async def _flush(self) -> None:
         releases, self._releases = self._releases, []
         for i, r in enumerate(releases):
             try:
@@ -422,6 +431,10 @@ class RedisCounters(Counters):
     async def _learned(self, gen: str) -> None:
         """A new generation: requests admitted under an older one are charged again in it,
         unless the rebuild's read of the ledger already counted them."""
+        async with self._moving:
+            await self._replant(gen)
+
+    async def _replant(self, gen: str) -> None:
         stale = [
             r for f, r in self._outstanding.items()
             if r.gen != gen and int(self._committed_gen.get(f, gen)) >= int(gen)
@@ -441,6 +454,11 @@ class RedisCounters(Counters):
                 r.gen = gen
                 r.value = f"{r.value.rsplit('|', 1)[0]}|{gen}"
                 self._replanted[r.field] = gen
+                committed = self._committed_gen.get(r.field)
+                if committed is not None and int(committed) < int(gen):
+                    # Its row was committed before the rebuild read the ledger (we learned it
+                    # while the replant was on its way): the read counted it, take the replant back.
+                    self._releases.append(r)
             log.warning("replanted %d requests in flight across a loss of the quota counters", len(stale))
         self._gen_seen = gen
 
