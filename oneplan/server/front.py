@@ -3,9 +3,10 @@
 * **Request head size**: a request line plus headers larger than ``server.max_header_bytes``
   (default 64 KiB) is answered ``431`` and the connection closed (unbounded, a hundred 1 MB header
   lines held ~100 MB).
-* **Request head time**: a new connection must deliver a whole request head within
-  ``server.header_timeout_seconds`` (default 10 s) of opening, and a request head its first
-  byte - slowloris clients and sockets that never send a request are closed with ``408``.
+* **Request head time**: a whole request head must arrive within
+  ``server.header_timeout_seconds`` (default 10 s) of its first byte, and a new connection's
+  first head within that time of opening - slowloris clients and sockets that never send a
+  request are closed with ``408``.
 * **Idle keep-alive**: uvicorn's own ``timeout_keep_alive`` (``server.keep_alive_seconds``,
   default 75 s) closes connections idle between requests, silently. Nothing else closes an idle
   kept-alive connection: a 408 racing the client's next request would reset it.
