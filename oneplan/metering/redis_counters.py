@@ -12,7 +12,7 @@ What keeps the counters equal to the ledger when things go wrong:
   ever admitted against empty counters. The replica that sees it first takes the rebuild lock,
   reads the ledger under a database lock that orders it against every ledger flush, bumps the
   database's counter generation in the same transaction, loads the counters and sets ``gen``;
-  the others wait for ``gen`` (bounded: then a 503). A request admitted before the loss is
+  the others wait for ``gen`` (bounded: then a 503; ``rebuild.py``). A request admitted before the loss is
   either in that read (its ledger row was committed before it) or charged by its own replica
   when its row is committed later (``late`` in ``SETTLE``): never both, never neither.
 * **Worst cases** are reserved at admission in every window (requests, credits, tokens, cost),
@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -51,11 +50,11 @@ from oneplan.metering.counters import (
     exhausts,
     legacy_demand,
     refusal,
-    row_amounts,
     too_big,
 )
 from oneplan.metering.entries import Entry, Pending, decode, encode, entry_of, moves
 from oneplan.metering.plans import Amounts, Plan
+from oneplan.metering.rebuild import Rebuild
 from oneplan.metering.redis_scripts import ADMIT, RECHARGE, RELEASE, REPLANT, SETTLE
 from oneplan.metering.replicas import Replicas
 from oneplan.metering.resp import LeanRedis, RespError
@@ -66,10 +65,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("oneplan.quota")
 
-# Rows of a user whose plan is unknown (gone from the catalog) rebuild the shorthand windows.
-EVERY_SHORTHAND = Plan(
-    "", requests_per_5h=0, requests_per_week=0, requests_per_month=0, tokens_per_month=0, cost_per_month=0
-)
 
 Rows = Sequence[tuple[Any, ...]]  # see store.db.Database.charged_since
 
@@ -166,12 +161,12 @@ class RedisCounters(Counters):
         # charged the request's reservation again, for good.
         self._moving = asyncio.Lock()
         self._finished: dict[int, list[str]] = {}  # user -> requests settled, still "running" in Redis
-        self._recovering: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._down = False
         self.rebuilds = 0  # rebuilds this replica did (observability, tests)
         self.reconciled = 0  # requests of dead replicas this one settled or released
         self.replicas = Replicas(self)
+        self.rebuild = Rebuild(self)
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -523,100 +518,10 @@ class RedisCounters(Counters):
 
     async def recover(self) -> None:
         """Rebuild from the ledger once across replicas, or wait for whoever is doing it."""
-        if self._recovering is None or self._recovering.done():
-            self._recovering = asyncio.get_running_loop().create_task(self._recover())
-        await asyncio.shield(self._recovering)
-
-    async def _recover(self) -> None:
-        lock = f"{self.prefix}:lock"
-        deadline = time.monotonic() + self.rebuild_wait_seconds
-        while True:
-            if await self.redis.set(lock, self.replica, nx=True, px=30_000):
-                try:
-                    if await self.decoded.get(self._gen_key) is None:
-                        await self._rebuild()
-                finally:
-                    if await self.decoded.get(lock) == self.replica:
-                        await self.redis.delete(lock)
-                return
-            if await self.decoded.get(self._gen_key) is not None:
-                return
-            if time.monotonic() > deadline:
-                raise BackendUnavailable("The quota counters are being rebuilt; try again shortly.", retry_after=2)
-            await asyncio.sleep(0.05)  # another replica holds the lock: poll for its result
-
-    async def _rebuild(self) -> None:
-        assert self.view is not None, "RedisCounters.start() was not awaited"
-        now = self.clock()
-        rows, generation = await asyncio.to_thread(self.view.snapshot_for_counters, self.since(self.all_plans(), now))
-        stale = [key async for key in self.redis.scan_iter(match=f"{self.prefix}:{{*", count=1000)]
-        if stale:
-            await self.redis.delete(*stale)
-        marker = f"{self.prefix}:rebuild"
-        await self.redis.set(marker, generation, px=60_000)  # replicas replant into it from now on
-        await self._load(rows, now)
-        await self._learned(generation)
-        await asyncio.sleep(self.grace_seconds)  # the others' flushers look every flush_seconds
-        await self.redis.set(self._gen_key, generation)
-        await self.redis.delete(marker)
-        self.rebuilds += 1
-        log.warning(
-            "the quota counters were missing from Redis: rebuilt from the ledger "
-            "(%d requests in %d seconds, generation %s)",
-            sum(int(r[2] or 0) for r in rows), len(rows), generation,
-        )
+        await self.rebuild.recover()
 
     async def backfill(self, user_id: int, old: Plan | None, new: Plan, anchor: float | None) -> None:
-        """The windows only ``new`` has get the user's ledger rows - once across replicas (a
-        marker per window, taken with SET NX, elects the replica that does it)."""
-        shapes = self.added_shapes(old, new)
-        if not shapes or self.view is None:
-            return
-        base = self._base(user_id)
-        mine = set()
-        for shape in sorted(shapes):
-            if await self.redis.set(f"{base}:bf:{shape}", self.replica, nx=True, ex=70 * 86400):
-                mine.add(shape)
-        if not mine:
-            return
-        # The other replicas' rows reach the database within their ledger flush: read once
-        # theirs so far are there too.
-        await asyncio.sleep(self.backfill_wait_seconds)
-        now = self.clock()
-        rows = await asyncio.to_thread(self.view.charged_since, self.since([new], now), [user_id])
-        await self._load(rows, now, plan=new, shapes=mine, anchor=anchor)
-
-    async def _load(
-        self, rows: Rows, now: float, *, plan: Plan | None = None, shapes: set[str] | None = None,
-        anchor: float | None = None,
-    ) -> None:
-        """Every ledger row into the windows of its user's plan (or of ``plan``, only those of
-        ``shapes``), in the period it was admitted in (periods that have ended are skipped)."""
-        pipe = self.redis.pipeline(transaction=False)
-        for row in rows:
-            user_id, second, amounts, multiplier, plan_name, row_anchor = row_amounts(row)
-            target = plan or (self.plans(plan_name) if plan_name else None) or EVERY_SHORTHAND
-            demand = legacy_demand(target, 0, row_anchor if anchor is None else anchor, multiplier)
-            base = self._base(user_id)
-            for c in self.charges(target, demand, float(second)):
-                if shapes is not None and c.window.shape not in shapes:
-                    continue
-                amount = amounts.of(c.window.unit) * c.factor
-                if not amount:
-                    continue
-                key = f"{base}:{c.key}"
-                if c.rolling:
-                    if second <= int(now) - c.window.seconds:
-                        continue
-                    pipe.zadd(f"{key}:z", {str(second): second})
-                    pipe.hincrbyfloat(f"{key}:c", str(second), amount)
-                    pipe.incrbyfloat(f"{key}:t", amount)
-                    for k in (f"{key}:z", f"{key}:c", f"{key}:t"):
-                        pipe.expire(k, c.window.seconds + 60)
-                elif c.end > now:
-                    pipe.incrbyfloat(key, amount)
-                    pipe.expire(key, max(60, int(c.end - now) + 3600))
-        await pipe.execute()
+        await self.rebuild.backfill(user_id, old, new, anchor)
 
     async def reconcile(self) -> int:
         """Settle or release what replicas that died (no heartbeat) left in flight."""
