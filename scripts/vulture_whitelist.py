@@ -12,6 +12,9 @@ _.pause_writing  # asyncio.Protocol flow control (providers/client.py)
 _.resume_writing
 _.on_body  # httptools parser callbacks (providers/client.py)
 _.on_message_complete
+_.run_asgi  # uvicorn's protocol starts a cycle with it (server/hot.py's HotCycle)
+_.response_started  # uvicorn's cycle state, read by its protocol (server/hot.py)
+_.waiting_for_100_continue
 _.worker_app  # uvicorn factory, named as "oneplan.server.run:worker_app" (server/run.py)
 _.get_mask_sizes  # transformers' cache-layer interface (local/kvcache.py)
 _.query_length

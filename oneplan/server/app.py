@@ -51,7 +51,12 @@ class FastFront:
         self.hot = {r.path: r.endpoint for r in hot if not r.param_convertors}
         self.patterns = [r for r in hot if r.param_convertors]
 
-    def _pattern(self, scope: Any) -> Any:
+    def endpoint_for(self, scope: Any) -> Any:
+        """The hot endpoint for a POST's ``scope`` (its ``path_params`` set), or None. Also what
+        the HTTP protocol asks to serve a request without ASGI (``server/hot.py``)."""
+        endpoint = self.hot.get(scope["path"])
+        if endpoint is not None or not self.patterns:
+            return endpoint
         for route in self.patterns:
             match, child = route.matches(scope)
             if match is Match.FULL:
@@ -61,9 +66,7 @@ class FastFront:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            endpoint = self.hot.get(scope["path"])
-            if endpoint is None and self.patterns:
-                endpoint = self._pattern(scope)
+            endpoint = self.endpoint_for(scope)
             if endpoint is not None:
                 request = Request(scope, receive, send)
                 try:

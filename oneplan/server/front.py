@@ -18,10 +18,14 @@ from their app factory), so the protocol class stays importable for uvicorn's wo
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from oneplan.server.hot import HotCycle
 
 
 @dataclass(slots=True)
@@ -68,7 +72,10 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head()
+        cycle = self.cycle
         super().connection_lost(exc)
+        if isinstance(cycle, HotCycle) and cycle.disconnected:
+            cycle.hung_up()
 
     # -- the head's size --------------------------------------------------------------------
 
@@ -93,7 +100,60 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm_head()
-        super().on_headers_complete()
+        if not self._hot():
+            super().on_headers_complete()
+
+    # -- the hot routes ---------------------------------------------------------------------
+
+    def _front(self) -> Any:
+        """The app's ``FastFront`` (under whatever uvicorn wrapped it in), or None."""
+        app = self.app
+        for _ in range(4):
+            if hasattr(app, "endpoint_for"):
+                return app
+            app = getattr(app, "app", None)
+        return None
+
+    def _hot(self) -> bool:
+        """Start a ``HotCycle`` for a POST to a hot route; False for anything else (uvicorn's
+        own cycle and the ASGI app then take it)."""
+        parser = self.parser
+        if parser.get_method() != b"POST" or parser.should_upgrade() or self.limit_concurrency is not None:
+            return False
+        front = self._front()
+        if front is None:
+            return False
+        parsed = httptools.parse_url(self.url)
+        path = parsed.path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        scope = self.scope
+        scope["method"] = "POST"
+        http_version = parser.get_http_version()
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        scope["path"] = self.root_path + path
+        scope["raw_path"] = self.root_path.encode("ascii") + parsed.path
+        scope["query_string"] = parsed.query or b""
+        endpoint = front.endpoint_for(scope)
+        if endpoint is None:
+            return False
+        existing = self.cycle
+        cycle = HotCycle(
+            scope=scope, transport=self.transport, flow=self.flow, logger=self.logger,
+            access_logger=self.access_logger, access_log=self.access_log,
+            default_headers=self.server_state.default_headers, message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=http_version != "1.0" and parser.should_keep_alive(), on_response=self.on_response_complete,
+        )
+        cycle.endpoint = endpoint
+        self.cycle = cycle
+        if existing is None or existing.response_complete:
+            self._start_asgi_task(cycle, self.app)
+        else:  # pipelined behind a request still being answered: started when that one is
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, self.app))
+        return True
 
     def send_400_response(self, msg: str) -> None:
         if self._too_large:

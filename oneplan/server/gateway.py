@@ -17,6 +17,7 @@ from oneplan.providers.build import build_providers
 from oneplan.routing.catalog import Catalog
 from oneplan.routing.plan_book import PlanBook
 from oneplan.routing.router import Router
+from oneplan.server import heap
 from oneplan.server.auth import KeyCache
 from oneplan.server.metrics import Metrics
 from oneplan.server.pipeline import Pipeline
@@ -51,7 +52,9 @@ class Gateway:
         *,
         clock: Clock = system_clock,
         counters: Counters | None = None,
+        settle_heap: bool = False,
     ) -> None:
+        self.settle_heap = settle_heap  # a server process of its own (``server/heap.py``)
         self.catalog = catalog
         self.data_dir = data_dir
         self.clock = clock
@@ -93,6 +96,8 @@ class Gateway:
         self.ledger.on_replay = self.counters.adopt
         await self.ledger.adopt_replayed()  # a killed predecessor's requests, settled from its rows
         await self.alerts.start()
+        if self.settle_heap:
+            heap.settle()
         self.ready = True
 
     async def close(self) -> None:

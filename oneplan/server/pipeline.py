@@ -8,13 +8,12 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
 
 import orjson
-from starlette.requests import Request
 from starlette.responses import Response
 
 from oneplan import refusals
@@ -38,7 +37,7 @@ from oneplan.routing.router import Served
 from oneplan.server.errors import error_response, internal_error
 from oneplan.server.exchange import Exchange, ExchangeFactory
 from oneplan.server.settlement import Books, Settlement, spawn_close
-from oneplan.server.sse import EventStream
+from oneplan.server.sse import EventStream, Last
 from oneplan.store.db import KeyRecord
 
 if TYPE_CHECKING:
@@ -111,6 +110,19 @@ def new_id(protocol: Protocol) -> str:
     return f"{protocol.id_prefix}{time.time_ns() // 1000:x}{_ID_TAG[0]}{next(_ID_COUNT) & 0xFFFF:04x}"
 
 
+class Incoming(TypingProtocol):
+    """What the pipeline reads of a request: Starlette's ``Request``, or ``server.hot``'s."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def receive(self) -> Callable[[], Awaitable[Any]]: ...
+
+    @property
+    def scope(self) -> Any: ...
+
+
 @dataclass(slots=True)
 class Call:
     """What the pipeline knows of one admitted request."""
@@ -132,11 +144,11 @@ class Call:
         return self.exchange.protocol
 
 
-async def read_json(request: Request, limit: int) -> Any:
+async def read_json(request: Incoming, limit: int) -> Any:
     return (await read_body(request, limit))[0]
 
 
-async def read_body(request: Request, limit: int) -> tuple[Any, int]:
+async def read_body(request: Incoming, limit: int) -> tuple[Any, int]:
     """The body as JSON, and its size in bytes (a bound on its tokens)."""
     length = request.headers.get("content-length")
     receive = request.receive
@@ -224,7 +236,7 @@ class Pipeline:
         self.books = books
         self.clock = clock
 
-    async def handle(self, exchanges: ExchangeFactory, request: Request) -> Response | EventStream:
+    async def handle(self, exchanges: ExchangeFactory, request: Incoming) -> Response | EventStream:
         started, t0 = self.clock(), time.perf_counter()
         exchange = exchanges()
         protocol = exchange.protocol
@@ -246,7 +258,7 @@ class Pipeline:
         except OneplanError as exc:
             return error_response(protocol, exc)
         except Exception as exc:  # a bug before admission: nothing to settle, still the caller's shape
-            log.exception("internal error before admission on %s", request.url.path)
+            log.exception("internal error before admission on %s", request.scope["path"])
             return internal_error(protocol, exc)
         call = Call(request_id, exchange, chat, key, entry, plan, reservation, started, t0, input_bound=size)
         if chat.stream:
@@ -381,14 +393,14 @@ class Pipeline:
                         log.error("internal error relaying %s", call.id, exc_info=exc)
                     await settlement.failed(error)
                     # The stream already said 200: end it with the protocol's own error event.
-                    yield b"".join(held) + renderer.fail(error)
+                    yield Last(b"".join(held) + renderer.fail(error))
                     return
                 await settlement.ok(acc.usage or Usage(), completion=acc.text)
                 if call.exchange.wants_result:
                     result = acc.result(id=call.id, model=ctx.model, created=ctx.created)
                     await self.completed(call, result, ctx)
                 # Only now, with the ledger row written, do the closing frames go out.
-                yield b"".join(held) + renderer.finish()
+                yield Last(b"".join(held) + renderer.finish())
         finally:
             aclose = getattr(deltas, "aclose", None)
             if aclose is not None:

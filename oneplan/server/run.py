@@ -60,7 +60,7 @@ def build_app(data_dir: Path, config: Path | None, local_models: list[Path]) -> 
 
     catalog = load(config, local_models)
     front.configure(catalog.server.max_header_bytes, catalog.server.header_timeout_seconds)
-    return create_app(Gateway(catalog, data_dir))
+    return create_app(Gateway(catalog, data_dir, settle_heap=True))
 
 
 def worker_app() -> FastFront:

@@ -14,6 +14,13 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from starlette.types import Receive, Scope, Send
 
 
+class Last(bytes):
+    """A stream's closing frames: the body yields nothing after them, so the HTTP protocol
+    writes them with the end of the response in one write (``server/hot.py``)."""
+
+    __slots__ = ()
+
+
 class EventStream:
     def __init__(
         self,

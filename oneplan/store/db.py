@@ -4,6 +4,7 @@ server calls it from worker threads (``asyncio.to_thread``), never from the even
 from __future__ import annotations
 
 import hashlib
+import operator
 import secrets
 import time
 from collections.abc import Iterable, Sequence
@@ -35,6 +36,7 @@ from oneplan.store.migrations import migrate
 
 KEY_PREFIX = "sk-op-"
 LEDGER_COLUMNS = tuple(c.name for c in schema.ledger.columns)
+_LEDGER_VALUES = operator.itemgetter(*LEDGER_COLUMNS)
 
 
 def _tokens(led: Any) -> Any:
@@ -391,8 +393,10 @@ class Database:
         transaction takes the write lock first (SQLite) or is ordered by the rebuild's table
         lock (PostgreSQL), so it is wholly before or wholly after a counter rebuild's read.
         """
-        columns = LEDGER_COLUMNS
-        params = [tuple(row.get(c) for c in columns) for row in rows]
+        try:
+            params = list(map(_LEDGER_VALUES, rows))  # rows from the ledger carry every column
+        except KeyError:
+            params = [tuple(row.get(c) for c in LEDGER_COLUMNS) for row in rows]
         with self.engine.begin() as conn:
             if self.is_sqlite:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")

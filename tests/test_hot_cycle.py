@@ -1,0 +1,100 @@
+"""The chat endpoints answered by the HTTP protocol itself (``server/hot.py``): the HTTP/1.1
+behaviour uvicorn's own cycle gives every other route must hold on them too - pipelining,
+HTTP/1.0, ``Expect: 100-continue`` - checked on the wire with a raw socket."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import catalog_for
+from tests.fakes import FakeUpstream
+from tests.support.gateway import Gateway
+
+
+def chat_request(key: str, version: bytes = b"1.1", extra: bytes = b"") -> tuple[bytes, bytes]:
+    body = json.dumps({"model": "m1", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    head = (
+        b"POST /v1/chat/completions HTTP/%s\r\nhost: x\r\nauthorization: Bearer %s\r\n"
+        b"content-type: application/json\r\ncontent-length: %d\r\n%s\r\n" % (version, key.encode(), len(body), extra)
+    )
+    return head, body
+
+
+def read_answers(sock: socket.socket, count: int) -> list[tuple[bytes, bytes]]:
+    """``count`` whole answers (each with a content-length), as (head, body)."""
+    data = b""
+    out: list[tuple[bytes, bytes]] = []
+    while len(out) < count:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {len(out)} answers"
+            data += chunk
+        head, _, data = data.partition(b"\r\n\r\n")
+        if head.startswith(b"HTTP/1.1 100 "):
+            out.append((head, b""))
+            continue
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+        while len(data) < length:
+            data += sock.recv(65536)
+        out.append((head, data[:length]))
+        data = data[length:]
+    return out
+
+
+def test_pipelined_chat_requests_are_answered_in_order_on_one_connection(tmp_path: Path, upstream: FakeUpstream) -> None:
+    with Gateway(tmp_path, catalog_for(upstream)) as gw, socket.create_connection(("127.0.0.1", gw.thread.port), timeout=10) as sock:
+        head, body = chat_request(gw.key)
+        sock.sendall((head + body) * 3 + b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        answers = read_answers(sock, 4)
+        assert [h.split(b"\r\n")[0] for h, _ in answers] == [b"HTTP/1.1 200 OK"] * 4
+        ids = [json.loads(b)["id"] for _, b in answers[:3]]
+        assert len(set(ids)) == 3 and json.loads(answers[3][1]) == {"status": "ok"}
+        assert all(b"connection: close" not in h.lower() for h, _ in answers)
+        assert sorted(r["id"] for r in gw.ledger()) == sorted(ids)
+
+
+def test_an_http_1_0_chat_request_is_answered_and_the_connection_closed(tmp_path: Path, upstream: FakeUpstream) -> None:
+    with Gateway(tmp_path, catalog_for(upstream)) as gw, socket.create_connection(("127.0.0.1", gw.thread.port), timeout=10) as sock:
+        head, body = chat_request(gw.key, version=b"1.0")
+        sock.sendall(head + body)
+        ((answer, reply),) = read_answers(sock, 1)
+        assert answer.startswith(b"HTTP/1.1 200 ") and b"connection: close" in answer.lower()
+        assert json.loads(reply)["choices"][0]["message"]["content"]
+        assert sock.recv(65536) == b""  # closed by the server
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(tmp_path: Path, upstream: FakeUpstream) -> None:
+    with Gateway(tmp_path, catalog_for(upstream)) as gw, socket.create_connection(("127.0.0.1", gw.thread.port), timeout=10) as sock:
+        head, body = chat_request(gw.key, extra=b"expect: 100-continue\r\n")
+        sock.sendall(head)
+        ((interim, _),) = read_answers(sock, 1)  # before any of the body
+        assert interim == b"HTTP/1.1 100 Continue"
+        sock.sendall(body)
+        ((answer, reply),) = read_answers(sock, 1)
+        assert answer.startswith(b"HTTP/1.1 200 ") and json.loads(reply)["object"] == "chat.completion"
+
+
+def test_a_server_process_freezes_its_startup_heap_out_of_the_collector(tmp_path: Path, upstream: FakeUpstream) -> None:
+    """``oneplan serve`` builds its gateway with ``settle_heap``: the collector never walks the
+    startup heap again (each full collection of it was a pause of tens of ms under load)."""
+    script = f"""
+import asyncio, gc
+from pathlib import Path
+from oneplan.server.run import build_app
+catalog = Path({str(tmp_path / "c.toml")!r})
+catalog.write_text({catalog_for(upstream)!r})
+app = build_app(Path({str(tmp_path / "data")!r}), catalog, [])
+before = gc.get_freeze_count()
+async def main():
+    await app.app.router.lifespan_context(app.app).__aenter__()
+asyncio.run(main())
+print(before, gc.get_freeze_count(), gc.get_threshold()[0])
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    before, after, young = map(int, done.stdout.split())
+    assert before == 0 and after > 10_000 and young >= 10_000
