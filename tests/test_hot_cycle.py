@@ -98,3 +98,30 @@ print(before, gc.get_freeze_count(), gc.get_threshold()[0])
     assert done.returncode == 0, done.stderr
     before, after, young = map(int, done.stdout.split())
     assert before == 0 and after > 10_000 and young >= 10_000
+
+
+def test_an_answer_renders_the_same_headers_on_both_paths_and_refuses_one_that_splits_the_head() -> None:
+    import asyncio
+
+    import pytest
+
+    from oneplan.server.sse import Answer
+
+    answer = Answer(b'{"ok":true}', {"X-Oneplan-Served-By": "m1 via fake", "ratelimit": '"5h";r=9'})
+    block = answer.head_block()
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    asyncio.run(answer({"type": "http"}, None, send))  # type: ignore[arg-type]
+    asgi = {k: v for k, v in sent[0]["headers"]}  # type: ignore[attr-defined]
+    wire = dict(line.split(b": ", 1) for line in block.split(b"\r\n") if line)
+    assert asgi == wire == {
+        b"content-type": b"application/json", b"content-length": b"11",
+        b"x-oneplan-served-by": b"m1 via fake", b"ratelimit": b'"5h";r=9',
+    }
+    assert sent[1]["body"] == b'{"ok":true}'
+    for bad in ({"x-a": "v\r\nset-cookie: s=1"}, {"x-a": "v\nx"}, {"x a": "v"}, {"x-a:": "v"}):
+        with pytest.raises(RuntimeError):
+            Answer(b"{}", bad).head_block()

@@ -31,7 +31,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 
 from oneplan.server.errors import internal_error
-from oneplan.server.sse import EventStream, Last
+from oneplan.server.sse import Answer, EventStream, Last
 
 log = logging.getLogger("oneplan")
 
@@ -104,12 +104,15 @@ class HotCycle(RequestResponseCycle):
         lines.append(b"\r\n")
         return b"".join(lines)
 
-    def _whole(self, response: Response) -> None:
+    def _whole(self, response: Response | Answer) -> None:
         if self.disconnected:
             return
         self.response_started = True
         self.waiting_for_100_continue = False
-        head = self._head(response.status_code, response.raw_headers)
+        if isinstance(response, Answer):
+            head = self._head(response.status_code, [], response.head_block())
+        else:
+            head = self._head(response.status_code, response.raw_headers)
         self.transport.write(head + response.body)
         self._complete()
 

@@ -37,7 +37,7 @@ from oneplan.routing.router import Served
 from oneplan.server.errors import error_response, internal_error
 from oneplan.server.exchange import Exchange, ExchangeFactory
 from oneplan.server.settlement import Books, Settlement, spawn_close
-from oneplan.server.sse import EventStream, Last
+from oneplan.server.sse import Answer, EventStream, Last
 from oneplan.store.db import KeyRecord
 
 if TYPE_CHECKING:
@@ -236,7 +236,7 @@ class Pipeline:
         self.books = books
         self.clock = clock
 
-    async def handle(self, exchanges: ExchangeFactory, request: Incoming) -> Response | EventStream:
+    async def handle(self, exchanges: ExchangeFactory, request: Incoming) -> Response | Answer | EventStream:
         started, t0 = self.clock(), time.perf_counter()
         exchange = exchanges()
         protocol = exchange.protocol
@@ -285,7 +285,7 @@ class Pipeline:
 
     # -- non-streamed ----------------------------------------------------------------------
 
-    async def complete(self, call: Call) -> Response:
+    async def complete(self, call: Call) -> Response | Answer:
         settlement = Settlement(self.books, call)
         try:
             async with settlement:
@@ -301,7 +301,7 @@ class Pipeline:
         except Exception as exc:
             return internal_error(call.protocol, exc)  # settled (failed) and logged on the way out
         await self.completed(call, result, ctx)
-        return Response(body, media_type="application/json", headers=served_headers(call.reservation, served, call.protocol))
+        return Answer(body, served_headers(call.reservation, served, call.protocol))
 
     async def completed(self, call: Call, result: ChatResult, ctx: StreamContext) -> None:
         """The exchange's after-answer work (storing a response). The answer is settled and

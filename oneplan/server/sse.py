@@ -9,9 +9,42 @@ is silent - instead of at the next write.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 
 from starlette.types import Receive, Scope, Send
+
+# As uvicorn checks each header it sends (a value may hold a tab; a name no separator).
+_BAD_NAME = re.compile(r'[\x00-\x1f\x7f()<>@,;:\[\]={} \t\\"]')
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class Answer:
+    """A whole JSON answer that the HTTP protocol writes as it is (``server/hot.py``): its
+    headers stay ``str`` until the head is rendered, in one encode. On the ASGI path it is an
+    ASGI app like Starlette's ``Response``."""
+
+    __slots__ = ("body", "headers", "status_code")
+
+    def __init__(self, body: bytes, headers: dict[str, str], status_code: int = 200) -> None:
+        self.body = body
+        self.headers = headers
+        self.status_code = status_code
+
+    def head_block(self) -> bytes:
+        """The header lines, each ending in CRLF, with the content type and length. A name or
+        value that would split the head (a control character, CR, LF) is refused."""
+        headers = self.headers
+        if _BAD_NAME.search("-".join(headers)) or _BAD_VALUE.search("\t".join(headers.values())):
+            raise RuntimeError("Invalid HTTP header in the answer.")
+        lines = "".join([f"{k.lower()}: {v}\r\n" for k, v in headers.items()])
+        return b"content-type: application/json\r\ncontent-length: %d\r\n%s" % (len(self.body), lines.encode("latin-1"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(self.body))]
+        headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+        await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 class Last(bytes):
