@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -485,36 +486,97 @@ def _abandon(settlement: Settlement, deltas: AsyncIterator[Delta | None]) -> Non
         spawn_close(deltas)
 
 
+class _Reading:
+    """The state ``with_pings`` and its reader share: what was read and not yet taken, whether
+    the upstream ended (and how), and who waits for whom."""
+
+    __slots__ = ("buffer", "done", "error", "room", "waiter")
+
+    def __init__(self) -> None:
+        self.buffer: deque[Delta] = deque()
+        self.done = False
+        self.error: Exception | None = None
+        self.waiter: asyncio.Future[bool] | None = None  # the consumer's, while the buffer is empty
+        self.room: asyncio.Future[None] | None = None  # the reader's, while the buffer is full
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+
+
+_READ_AHEAD = 64  # deltas read ahead of the client at most (then the upstream socket waits)
+
+
+def _ping_due(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
+
+
 async def with_pings(deltas: AsyncIterator[Delta], interval: float) -> AsyncIterator[Delta | None]:
     """The deltas, with a ``None`` every ``interval`` seconds of upstream silence.
 
-    It reads the upstream from a task of its own (so silence can be timed), and so it owns the
-    upstream: closing this generator cancels that read, waits for it to unwind, and only then
-    closes the upstream - never while the read is still running inside it."""
+    One task of its own reads the upstream (so that silence can be timed without cancelling a
+    read) into a short buffer; this generator takes what the buffer holds and, only when it is
+    empty, waits for the next delta or the interval's timer, whichever comes first - one task
+    per stream, not one per delta. It owns the upstream: closing this generator cancels the
+    reader, waits for it to unwind, and only then closes the upstream - never while a read is
+    still running inside it."""
+    loop = asyncio.get_running_loop()
     iterator = aiter(deltas)
-    pending: asyncio.Future[Delta] | None = None
+    state = _Reading()
+    buffer = state.buffer
+
+    async def read() -> None:
+        try:
+            while True:
+                try:
+                    delta = await anext(iterator)
+                except StopAsyncIteration:
+                    return
+                buffer.append(delta)
+                state.wake()
+                if len(buffer) >= _READ_AHEAD:
+                    state.room = loop.create_future()
+                    await state.room
+        except Exception as exc:  # the consumer raises it, after what was read before it
+            state.error = exc
+        finally:
+            state.done = True
+            state.wake()
+
+    reader = loop.create_task(read())
     try:
         while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(iterator))
-            done, _ = await asyncio.wait((pending,), timeout=interval)
-            if not done:
-                yield None
+            if buffer:
+                delta = buffer.popleft()
+                room = state.room
+                if room is not None and len(buffer) < _READ_AHEAD // 2:
+                    state.room = None
+                    if not room.done():
+                        room.set_result(None)
+                yield delta
                 continue
-            finished, pending = pending, None
-            try:
-                delta = finished.result()
-            except StopAsyncIteration:
+            if state.done:
+                if state.error is not None:
+                    raise state.error
                 return
-            yield delta
-    finally:
-        if pending is not None:
-            if not pending.done():
-                pending.cancel()
+            waiter = state.waiter = loop.create_future()
+            timer = loop.call_later(interval, _ping_due, waiter)
             try:
-                await asyncio.shield(_settle_future(pending))
-            except BaseException:  # the read's own outcome no longer matters
-                pass
+                arrived = await waiter
+            finally:
+                timer.cancel()
+                state.waiter = None
+            if not arrived:
+                yield None
+    finally:
+        if not reader.done():
+            reader.cancel()
+        try:
+            await asyncio.shield(_settle_future(reader))
+        except BaseException:  # the read's own outcome no longer matters
+            pass
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:
             await aclose()
