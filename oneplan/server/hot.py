@@ -29,6 +29,7 @@ from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     RequestResponseCycle,
 )
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 from oneplan.server.errors import internal_error
 from oneplan.server.sse import Answer, EventStream, Last
@@ -114,7 +115,7 @@ class HotCycle(RequestResponseCycle):
         else:
             head = self._head(response.status_code, response.raw_headers)
         self.transport.write(head + response.body)
-        self._complete()
+        self._complete(response.status_code)
 
     async def _stream(self, stream: EventStream) -> None:
         self.streaming = True
@@ -136,13 +137,13 @@ class HotCycle(RequestResponseCycle):
                     frame, pending = pending + frame, None
                 if isinstance(chunk, Last):  # and the end with the last ones
                     self.transport.write(frame + b"0\r\n\r\n")
-                    self._complete()
+                    self._complete(200)
                     return
                 self.transport.write(frame)
             if self.gone():
                 return
             self.transport.write((pending or b"") + b"0\r\n\r\n")
-            self._complete()
+            self._complete(200)
         except asyncio.CancelledError:
             if self.disconnected:  # the client went away: nothing more to send, not an error
                 task = asyncio.current_task()
@@ -160,7 +161,13 @@ class HotCycle(RequestResponseCycle):
                 if stream.on_close is not None:
                     stream.on_close()
 
-    def _complete(self) -> None:
+    def _complete(self, status: int) -> None:
+        if self.access_log:  # as uvicorn's own cycle logs it
+            scope = self.scope
+            self.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d', get_client_addr(scope), scope["method"],
+                get_path_with_query_string(scope), scope["http_version"], status,
+            )
         self.response_complete = True
         self.message_event.set()
         if not self.keep_alive:

@@ -495,7 +495,7 @@ class _Reading:
     def __init__(self) -> None:
         self.buffer: deque[Delta] = deque()
         self.done = False
-        self.error: Exception | None = None
+        self.error: BaseException | None = None
         self.waiter: asyncio.Future[bool] | None = None  # the consumer's, while the buffer is empty
         self.room: asyncio.Future[None] | None = None  # the reader's, while the buffer is full
 
@@ -541,6 +541,9 @@ async def with_pings(deltas: AsyncIterator[Delta], interval: float) -> AsyncIter
                     await state.room
         except Exception as exc:  # the consumer raises it, after what was read before it
             state.error = exc
+        except BaseException as exc:  # cancelled by someone else: the stream did not end either
+            state.error = exc
+            raise
         finally:
             state.done = True
             state.wake()
