@@ -153,13 +153,7 @@ class HotCycle(RequestResponseCycle):
             raise
         finally:
             self.streaming = False
-            aclose = getattr(stream.body, "aclose", None)
-            try:
-                if aclose is not None:
-                    await aclose()
-            finally:
-                if stream.on_close is not None:
-                    stream.on_close()
+            await stream.close()
 
     def _complete(self, status: int) -> None:
         if self.access_log:  # as uvicorn's own cycle logs it

@@ -98,10 +98,14 @@ class EventStream:
             return  # the client went away mid-write
         finally:
             watcher.cancel()
-            aclose = getattr(self.body, "aclose", None)
-            try:
-                if aclose is not None:
-                    await aclose()
-            finally:
-                if self.on_close is not None:
-                    self.on_close()
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the body, then tell ``on_close`` (also if closing the body failed)."""
+        aclose = getattr(self.body, "aclose", None)
+        try:
+            if aclose is not None:
+                await aclose()
+        finally:
+            if self.on_close is not None:
+                self.on_close()
