@@ -125,3 +125,22 @@ def test_an_answer_renders_the_same_headers_on_both_paths_and_refuses_one_that_s
     for bad in ({"x-a": "v\r\nset-cookie: s=1"}, {"x-a": "v\nx"}, {"x a": "v"}, {"x-a:": "v"}):
         with pytest.raises(RuntimeError):
             Answer(b"{}", bad).head_block()
+
+
+def test_an_answer_with_a_header_http_cannot_carry_is_a_500_in_the_callers_protocol(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    from typing import Any
+
+    from oneplan.server.sse import Answer
+
+    async def bad(request: Any) -> Answer:
+        return Answer(b"{}", {"x-oneplan-served-by": "m\u4e00 via up"})  # not Latin-1
+
+    with Gateway(tmp_path, catalog_for(upstream)) as gw, socket.create_connection(("127.0.0.1", gw.thread.port), timeout=10) as sock:
+        gw.thread.server.config.app.hot["/v1/messages/hot-bad"] = bad
+        sock.sendall(b"POST /v1/messages/hot-bad HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+        ((head, body),) = read_answers(sock, 1)
+        assert head.startswith(b"HTTP/1.1 500 ") and b"connection: close" in head.lower()
+        assert json.loads(body)["error"]["type"] == "api_error"  # Anthropic's shape, as the path is
+        assert sock.recv(65536) == b""

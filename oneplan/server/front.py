@@ -51,6 +51,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._head_bytes = 0
         self._too_large = False
         self._head_timer: asyncio.TimerHandle | None = None
+        self._hot_front = self._front()
         super().connection_made(transport)
         self._arm_head()
 
@@ -120,7 +121,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         parser = self.parser
         if parser.get_method() != b"POST" or parser.should_upgrade() or self.limit_concurrency is not None:
             return False
-        front = self._front()
+        front = self._hot_front
         if front is None:
             return False
         parsed = httptools.parse_url(self.url)

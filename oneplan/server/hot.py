@@ -110,12 +110,22 @@ class HotCycle(RequestResponseCycle):
             return
         self.response_started = True
         self.waiting_for_100_continue = False
-        if isinstance(response, Answer):
-            head = self._head(response.status_code, [], response.head_block())
-        else:
+        try:
+            if isinstance(response, Answer):
+                head = self._head(response.status_code, [], response.head_block())
+            else:
+                head = self._head(response.status_code, response.raw_headers)
+        except (RuntimeError, UnicodeEncodeError):
+            response = self._unsendable()
             head = self._head(response.status_code, response.raw_headers)
         self.transport.write(head + response.body)
         self._complete(response.status_code)
+
+    def _unsendable(self) -> Response:
+        """The 500 for an answer whose headers HTTP cannot carry (a CR or LF in a value, a
+        character outside Latin-1); its request was settled as answered before this."""
+        log.exception("the answer to POST %s has a header HTTP cannot carry", self.scope["path"])
+        return internal_error(self.scope["path"], close=True)
 
     async def _stream(self, stream: EventStream) -> None:
         self.streaming = True
@@ -124,7 +134,11 @@ class HotCycle(RequestResponseCycle):
                 return
             self.response_started = True
             self.waiting_for_100_continue = False
-            pending: bytes | None = self._head(200, stream.headers, b"transfer-encoding: chunked\r\n")
+            try:
+                pending: bytes | None = self._head(200, stream.headers, b"transfer-encoding: chunked\r\n")
+            except RuntimeError:  # before a byte of it went out: the body never runs (on_close settles)
+                self._whole(self._unsendable())
+                return
             async for chunk in stream.body:
                 if not chunk:
                     continue

@@ -13,10 +13,12 @@ import re
 from collections.abc import AsyncIterator, Callable, Mapping
 
 from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE
 
-# As uvicorn checks each header it sends (a value may hold a tab; a name no separator).
-_BAD_NAME = re.compile(r'[\x00-\x1f\x7f()<>@,;:\[\]={} \t\\"]')
-_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# uvicorn's own checks of each header it sends (a value may hold a tab; a name no separator),
+# for headers still held as str.
+_BAD_NAME = re.compile(HEADER_RE.pattern.decode("latin-1"))
+_BAD_VALUE = re.compile(HEADER_VALUE_RE.pattern.decode("latin-1"))
 
 
 class Answer:
