@@ -25,6 +25,7 @@ _.decoder
 # -- read by the tests and benchmarks (observability counters, fixtures' builders) --------------
 _.rebuilds  # metering/redis_counters.py
 _.reconciled
+_.given_back
 _.refreshes  # server/plan_sync.py
 _.evictions  # local/prefix.py
 _.bytes_per_token  # local/kvcache.py

@@ -144,3 +144,29 @@ def test_an_answer_with_a_header_http_cannot_carry_is_a_500_in_the_callers_proto
         assert head.startswith(b"HTTP/1.1 500 ") and b"connection: close" in head.lower()
         assert json.loads(body)["error"]["type"] == "api_error"  # Anthropic's shape, as the path is
         assert sock.recv(65536) == b""
+
+
+def test_operator_names_a_header_cannot_carry_are_percent_encoded_not_a_500(tmp_path: Path) -> None:
+    """A model named in Chinese, or a quoted TOML key with a newline in it, is the operator's
+    choice (a client cannot ask for a name with a control character, but a provider may have
+    one): its answers are 200s, whole and streamed, with the name percent-encoded (UTF-8) in
+    ``x-oneplan-served-by``, and the ledger keeps the name as written."""
+    from urllib.parse import unquote
+
+    import httpx
+
+    with FakeUpstream(dialect="openai") as up:
+        extra = f'[providers."云-1"]\nkind = "openai-compatible"\nbase_url = "{up.base_url}"\napi_key = "{up.api_key}"\n'
+        extra += f'[providers."tab\\there"]\nkind = "openai-compatible"\nbase_url = "{up.base_url}"\napi_key = "{up.api_key}"\n'
+        extra += '[models."通义-max"]\nprovider = "云-1"\n[models."müsli"]\nprovider = "tab\\there"\n'
+        with Gateway(tmp_path, catalog_for(up, extra=extra)) as gw, httpx.Client(base_url=gw.base_url) as client:
+            auth = {"authorization": f"Bearer {gw.key}"}
+            for model, provider in (("通义-max", "云-1"), ("müsli", "tab\there")):
+                for stream in (False, True):
+                    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+                    reply = client.post("/v1/chat/completions", json=body, headers=auth)
+                    assert reply.status_code == 200, reply.text
+                    served = reply.headers["x-oneplan-served-by"]
+                    assert served.isascii() and served.isprintable()
+                    assert unquote(served) == f"model={model}; provider={provider}"
+            assert [r["model"] for r in gw.ledger()][-4:] == ["通义-max"] * 2 + ["müsli"] * 2

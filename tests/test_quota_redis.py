@@ -124,3 +124,78 @@ def test_the_refusal_names_the_window_that_binds_longest(db: Database) -> None:
         await c.aclose()
 
     asyncio.run(run())
+
+
+
+class ReplyCutter:
+    """A TCP hop to Redis that, while ``cut`` is set, closes the client's connection when a
+    reply comes back instead of passing it on: the command ran, its answer never arrived."""
+
+    def __init__(self) -> None:
+        self.cut = False
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._pipe, "127.0.0.1", 0)
+        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 6379)
+
+        async def forward(src: asyncio.StreamReader, dst: asyncio.StreamWriter, replies: bool) -> None:
+            try:
+                while data := await src.read(65536):
+                    if replies and self.cut:
+                        break
+                    dst.write(data)
+            except OSError:
+                pass
+            finally:
+                writer.close()
+                up_writer.close()
+
+        await asyncio.gather(forward(reader, up_writer, False), forward(up_reader, writer, True))
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+def test_an_admission_whose_answer_is_lost_but_ran_in_redis_is_given_back(db: Database) -> None:
+    """Redis runs the admission script, and the connection drops before its answer arrives.
+    The caller got a 503 and no ledger row will come, so the charge Redis made must be given
+    back by the gateway itself - not leak for as long as the replica lives. With a real clock:
+    the flusher runs on its own timer."""
+    import time
+
+    from oneplan.errors import BackendUnavailable
+
+    prefix = "t-" + secrets.token_hex(4)
+    plan = Plan("p", requests_per_5h=10)
+
+    async def run() -> None:
+        hop = ReplyCutter()
+        c = RedisCounters(await hop.start(), time.time, Periods("UTC"), prefix=prefix)
+        await c.start(db)
+        direct = make(ManualClock(T0), prefix)
+        try:
+            await c.admit(3, plan, 1, "kept")
+            hop.cut = True
+            with pytest.raises(BackendUnavailable):
+                await c.admit(3, plan, 1, "lost")
+            hop.cut = False
+            inflight = await direct.redis.hkeys(f"{prefix}:{{3}}:if")
+            assert sorted(k.split(":", 1)[1] for k in inflight) == ["kept", "lost"]  # it did run
+            deadline = time.monotonic() + 15
+            while (used := (await c.states(3, plan))[0].used) != 1:
+                assert time.monotonic() < deadline, f"Redis counts {used} requests; one was admitted"
+                await asyncio.sleep(0.05)
+            inflight = await direct.redis.hkeys(f"{prefix}:{{3}}:if")
+            assert [k.split(":", 1)[1] for k in inflight] == ["kept"]
+            assert c.given_back == 1
+        finally:
+            await c.aclose()
+            await direct.aclose()
+            hop.close()
+
+    asyncio.run(run())

@@ -138,6 +138,15 @@ def test_soak_with_redis_restarts_and_a_sigkill_keeps_ledger_and_counters_exact(
                 finally:
                     await c.aclose()
 
+            async def left() -> dict[str, Any]:
+                c = RedisCounters(redis.url, time.time, Periods("UTC"))
+                try:
+                    return {
+                        what: await c.decoded.hgetall(f"oneplan:{{1}}:{what}") for what in ("if", "run", "gone")
+                    } | {"replicas": await c.decoded.smembers("oneplan:replicas")}
+                finally:
+                    await c.aclose()
+
             deadline = time.monotonic() + 30
             while True:
                 report = json.loads(a.cli("usage", "--json").stdout)
@@ -145,7 +154,9 @@ def test_soak_with_redis_restarts_and_a_sigkill_keeps_ledger_and_counters_exact(
                 in_redis = asyncio.run(counted())
                 if in_redis == ledger_used:
                     break
-                assert time.monotonic() < deadline, f"Redis counts {in_redis}, the ledger {ledger_used}"
+                assert time.monotonic() < deadline, (
+                    f"Redis counts {in_redis}, the ledger {ledger_used}; left in Redis: {asyncio.run(left())}"
+                )
                 time.sleep(0.3)  # the dead replica is reconciled once its heartbeat expires
         finally:
             for server in replicas:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -57,7 +58,7 @@ from oneplan.metering.plans import Amounts, Plan
 from oneplan.metering.rebuild import Rebuild
 from oneplan.metering.redis_scripts import ADMIT, RECHARGE, RELEASE, REPLANT, SETTLE
 from oneplan.metering.replicas import Replicas
-from oneplan.metering.resp import LeanRedis, RespError
+from oneplan.metering.resp import LeanRedis, RespError, Unanswered
 from oneplan.metering.windows import Clock, Periods, WindowState
 
 if TYPE_CHECKING:
@@ -89,6 +90,9 @@ class _Decoded:
 
     async def hkeys(self, name: str) -> list[str]:
         return cast("list[str]", await self._client.hkeys(name))
+
+    async def hget(self, name: str, key: str) -> str | None:
+        return cast("str | None", await self._client.hget(name, key))
 
 
 class LedgerView(Protocol):
@@ -156,6 +160,7 @@ class RedisCounters(Counters):
         self._pending: dict[str, Pending] = {}  # field -> settled, row not yet committed
         self._ready: list[Pending] = []  # rows committed: to send to Redis
         self._releases: list[Reservation] = []  # releases Redis did not take yet
+        self._doubtful: dict[str, tuple[int, float]] = {}  # field -> (user, since): admissions with no answer
         # Settling, releasing and replanting this replica's requests never interleave: a replant
         # that ran while a settlement or release of the same request was on its way to Redis
         # charged the request's reservation again, for good.
@@ -165,6 +170,7 @@ class RedisCounters(Counters):
         self._down = False
         self.rebuilds = 0  # rebuilds this replica did (observability, tests)
         self.reconciled = 0  # requests of dead replicas this one settled or released
+        self.given_back = 0  # charges of admissions whose answer was lost, released
         self.replicas = Replicas(self)
         self.rebuild = Rebuild(self)
 
@@ -201,6 +207,13 @@ class RedisCounters(Counters):
             except self._errors as exc:
                 if finished:
                     self._finished.setdefault(user_id, []).extend(finished)
+                if not probe and isinstance(exc, Unanswered):
+                    # No answer is not a refusal: the script may have run (a reply that timed
+                    # out, a connection lost after the command went). The caller gets a 503 and
+                    # sends no ledger row, so a charge made all the same is given back here. (A
+                    # command that never went out - Redis down - is not recorded: an outage
+                    # must not grow this.)
+                    self._doubtful[field] = (user_id, time.monotonic())
                 raise self._unavailable(exc) from exc
             self._up()
             if status == 3:
@@ -367,6 +380,8 @@ class RedisCounters(Counters):
                 self._releases.extend(releases[i:])
                 raise
             self._done(r.field)
+        if self._doubtful:
+            await self._give_back_doubtful()
         finished, self._finished = self._finished, {}
         if finished:
             try:
@@ -403,6 +418,25 @@ class RedisCounters(Counters):
             else:
                 self._done(e.reservation.field)
         self._ready[:0] = waiting
+
+    async def _give_back_doubtful(self) -> None:
+        """Admissions whose answer never came: an in-flight entry Redis holds for one was
+        charged with nobody to settle it - release it. Each is looked for (all in one round
+        trip) until a look made a few command timeouts after it found nothing: by then the
+        command cannot still be waiting in Redis (a paused or busy server runs it late)."""
+        now = time.monotonic()
+        doubtful = list(self._doubtful.items())
+        pipe = self.redis.pipeline(transaction=False)
+        for field, (user_id, _since) in doubtful:
+            pipe.hget(f"{self._base(user_id)}:if", field)
+        values = cast("list[str | None]", await pipe.execute())
+        for (field, (user_id, since)), value in zip(doubtful, values, strict=True):
+            if value is not None:
+                await self._release_now(user_id, field, decode(value))
+                self.given_back += 1
+                log.warning("gave back a charge Redis made for an admission whose answer was lost")
+            if value is not None or now - since > 3 * self.lean.command_timeout:
+                del self._doubtful[field]
 
     async def _flusher(self) -> None:
         while True:

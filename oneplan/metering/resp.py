@@ -99,6 +99,11 @@ def _encode(args: tuple[Any, ...]) -> bytes:
     return b"".join(out)
 
 
+class Unanswered(ConnectionError):
+    """The command went out and its answer never came (the connection dropped, or the answer
+    was later than the command timeout): Redis may have run it."""
+
+
 class LeanRedis:
     def __init__(self, url: str, connect_timeout: float = 5.0, command_timeout: float = 2.0) -> None:
         from redis.connection import parse_url
@@ -146,7 +151,10 @@ class LeanRedis:
         protocol.waiters.append(waiter)
         protocol.sent.append(time.monotonic())
         protocol.send(_encode(args))
-        reply = await waiter
+        try:
+            reply = await waiter
+        except (ConnectionError, TimeoutError) as exc:
+            raise Unanswered(str(exc)) from exc
         if isinstance(reply, hiredis.ReplyError):
             raise RespError(str(reply))
         return reply

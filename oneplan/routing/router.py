@@ -18,6 +18,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
+from urllib.parse import quote
 
 from oneplan.errors import CircuitOpen, OneplanError, UpstreamError
 from oneplan.metering.plans import Plan
@@ -50,8 +51,22 @@ class Served:
 
     @property
     def label(self) -> str:
-        """For the ``x-oneplan-served-by`` header."""
-        return f"model={self.model.name}; provider={self.deployment.provider}"
+        """For the ``x-oneplan-served-by`` header. Model and provider names are the operator's,
+        and may hold what a header value cannot (``通义``, a quoted TOML key with a newline):
+        those are percent-encoded, as UTF-8, so the header is always sendable."""
+        return f"model={header_text(self.model.name)}; provider={header_text(self.deployment.provider)}"
+
+
+# Printable ASCII but "%" passes as is; anything else is percent-encoded UTF-8 (RFC 3986's form,
+# which RFC 8187 uses for header parameters), so the value reads back with one ``unquote``.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "%")
+
+
+def header_text(text: str) -> str:
+    """``text`` as a header value can carry it: unchanged when it is printable ASCII."""
+    if text.isascii() and text.isprintable() and "%" not in text:
+        return text
+    return quote(text, safe=_HEADER_SAFE)
 
 
 @dataclass(frozen=True, slots=True)
