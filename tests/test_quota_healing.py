@@ -26,7 +26,7 @@ from oneplan.metering.windows import Periods
 from oneplan.routing.catalog import Plan
 from oneplan.store.db import Database
 from tests.support.gateway import ManualClock
-from tests.support.services import require_redis
+from tests.support.services import ReplyCutter, require_redis
 
 T0 = datetime(2026, 11, 18, 12, 0, 0, tzinfo=UTC).timestamp()
 PLAN = Plan("p", requests_per_5h=1000, tokens_per_month=10**9)
@@ -147,6 +147,93 @@ def test_a_replant_never_races_the_settlement_of_the_same_request(db: Database) 
         assert windows["tokens_month"] == 10
         await a.aclose()
         await b.aclose()
+
+    asyncio.run(run())
+
+
+def _settled_reply(data: bytes) -> bool:
+    return b"$2\r\nok\r\n" in data  # a SETTLE or RECHARGE reply saying a request was charged
+
+
+def test_a_late_settlement_whose_reply_is_lost_is_charged_once(db: Database) -> None:
+    """A request admitted before Redis lost its state and committed after the rebuild read the
+    ledger is charged in full by its settlement - with no in-flight entry to take as the token.
+    Redis runs that settlement, and the reply is lost: the client sends it again. Charged once."""
+    prefix = "heal-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+
+    async def run() -> None:
+        hop = ReplyCutter()
+        a = RedisCounters(await hop.start(), clock, Periods("UTC"), prefix=prefix)
+        a.flush_seconds = 3600  # a flushes only when the test says so
+        await a.start(db)
+        b = await counters(prefix, db, clock)
+        try:
+            r1 = await a.admit(3, PLAN, 1, "r1")
+            await wipe(a)
+            await b.admit(3, PLAN, 1, "b1")  # rebuilds: r1 is not in the ledger
+            a.settle(r1, tokens=10, cost=0.0)
+            await a.flush()  # r1 stops running; nothing to settle yet
+            gen = db.insert_ledger([row("r1", 3, T0, tokens=10)])  # committed after the rebuild's read
+            a.committed([row("r1", 3, T0)], gen)
+            hop.cut_next(_settled_reply)
+            for _ in range(3):  # the client library retries; the flusher would too
+                try:
+                    await a.flush()
+                    break
+                except BackendUnavailable:
+                    pass
+            assert hop.cuts == 1  # the settlement ran once with its answer lost
+            windows = await used(b, 3)
+            assert windows["5h"] == 2, f"r1 charged {windows['5h'] - 1:g} times"  # b1 + r1
+            assert windows["tokens_month"] == 10
+        finally:
+            await a.aclose()
+            await b.aclose()
+            hop.close()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("why", ["tombstone", "rebuilt"])
+def test_a_replayed_row_is_charged_again_once_though_the_reply_is_lost(db: Database, why: str) -> None:
+    """A dead replica's request whose row turns up later, replayed from its journal, is charged
+    again when nobody counts it: a reconciler released it without a row (``tombstone``), or
+    Redis lost its state and the rebuild read the ledger before the row was in it (``rebuilt``).
+    Once - even when that charge's reply is lost and the script runs again."""
+    prefix = "heal-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+
+    async def run() -> None:
+        dead = await counters(prefix, db, clock, heartbeat_seconds=0.3)
+        lost = await dead.admit(9, PLAN, 1, "lost")
+        for task in dead._tasks:
+            task.cancel()
+        await dead.lean.aclose()
+        await dead.redis.aclose()
+        hop = ReplyCutter()
+        alive = RedisCounters(await hop.start(), clock, Periods("UTC"), prefix=prefix)
+        try:
+            if why == "rebuilt":
+                await wipe(alive)
+            deadline = time.monotonic() + 10
+            while await alive.redis.exists(f"{prefix}:hb:{dead.replica}"):
+                assert time.monotonic() < deadline, "the dead replica's heartbeat never expired"
+                await asyncio.sleep(0.05)
+            await alive.start(db)  # reconciles (or rebuilds): "lost" has no row, nobody counts it
+            assert alive.reconciled == (1 if why == "tombstone" else 0)
+            assert (await used(alive, 9))["5h"] == 0
+            replayed = {**row("lost", 9, T0, tokens=20), "_field": lost.field, "_res": lost.value}
+            gen = db.insert_ledger([row("lost", 9, T0, tokens=20)])
+            hop.cut_next(_settled_reply)
+            await alive.adopt([([replayed], gen)])
+            assert hop.cuts == 1  # the charge ran once with its answer lost
+            windows = await used(alive, 9)
+            assert windows["5h"] == 1, f"the replayed row charged {windows['5h']:g} times"
+            assert windows["tokens_month"] == 20
+        finally:
+            await alive.aclose()
+            hop.close()
 
     asyncio.run(run())
 

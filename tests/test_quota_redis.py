@@ -17,7 +17,7 @@ from oneplan.metering.windows import ROLLING_SECONDS, Periods
 from oneplan.routing.catalog import Plan
 from oneplan.store.db import Database
 from tests.support.gateway import ManualClock
-from tests.support.services import require_redis
+from tests.support.services import ReplyCutter, require_redis
 
 URL = "redis://127.0.0.1:6379/0"
 T0 = datetime(2026, 11, 18, 12, 0, 0, tzinfo=UTC).timestamp()
@@ -125,40 +125,6 @@ def test_the_refusal_names_the_window_that_binds_longest(db: Database) -> None:
 
     asyncio.run(run())
 
-
-
-class ReplyCutter:
-    """A TCP hop to Redis that, while ``cut`` is set, closes the client's connection when a
-    reply comes back instead of passing it on: the command ran, its answer never arrived."""
-
-    def __init__(self) -> None:
-        self.cut = False
-        self.server: asyncio.Server | None = None
-
-    async def start(self) -> str:
-        self.server = await asyncio.start_server(self._pipe, "127.0.0.1", 0)
-        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 6379)
-
-        async def forward(src: asyncio.StreamReader, dst: asyncio.StreamWriter, replies: bool) -> None:
-            try:
-                while data := await src.read(65536):
-                    if replies and self.cut:
-                        break
-                    dst.write(data)
-            except OSError:
-                pass
-            finally:
-                writer.close()
-                up_writer.close()
-
-        await asyncio.gather(forward(reader, up_writer, False), forward(up_reader, writer, True))
-
-    def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
 
 
 def test_an_admission_whose_answer_is_lost_but_ran_in_redis_is_given_back(db: Database) -> None:

@@ -12,6 +12,9 @@ calendar or anniversary)::
     P:{U}:if           requests in flight: field "<replica>:<request id>", value
                        "<charges>|<second>|<output tokens>|<generation>" (``Reservation.value``)
     P:{U}:run          requests running (the concurrency limit): removed as each one ends
+    P:{U}:gone         tombstones: requests a reconciler released without a ledger row
+    P:{U}:late         requests charged in full without an in-flight entry to remove (``SETTLE``
+                       late, ``RECHARGE``): the mark that makes a repeated script charge once
     P:r:<replica>:u    users with requests in flight on a replica   P:hb:<replica>  its heartbeat
     P:replicas         every replica that registered
 
@@ -70,6 +73,14 @@ local function apply(base, first, last, second, now, create)
   for j = first, last, 4 do
     move(ARGV[j], base .. ':' .. ARGV[j + 1], second, tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]), now, create)
   end
+end
+-- The first time a request is charged in full with no in-flight entry to take as the token:
+-- true once per field, so a script run again (its reply lost, the client retried) charges once.
+-- The mark lives as long as a tombstone; a Redis that loses it lost the charge too.
+local function first_charge(base, field)
+  if redis.call('HSETNX', base .. ':late', field, '1') == 0 then return false end
+  redis.call('EXPIRE', base .. ':late', 8 * 86400)
+  return true
 end
 -- When enough of a rolling window expires for ``need`` more.
 local function frees(key, span, total, need, limit, now)
@@ -231,6 +242,8 @@ while i <= #ARGV do
     local removed = redis.call('HDEL', base .. ':if', field)
     if needs == '1' and removed == 0 then
       table.insert(out, 'skip')
+    elseif needs == '0' and not first_charge(base, field) then
+      table.insert(out, 'ok')  -- this very settlement ran before; its reply was lost
     else
       apply(base, first, i - 1, second, now, true)
       table.insert(out, 'ok')
@@ -278,8 +291,15 @@ while i <= #ARGV do
   i = first + 4 * n
   local due = false
   if gen then
-    if redis.call('HDEL', base .. ':gone', field) == 1 then due = true end
-    if gen == committed and tonumber(committed) > tonumber(admitted) then due = true end
+    local tombstone = redis.call('HDEL', base .. ':gone', field) == 1
+    local unread = gen == committed and tonumber(committed) > tonumber(admitted)
+    -- A tombstone is its own token (taken by the HDEL); the other case needs the mark.
+    if tombstone then
+      first_charge(base, field)
+      due = true
+    elseif unread then
+      due = first_charge(base, field)
+    end
   end
   if due then
     apply(base, first, i - 1, second, now, true)

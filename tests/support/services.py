@@ -7,12 +7,13 @@ so a skip there would hide a broken set-up.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -103,3 +104,52 @@ class PrivateRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+class ReplyCutter:
+    """A TCP hop to the shared Redis that loses replies: the command ran, its answer never
+    arrived. While ``cut`` is set, every reply closes the client's connection instead of being
+    passed on; ``cut_next(match)`` does that to the first reply ``match`` accepts, once."""
+
+    def __init__(self) -> None:
+        self.cut = False
+        self.cuts = 0
+        self._match: Callable[[bytes], bool] | None = None
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._pipe, "127.0.0.1", 0)
+        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
+
+    def cut_next(self, match: Callable[[bytes], bool]) -> None:
+        self._match = match
+
+    def _lost(self, reply: bytes) -> bool:
+        if self.cut:
+            return True
+        if self._match is not None and self._match(reply):
+            self._match = None
+            return True
+        return False
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 6379)
+
+        async def forward(src: asyncio.StreamReader, dst: asyncio.StreamWriter, replies: bool) -> None:
+            try:
+                while data := await src.read(65536):
+                    if replies and self._lost(data):
+                        self.cuts += 1
+                        break
+                    dst.write(data)
+            except OSError:
+                pass
+            finally:
+                writer.close()
+                up_writer.close()
+
+        await asyncio.gather(forward(reader, up_writer, False), forward(up_reader, writer, True))
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
