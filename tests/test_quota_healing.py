@@ -195,6 +195,42 @@ def test_a_late_settlement_whose_reply_is_lost_is_charged_once(db: Database) -> 
     asyncio.run(run())
 
 
+def test_a_replant_whose_reply_is_lost_is_charged_once(db: Database) -> None:
+    """A replica learns that Redis lost its state and replants what it has in flight; Redis
+    runs the replant and the reply is lost, so the client sends it again. Charged once."""
+    prefix = "heal-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+
+    async def run() -> None:
+        hop = ReplyCutter()
+        a = RedisCounters(await hop.start(), clock, Periods("UTC"), prefix=prefix, heartbeat_seconds=3600)
+        a.flush_seconds = 3600  # a learns of the new generation only when the test says so
+        await a.start(db)
+        b = await counters(prefix, db, clock)
+        try:
+            r1 = await a.admit(3, PLAN, 1, "r1")
+            await wipe(a)
+            await b.admit(3, PLAN, 1, "b1")  # rebuilds: r1 is not in the ledger
+            hop.cut_next(lambda data: data == b":1\r\n")  # the replant's answer
+            await a._watch_generation()
+            assert hop.cuts == 1
+            assert r1.gen == await b.redis.get(f"{prefix}:gen")  # replanted into the new generation
+            assert (await used(b, 3))["5h"] == 2, "r1 replanted twice"  # b1 + r1
+            a.settle(r1, tokens=10, cost=0.0)
+            gen = db.insert_ledger([row("r1", 3, T0, tokens=10)])
+            a.committed([row("r1", 3, T0)], gen)
+            await a.flush()
+            windows = await used(b, 3)
+            assert windows["5h"] == 2 and windows["tokens_month"] == 10
+            assert await b.redis.hlen(f"{prefix}:{{3}}:if") == 1  # only b1's
+        finally:
+            await a.aclose()
+            await b.aclose()
+            hop.close()
+
+    asyncio.run(run())
+
+
 @pytest.mark.parametrize("why", ["tombstone", "rebuilt"])
 def test_a_replayed_row_is_charged_again_once_though_the_reply_is_lost(db: Database, why: str) -> None:
     """A dead replica's request whose row turns up later, replayed from its journal, is charged

@@ -268,9 +268,12 @@ while i <= #ARGV do
   local n = tonumber(ARGV[i + 5])
   local first = i + 6
   i = first + 4 * n
-  apply(base, first, i - 1, second, now, true)
-  redis.call('HSET', base .. ':if', field, value .. '|' .. target)
-  redis.call('HSET', base .. ':run', field, second)
+  local planted = value .. '|' .. target
+  if redis.call('HGET', base .. ':if', field) ~= planted then  -- not when run again (reply lost)
+    apply(base, first, i - 1, second, now, true)
+    redis.call('HSET', base .. ':if', field, planted)
+    redis.call('HSET', base .. ':run', field, second)
+  end
 end
 return 1
 """

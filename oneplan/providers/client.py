@@ -6,11 +6,19 @@ request through aiohttp costs ~230 µs of CPU and through this client ~35 µs, o
 whole budget is ~500 µs a request. The parsing is httptools'; what is written here is the part
 a gateway needs and no more: one origin per pool, POST with a body, answers read whole or piece
 by piece, flow control, TLS, keep-alive with expiry. No proxies, redirects or cookies.
+
+Deadlines without a timer per call: each read waits against its connection's ``deadline`` (the
+loop's clock), and each connection keeps at most one timer, armed when a wait begins and none
+is armed early enough. When it fires with the deadline moved later (the next request on a
+kept-alive connection, the next piece of a stream), it re-arms once; with nobody waiting, it
+does nothing. By measurement an ``asyncio.timeout`` around each call cost ~3 µs, once for an
+answer read whole and once per read of a stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 import time
 from collections import deque
@@ -30,6 +38,7 @@ class _Connection(asyncio.Protocol):
         "buffered",
         "closed",
         "complete",
+        "deadline",
         "error",
         "headers",
         "headers_done",
@@ -40,6 +49,8 @@ class _Connection(asyncio.Protocol):
         "pieces",
         "pool",
         "status",
+        "timer",
+        "timer_at",
         "transport",
         "waiter",
     )
@@ -49,6 +60,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = math.inf
         self._reset()
 
     def _reset(self) -> None:
@@ -63,6 +76,7 @@ class _Connection(asyncio.Protocol):
         self.error: BaseException | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.paused = False
+        self.deadline = math.inf  # by when the awaited read must be done (the loop's clock)
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -80,9 +94,30 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.disarm()
         if not self.complete and self.error is None:
             self.error = ConnectionLost("the connection closed before the answer was complete")
         self._wake()
+
+    # -- the deadline ------------------------------------------------------------------------
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer, self.timer_at = None, math.inf
+
+    def _due(self) -> None:
+        self.timer, self.timer_at = None, math.inf
+        if self.closed or self.waiter is None:
+            return  # nobody is waiting: the next wait arms a timer again
+        loop = asyncio.get_running_loop()
+        if loop.time() < self.deadline:
+            self.timer, self.timer_at = loop.call_at(self.deadline, self._due), self.deadline
+            return
+        self.error = TimeoutError("no answer within the time limit")
+        self._wake()
+        if self.transport is not None:
+            self.transport.abort()  # the answer is abandoned: the provider stops generating
 
     def pause_writing(self) -> None:  # requests are small: nothing to do
         pass
@@ -119,7 +154,12 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(None)
 
     async def _wait(self) -> None:
-        self.waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if self.deadline < self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer, self.timer_at = loop.call_at(self.deadline, self._due), self.deadline
+        self.waiter = loop.create_future()
         try:
             await self.waiter
         finally:
@@ -176,6 +216,11 @@ class Response:
             self.release()
         return piece
 
+    def expect_by(self, deadline: float) -> None:
+        """Reads from now on raise ``TimeoutError`` if what they wait for has not come by
+        ``deadline`` (the event loop's clock); the connection is then closed."""
+        self._conn.deadline = deadline
+
     def release(self) -> None:
         """Give the connection back if the answer was read to its end, else close it (so an
         abandoned stream stops the provider generating)."""
@@ -217,6 +262,7 @@ class Pool:
 
     def discard(self, conn: _Connection) -> None:
         self._open.discard(conn)
+        conn.disarm()
         if conn.transport is not None and not conn.closed:
             conn.transport.close()
         self._release_slot()
@@ -225,9 +271,13 @@ class Pool:
         if self._slots is not None:
             self._slots.release()
 
-    async def _connection(self, connect_timeout: float) -> _Connection:
+    async def _connection(self, connect_timeout: float, deadline: float) -> _Connection:
         if self._slots is not None:
-            await self._slots.acquire()
+            if self._slots.locked():  # every connection is busy: wait, but not past the deadline
+                async with asyncio.timeout_at(deadline):
+                    await self._slots.acquire()
+            else:
+                await self._slots.acquire()
         try:
             now = time.monotonic()
             while self._idle:
@@ -239,7 +289,7 @@ class Pool:
                     continue
                 return conn
             loop = asyncio.get_running_loop()
-            async with asyncio.timeout(connect_timeout):
+            async with asyncio.timeout_at(min(deadline, loop.time() + connect_timeout)):
                 _, conn = await loop.create_connection(
                     lambda: _Connection(self), self.host, self.port, ssl=self.ssl,
                     server_hostname=self.host if self.ssl else None,
@@ -250,10 +300,14 @@ class Pool:
             self._release_slot()
             raise
 
-    async def post(self, path: str, body: bytes, headers: bytes, *, connect_timeout: float) -> Response:
+    async def post(self, path: str, body: bytes, headers: bytes, *, connect_timeout: float,
+                   deadline: float = math.inf) -> Response:
         """Send ``POST`` and wait for the answer's status and headers. ``headers`` is
-        pre-encoded ``Name: value\\r\\n`` lines (the caller builds them once)."""
-        conn = await self._connection(connect_timeout)
+        pre-encoded ``Name: value\\r\\n`` lines (the caller builds them once). Past
+        ``deadline`` (the event loop's clock) - waiting for a free connection, connecting, or
+        for the answer, until ``Response.expect_by`` moves it - ``TimeoutError`` is raised."""
+        conn = await self._connection(connect_timeout, deadline)
+        conn.deadline = deadline
         try:
             head = b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n%s\r\n" % (
                 (self.prefix + path).encode(), self.host_header.encode(), len(body), headers,

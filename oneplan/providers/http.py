@@ -72,10 +72,10 @@ class HttpTransport:
             self._headers[id(headers)] = cached
         return cached[1]
 
-    async def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> Response:
+    async def _post(self, url: str, body: dict[str, Any], headers: dict[str, str], deadline: float) -> Response:
         return await self.pool().post(
             self._path(url), orjson.dumps(body), self._encoded(headers),
-            connect_timeout=self.settings.timeouts.connect,
+            connect_timeout=self.settings.timeouts.connect, deadline=deadline,
         )
 
     def redact(self, text: str) -> str:
@@ -89,15 +89,15 @@ class HttpTransport:
     ) -> dict[str, Any]:
         """POST and return the decoded JSON answer, within the first-token and total bounds."""
         t = self.settings.timeouts
+        deadline = asyncio.get_running_loop().time() + min(t.total, t.first_token + t.idle)
         try:
-            async with asyncio.timeout(min(t.total, t.first_token + t.idle)):
-                resp = await self._post(url, body, headers)
-                try:
-                    raw = await resp.read()
-                finally:
-                    resp.release()
-                if resp.status >= 400:
-                    raise self.status_error(resp.status, raw, resp.headers)
+            resp = await self._post(url, body, headers, deadline)
+            try:
+                raw = await resp.read()
+            finally:
+                resp.release()
+            if resp.status >= 400:
+                raise self.status_error(resp.status, raw, resp.headers)
         except TimeoutError:
             raise UpstreamTimeout(f"{self.settings.name}: no answer within the time limit") from None
         except _NETWORK_ERRORS as exc:
@@ -126,28 +126,27 @@ class HttpTransport:
         loop = asyncio.get_running_loop()
         began = loop.time()
         # The first token must come within first_token (headers included), each later read
-        # within idle, and all of it within total. Each timer covers one await and never a
-        # ``yield``: a timer left armed while the consumer runs would cancel the consumer.
+        # within idle, and all of it within total. The deadline is the connection's: it bounds
+        # only waits for the provider, never the consumer's time between reads.
         end = began + t.total
         first = True
         resp: Response | None = None
         try:
-            async with asyncio.timeout_at(min(began + t.first_token, end)):
-                resp = await self._post(url, body, headers)
-                if resp.status >= 400:
-                    raw = await resp.read()
-                    raise self.status_error(resp.status, raw, resp.headers)
-                ctype = resp.headers.get("content-type", "")
-                if "text/event-stream" not in ctype and "json" in ctype:
-                    # Some providers answer an error as plain JSON with status 200.
-                    raise self.body_error(await resp.read())
+            resp = await self._post(url, body, headers, min(began + t.first_token, end))
+            if resp.status >= 400:
+                raw = await resp.read()
+                raise self.status_error(resp.status, raw, resp.headers)
+            ctype = resp.headers.get("content-type", "")
+            if "text/event-stream" not in ctype and "json" in ctype:
+                # Some providers answer an error as plain JSON with status 200.
+                raise self.body_error(await resp.read())
             event: str | None = None
             data: list[bytes] = []
             pending = b""
             while True:
-                limit = began + t.first_token if first else loop.time() + t.idle
-                async with asyncio.timeout_at(min(limit, end)):
-                    chunk = await resp.next_piece()
+                if not first:
+                    resp.expect_by(min(loop.time() + t.idle, end))
+                chunk = await resp.next_piece()
                 if not chunk:
                     if data:
                         yield event, b"\n".join(data), False
