@@ -17,8 +17,9 @@ Agents act on these, not on the message text:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from oneplan.errors import OneplanError, QuotaExceeded, UpstreamError, UpstreamRateLimited, retry_after_header
 
@@ -99,23 +100,30 @@ def _duration(seconds: float) -> str:
 def quota_headers(states: Iterable[WindowState], now: float, protocol: Protocol | None = None) -> dict[str, str]:
     """Each window's ``x-oneplan-quota-<window>-*``; the IETF draft's ``RateLimit-Policy`` and
     ``RateLimit``; the tightest request window as OpenAI's ``x-ratelimit-*-requests``; and the
-    caller's protocol's own (``Protocol.quota_headers``: Anthropic's ``anthropic-ratelimit-*``)."""
+    caller's protocol's own (``Protocol.quota_headers``: Anthropic's ``anthropic-ratelimit-*``).
+    They go on every answer: what depends only on a window's definition is made once
+    (``_Window``), what changes per request - remaining, resets - here."""
     from oneplan.metering.windows import exact  # windows imports this module
 
     out: dict[str, str] = {}
     tightest: WindowState | None = None
     states_list = list(states)
+    policies, limits = [], []
     for state in states_list:
-        name = state.window.replace("_", "-")
-        out[f"x-oneplan-quota-{name}-limit"] = exact(state.limit)
-        out[f"x-oneplan-quota-{name}-remaining"] = exact(state.remaining)
+        w = _window(state.window, state.limit, state.unit, state.span)
+        remaining = state.remaining
+        out[w.limit_name] = w.limit
+        out[w.remaining_name] = exact(remaining)
         if state.resets_at is not None:
-            out[f"x-oneplan-quota-{name}-reset"] = str(int(state.resets_at))
-        if (state.window in _REQUEST_WINDOWS or state.unit == "requests") and (
-            tightest is None or state.remaining < tightest.remaining
-        ):
+            out[w.reset_name] = str(int(state.resets_at))
+        if w.requests and (tightest is None or remaining < tightest.remaining):
             tightest = state
-    out.update(ietf_headers(states_list, now))
+        if w.policy is not None:
+            policies.append(w.policy)
+            limits.append(_limit_item(w, state, now))
+    if policies:
+        out["ratelimit-policy"] = ", ".join(policies)
+        out["ratelimit"] = ", ".join(limits)
     if tightest is not None:
         out["x-ratelimit-limit-requests"] = exact(tightest.limit)
         out["x-ratelimit-remaining-requests"] = exact(tightest.remaining)
@@ -132,25 +140,37 @@ _IETF_UNIT = {"requests": "requests", "calls": "requests", "concurrency": "concu
               "tokens": "tokens", "credits": "credits", "cost": "cost"}
 
 
-def ietf_headers(states: list[WindowState], now: float) -> dict[str, str]:
-    """``RateLimit-Policy`` (every window: quota, length, unit) and ``RateLimit`` (what is
-    left and when it frees up), as Structured Field lists. Values are integers there: a
-    window with a fractional limit (a cost budget of 12.5) is left out."""
-    policies, limits = [], []
-    for state in states:
-        if not float(state.limit).is_integer():
-            continue
-        name = state.window.replace("\\", "").replace('"', "")
-        policy = f'"{name}";q={int(state.limit)}'
-        if state.span:
-            policy += f";w={int(state.span)}"
-        policy += f';qu="{_IETF_UNIT.get(state.unit, state.unit)}"'
-        policies.append(policy)
-        item = f'"{name}";r={int(state.remaining)}'
-        if state.resets_at is not None:
-            item += f";t={max(0, int(state.resets_at - now + 0.999))}"
-        limits.append(item)
-    if not policies:
-        return {}
-    return {"ratelimit-policy": ", ".join(policies), "ratelimit": ", ".join(limits)}
+class _Window(NamedTuple):
+    """What a window's headers say that does not change from request to request."""
+
+    limit_name: str
+    remaining_name: str
+    reset_name: str
+    limit: str
+    requests: bool  # a request window: a candidate for OpenAI's ``x-ratelimit-*-requests``
+    policy: str | None  # its ``RateLimit-Policy`` item; None: a fractional limit, left out
+    item: str  # the start of its ``RateLimit`` item
+
+
+@functools.lru_cache(maxsize=4096)
+def _window(window: str, limit: float, unit: str, span: float | None) -> _Window:
+    from oneplan.metering.windows import exact
+
+    name = window.replace("_", "-")
+    sf_name = window.replace("\\", "").replace('"', "")
+    policy = None
+    if float(limit).is_integer():
+        policy = f'"{sf_name}";q={int(limit)}' + (f";w={int(span)}" if span else "")
+        policy += f';qu="{_IETF_UNIT.get(unit, unit)}"'
+    return _Window(
+        f"x-oneplan-quota-{name}-limit", f"x-oneplan-quota-{name}-remaining", f"x-oneplan-quota-{name}-reset",
+        exact(limit), window in _REQUEST_WINDOWS or unit == "requests", policy, f'"{sf_name}";r=',
+    )
+
+
+def _limit_item(w: _Window, state: WindowState, now: float) -> str:
+    item = f"{w.item}{int(state.remaining)}"
+    if state.resets_at is not None:
+        item += f";t={max(0, int(state.resets_at - now + 0.999))}"
+    return item
 

@@ -305,6 +305,51 @@ def test_a_dead_replicas_requests_in_flight_are_reconciled_with_the_ledger(db: D
     asyncio.run(run())
 
 
+@pytest.mark.parametrize("how", ["replanted", "admitted"])
+def test_a_replica_that_dies_after_redis_lost_its_state_is_still_reconciled(db: Database, how: str) -> None:
+    """Redis restarts empty - losing the registry of replicas and which users each has in
+    flight - and a replica then holds a request in flight (one it replants, or a new one), and
+    is SIGKILLed before its next heartbeat. The entry must still be found and released by
+    another replica, not charged for good."""
+    prefix = "heal-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+
+    async def run() -> None:
+        dead = await counters(prefix, db, clock, heartbeat_seconds=0.5)
+        dead.flush_seconds = 3600
+        for task in dead._tasks:
+            if task.get_name() == "quota-replicas":
+                task.cancel()  # no heartbeat from here on (its last one expires in 0.5 s)
+        r1 = await dead.admit(9, PLAN, 1, "r1")
+        if how == "admitted":  # r1 ends before the loss; the request in flight comes after it
+            dead.settle(r1)
+            dead.committed([row("r1", 9, T0)], db.insert_ledger([row("r1", 9, T0)]))
+            await dead.flush()
+        await wipe(dead)
+        alive = await counters(prefix, db, clock)  # rebuilds from the ledger
+        if how == "replanted":
+            await dead._watch_generation()
+            assert r1.gen == await alive.redis.get(f"{prefix}:gen")
+        else:
+            await dead.admit(9, PLAN, 1, "r2")
+        counted = 1 if how == "admitted" else 0  # r1's row
+        assert (await used(alive, 9))["5h"] == counted + 1
+        for task in dead._tasks:  # SIGKILL
+            task.cancel()
+        await dead.lean.aclose()
+        await dead.redis.aclose()
+        deadline = time.monotonic() + 10
+        while await alive.redis.exists(f"{prefix}:hb:{dead.replica}"):
+            assert time.monotonic() < deadline, "the dead replica's heartbeat never expired"
+            await asyncio.sleep(0.05)
+        assert await alive.reconcile() == 1
+        assert (await used(alive, 9))["5h"] == counted  # the request in flight has no row: released
+        assert await alive.redis.hlen(f"{prefix}:{{9}}:if") == 0
+        await alive.aclose()
+
+    asyncio.run(run())
+
+
 def test_released_once_even_if_a_reconciler_got_there_first(db: Database) -> None:
     prefix = "heal-" + secrets.token_hex(4)
     clock = ManualClock(T0)

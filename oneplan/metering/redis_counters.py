@@ -183,6 +183,10 @@ class RedisCounters(Counters):
     def _gen_key(self) -> str:
         return f"{self.prefix}:gen"
 
+    @property
+    def _registry(self) -> str:
+        return f"{self.prefix}:replicas"
+
     # -- admission --------------------------------------------------------------------------
 
     async def admit(self, user_id: int, plan: Plan, demand: Demand | int, request_id: str = "") -> Reservation:
@@ -294,7 +298,7 @@ class RedisCounters(Counters):
             ]
         return await self.lean.evalsha(
             self._admit.sha, ADMIT,
-            [self._gen_key, f"{base}:if", f"{base}:run", f"{self.prefix}:r:{self.replica}:u"], args,
+            [self._gen_key, f"{base}:if", f"{base}:run", f"{self.prefix}:r:{self.replica}:u", self._registry], args,
         )
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailable:
@@ -474,10 +478,11 @@ class RedisCounters(Counters):
             for r in stale:
                 entry = entry_of(r)
                 args += [
-                    self._base(r.user_id), r.field, r.second, repr(now), r.value.rsplit("|", 1)[0],
+                    self._base(r.user_id), r.field, r.user_id, r.second, repr(now), r.value.rsplit("|", 1)[0],
                     *moves(entry, None, full=True),
                 ]
-            if not await self._replant_script(keys=[self._gen_key, f"{self.prefix}:rebuild"], args=args):
+            keys = [self._gen_key, f"{self.prefix}:rebuild", f"{self.prefix}:r:{self.replica}:u", self._registry]
+            if not await self._replant_script(keys=keys, args=args):
                 return  # not that generation any more: the next look will tell
             for r in stale:
                 r.gen = gen
@@ -537,8 +542,7 @@ class RedisCounters(Counters):
         """Join: heartbeat, rebuild if Redis has no state, reconcile dead replicas' requests."""
         self.view = view
         try:
-            await self.replicas.heartbeat()
-            await self.redis.sadd(f"{self.prefix}:replicas", self.replica)
+            await self.replicas.heartbeat()  # registers this replica too
             if await self.decoded.get(self._gen_key) is None:
                 await self.recover()
             await self.replicas.reconcile()

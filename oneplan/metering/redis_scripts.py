@@ -103,7 +103,8 @@ local function frees(key, span, total, need, limit, now)
 end
 """
 
-# KEYS: gen, inflight, running, replica-users
+# KEYS: gen, inflight, running, replica-users, replicas (the registry: a replica with entries in
+#       flight is in it even if it registered before Redis lost its state)
 # ARGV: now, field, user id, concurrency (-1 none), requested output (-1 none), min output,
 #       refuse (1: never lower it), charges (the entry's value prefix), key base, probe (1: only
 #       read), k, k finished fields (no longer running), n, then 8 per window: kind, counter,
@@ -188,6 +189,7 @@ if not probe then
   redis.call('HSET', KEYS[2], field, charges .. '|' .. second .. '|' .. best .. '|' .. gen)
   redis.call('HSET', KEYS[3], field, second)
   redis.call('SADD', KEYS[4], uid)
+  redis.call('SADD', KEYS[5], string.sub(field, 1, string.find(field, ':', 1, true) - 1))
 end
 return reply
 """
@@ -256,17 +258,20 @@ return out
 # Replant requests this replica admitted before Redis lost its state and that no rebuild read
 # can have counted (their ledger rows are not in the database yet): charged again under the new
 # generation, with their in-flight entries, while the rebuild is in progress (``P:rebuild``
-# names it) or just after. Per entry: key base, field, second, now, the entry's value without
-# its generation, n, then 4 per window: kind, counter, amount, span.
-# KEYS: gen, rebuild.  ARGV[1]: the new generation.  Reply: 1 replanted | 0 not this generation
+# names it) or just after - and their users are this replica's again, so that a reconciler
+# finds the entries if the replica dies. Per entry: key base, field, user id, second, now, the
+# entry's value without its generation, n, then 4 per window: kind, counter, amount, span.
+# KEYS: gen, rebuild, replica-users, replicas.  ARGV[1]: the new generation.
+# Reply: 1 replanted | 0 not this generation
 REPLANT = _COMMON + """
 local target = ARGV[1]
 if redis.call('GET', KEYS[1]) ~= target and redis.call('GET', KEYS[2]) ~= target then return 0 end
 local i = 2
 while i <= #ARGV do
-  local base, field, second, now, value = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4]
-  local n = tonumber(ARGV[i + 5])
-  local first = i + 6
+  local base, field, uid = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local second, now, value = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), ARGV[i + 5]
+  local n = tonumber(ARGV[i + 6])
+  local first = i + 7
   i = first + 4 * n
   local planted = value .. '|' .. target
   if redis.call('HGET', base .. ':if', field) ~= planted then  -- not when run again (reply lost)
@@ -274,6 +279,8 @@ while i <= #ARGV do
     redis.call('HSET', base .. ':if', field, planted)
     redis.call('HSET', base .. ':run', field, second)
   end
+  redis.call('SADD', KEYS[3], uid)
+  redis.call('SADD', KEYS[4], string.sub(field, 1, string.find(field, ':', 1, true) - 1))
 end
 return 1
 """

@@ -28,7 +28,12 @@ class Replicas:
         self.c = counters
 
     async def heartbeat(self) -> None:
-        await self.c.redis.set(f"{self.c.prefix}:hb:{self.c.replica}", "1", px=int(self.c.heartbeat_seconds * 1000))
+        """Alive, and registered: a Redis that lost its state lost the registry too, and a
+        replica missing from it would never be reconciled if it died."""
+        pipe = self.c.redis.pipeline(transaction=False)
+        pipe.set(f"{self.c.prefix}:hb:{self.c.replica}", "1", px=int(self.c.heartbeat_seconds * 1000))
+        pipe.sadd(f"{self.c.prefix}:replicas", self.c.replica)
+        await pipe.execute()
 
     async def watch(self) -> None:
         while True:

@@ -7,6 +7,7 @@ their resets are RFC 3339 instants, where OpenAI's ``x-ratelimit-reset-*`` are d
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -14,7 +15,12 @@ from oneplan.metering.windows import WindowState, exact
 
 
 def _rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _rfc3339_second(int(ts))
+
+
+@functools.lru_cache(maxsize=1024)  # on every answer, and a window's reset moves once a second at most
+def _rfc3339_second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def quota_headers(states: Sequence[WindowState], tightest: WindowState | None, now: float) -> dict[str, str]:
