@@ -141,9 +141,18 @@ def test_soak_with_redis_restarts_and_a_sigkill_keeps_ledger_and_counters_exact(
             async def left() -> dict[str, Any]:
                 c = RedisCounters(redis.url, time.time, Periods("UTC"))
                 try:
-                    return {
-                        what: await c.decoded.hgetall(f"oneplan:{{1}}:{what}") for what in ("if", "run", "gone")
-                    } | {"replicas": await c.decoded.smembers("oneplan:replicas")}
+                    held = {
+                        what: await c.decoded.hgetall(f"oneplan:{{1}}:{what}") for what in ("if", "run", "gone", "late")
+                    }
+                    ids = [f.split(":", 1)[1] for f in held["if"]]
+                    with psycopg.connect(pg_url.replace("postgresql+psycopg", "postgresql")) as conn:
+                        found = {r[0]: (r[1], r[2]) for r in conn.execute(
+                            "SELECT id, status, ts FROM ledger WHERE id = ANY(%s)", (ids,))}
+                    return held | {
+                        "gen": await c.decoded.get("oneplan:gen"),
+                        "replicas": await c.decoded.smembers("oneplan:replicas"),
+                        "their rows": found,
+                    }
                 finally:
                     await c.aclose()
 
