@@ -20,7 +20,7 @@ import pytest
 
 from oneplan.errors import BackendUnavailable, QuotaExceeded
 from oneplan.metering.counters import Reservation
-from oneplan.metering.ledger import LEDGER_DEFAULTS, fit
+from oneplan.metering.ledger import LEDGER_DEFAULTS, LedgerWriter, fit
 from oneplan.metering.redis_counters import RedisCounters
 from oneplan.metering.windows import Periods
 from oneplan.routing.catalog import Plan
@@ -270,6 +270,54 @@ def test_a_replayed_row_is_charged_again_once_though_the_reply_is_lost(db: Datab
         finally:
             await alive.aclose()
             hop.close()
+
+    asyncio.run(run())
+
+
+async def kill(c: RedisCounters) -> None:
+    """SIGKILL: no goodbye, nothing more sent, the heartbeat simply stops."""
+    for task in c._tasks:
+        task.cancel()
+    await c.lean.aclose()
+    await c.redis.aclose()
+
+
+@pytest.mark.parametrize("how", ["committed before the loss", "replanted after the loss"])
+def test_a_replayed_row_that_was_already_counted_is_not_charged_again(db: Database, tmp_path: Path, how: str) -> None:
+    """A replica is killed with a journal whose row was counted all the same - and a restarted
+    process replays it after Redis lost its state:
+
+    * ``committed before the loss``: the row reached the database before the kill (the journal
+      is dropped only after the commit), so the rebuild read it;
+    * ``replanted after the loss``: the row was not committed, and the replica had replanted its
+      request into the new generation: the entry is settled from the replayed row.
+
+    Either way the replayed row is charged once, not a second time as a row no rebuild read."""
+    prefix = "heal-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+
+    async def run() -> None:
+        dead = await counters(prefix, db, clock)
+        dead.flush_seconds = 3600
+        r1 = await dead.admit(9, PLAN, 1, "r1")
+        journaled = {**row("r1", 9, T0, tokens=30), "_field": r1.field, "_res": r1.value}  # as settled
+        if how == "committed before the loss":
+            db.insert_ledger([row("r1", 9, T0, tokens=30)])
+        await wipe(dead)
+        alive = await counters(prefix, db, clock)  # rebuilds from the ledger
+        if how == "replanted after the loss":
+            await dead._watch_generation()
+            assert r1.gen == await alive.redis.get(f"{prefix}:gen")
+        assert (await used(alive, 9))["5h"] == 1
+        await kill(dead)
+        writer = LedgerWriter(db, tmp_path / "dead.jsonl")  # the restarted process's replay
+        writer.write_replayed([journaled])
+        await alive.adopt(writer.replayed)
+        windows = await used(alive, 9)
+        assert windows["5h"] == 1, f"the replayed row charged {windows['5h']:g} times"
+        assert windows["tokens_month"] == 30
+        assert await alive.redis.hlen(f"{prefix}:{{9}}:if") == 0
+        await alive.aclose()
 
     asyncio.run(run())
 

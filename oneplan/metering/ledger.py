@@ -39,6 +39,10 @@ from oneplan.store.journal import Journal, Segment, recover
 
 log = logging.getLogger("oneplan.ledger")
 
+# The generation of replayed rows the database already held: older than every rebuild's (those
+# start at 1), so the shared counters take them as read by a rebuild, never as missed by one.
+UNKNOWN_GENERATION = "0"
+
 LEDGER_DEFAULTS: dict[str, Any] = {
     "provider": None,
     "upstream_model": None,
@@ -165,8 +169,17 @@ class LedgerWriter:
         return groups
 
     def write_replayed(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Rows read back from a journal (an older process may not have fitted them)."""
-        self.replayed += self.write([fit({**LEDGER_DEFAULTS, **row}) for row in rows])
+        """Rows read back from a journal (an older process may not have fitted them). Rows
+        the database already held - the predecessor committed them and was killed before it
+        dropped the journal - are grouped under ``UNKNOWN_GENERATION``: what generation they
+        were committed under is not known here, so no rebuild can be said to have missed them."""
+        fitted = [fit({**LEDGER_DEFAULTS, **row}) for row in rows]
+        before = self.db.existing_ledger_ids([str(row["id"]) for row in fitted])
+        if before:
+            self.replayed.append(([row for row in fitted if row["id"] in before], UNKNOWN_GENERATION))
+            fitted = [row for row in fitted if row["id"] not in before]
+        if fitted:
+            self.replayed += self.write(fitted)
 
     def replay(self, journal_dir: Path) -> int:
         return recover(journal_dir, self.write_replayed)

@@ -56,12 +56,12 @@ class Replicas:
             if not await self.c.redis.set(reap, self.c.replica, nx=True, px=60_000):
                 continue
             try:
-                done += await self._reap(replica)
+                done += len(await self._reap(replica))
             finally:
                 await self.c.redis.delete(reap)
         return done
 
-    async def _reap(self, replica: str) -> int:
+    async def _reap(self, replica: str) -> set[str]:
         assert self.c.view is not None
         users_key = f"{self.c.prefix}:r:{replica}:u"
         found: list[tuple[int, str, str]] = []
@@ -88,7 +88,7 @@ class Replicas:
         self.c.reconciled += len(found)
         if found:
             log.warning("reconciled %d requests a dead replica left in flight", len(found))
-        return len(found)
+        return {f for _, f, _ in found}
 
     async def adopt(self, groups: Sequence[tuple[list[dict[str, Any]], str]]) -> None:
         """Rows this process replayed from a dead predecessor's journal are now in the
@@ -110,8 +110,11 @@ class Replicas:
                     raise BackendUnavailable("another replica holds a reconciliation lock for too long")
                 await asyncio.sleep(0.05)  # another replica is reconciling it: wait for its verdicts
             try:
-                await self._reap(replica)
-                await self._recharge_rows(items)
+                # A row whose in-flight entry was still there was settled from it just now.
+                settled = await self._reap(replica)
+                items = [(row, gen) for row, gen in items if row["_field"] not in settled]
+                if items:
+                    await self._recharge_rows(items)
             finally:
                 await self.c.redis.delete(reap)
 
