@@ -26,20 +26,8 @@ def start(tmp_path: Path, up: FakeUpstream) -> tuple[ServeProcess, str, str]:
 
 
 def _early_output(server: ServeProcess) -> list[str]:
-    """The banner is printed before uvicorn starts; read what is there without blocking."""
-    import os
-    import select
-
-    assert server.proc is not None and server.proc.stdout is not None
-    fd = server.proc.stdout.fileno()
-    os.set_blocking(fd, False)
-    chunks = []
-    while select.select([fd], [], [], 0.5)[0]:
-        data = os.read(fd, 65536)
-        if not data:
-            break
-        chunks.append(data.decode())
-    return "".join(chunks).splitlines()
+    """The banner is printed before uvicorn starts: whole once the server is ready."""
+    return server.printed().splitlines()
 
 
 def test_answers_survive_sigkill_right_after_they_reach_the_client(tmp_path: Path) -> None:

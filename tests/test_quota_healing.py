@@ -398,6 +398,70 @@ def test_a_replica_that_dies_after_redis_lost_its_state_is_still_reconciled(db: 
     asyncio.run(run())
 
 
+def test_a_release_while_a_rebuild_is_in_progress_gives_the_replant_back(db: Database) -> None:
+    """Redis lost its state; another replica is rebuilding (its generation named, not yet
+    published) and this one replants its request in flight into it. The request then fails:
+    its release must take the replanted charge back out, not find "no generation" and leave
+    it charged for good."""
+    prefix = "heal-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+
+    async def run() -> None:
+        a = await counters(prefix, db, clock)
+        a.flush_seconds = 3600  # a replants only when the test says so
+        b = await counters(prefix, db, clock)
+        b.grace_seconds = 3.0  # the window in which replicas replant into b's rebuild
+        r1 = await a.admit(3, PLAN, 1, "r1")
+        await wipe(a)
+        rebuilding = asyncio.create_task(b.recover())
+        deadline = time.monotonic() + 10
+        while (marker := await a.redis.get(f"{prefix}:rebuild")) is None:
+            assert time.monotonic() < deadline, "the rebuild never began"
+            await asyncio.sleep(0.01)
+        await a._watch_generation()  # replants r1 into the rebuild in progress
+        assert r1.gen == marker and await a.redis.get(f"{prefix}:gen") is None
+        await a.release(r1)  # r1 failed
+        assert not rebuilding.done()
+        await rebuilding
+        assert (await used(b, 3))["5h"] == 0
+        assert await b.redis.hlen(f"{prefix}:{{3}}:if") == 0
+        await a.aclose()
+        await b.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_replayed_row_committed_during_a_rebuild_is_charged_into_it(db: Database, tmp_path: Path) -> None:
+    """A killed replica's row is replayed (committed after a rebuild in progress read the
+    ledger) and adopted before that rebuild is published: it is charged once, into it."""
+    prefix = "heal-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+
+    async def run() -> None:
+        dead = await counters(prefix, db, clock)
+        b = await counters(prefix, db, clock)
+        r1 = await dead.admit(3, PLAN, 1, "r1")
+        journaled = {**row("r1", 3, T0, tokens=7), "_field": r1.field, "_res": r1.value}
+        await kill(dead)
+        await wipe(b)
+        b.grace_seconds = 3.0
+        rebuilding = asyncio.create_task(b.recover())
+        deadline = time.monotonic() + 10
+        while await b.redis.get(f"{prefix}:rebuild") is None:
+            assert time.monotonic() < deadline, "the rebuild never began"
+            await asyncio.sleep(0.01)
+        writer = LedgerWriter(db, tmp_path / "dead.jsonl")
+        writer.write_replayed([journaled])  # committed after the rebuild's read
+        await b.adopt(writer.replayed)
+        assert not rebuilding.done()
+        await rebuilding
+        windows = await used(b, 3)
+        assert windows["5h"] == 1 and windows["tokens_month"] == 7
+        await b.aclose()
+
+    asyncio.run(run())
+
+
 def test_released_once_even_if_a_reconciler_got_there_first(db: Database) -> None:
     prefix = "heal-" + secrets.token_hex(4)
     clock = ManualClock(T0)

@@ -4,7 +4,6 @@ admin key once and the next steps; later starts print no key."""
 from __future__ import annotations
 
 import os
-import select
 from pathlib import Path
 
 import httpx
@@ -13,16 +12,7 @@ from tests.support.process import ServeProcess
 
 
 def banner(server: ServeProcess) -> str:
-    assert server.proc is not None and server.proc.stdout is not None
-    fd = server.proc.stdout.fileno()
-    os.set_blocking(fd, False)
-    out = []
-    while select.select([fd], [], [], 0.5)[0]:
-        data = os.read(fd, 65536)
-        if not data:
-            break
-        out.append(data.decode())
-    return "".join(out)
+    return server.printed()  # printed before uvicorn starts, so whole once the server is ready
 
 
 def test_first_start_prints_the_admin_key_once_and_the_next_steps(tmp_path: Path) -> None:

@@ -164,7 +164,8 @@ def test_soak_with_redis_restarts_and_a_sigkill_keeps_ledger_and_counters_exact(
                 if in_redis == ledger_used:
                     break
                 assert time.monotonic() < deadline, (
-                    f"Redis counts {in_redis}, the ledger {ledger_used}; left in Redis: {asyncio.run(left())}"
+                    f"Redis counts {in_redis}, the ledger {ledger_used}; left in Redis: {asyncio.run(left())}; "
+                    + "; ".join(f"replica {i} printed: {r.printed()[-3000:]}" for i, r in enumerate(replicas))
                 )
                 time.sleep(0.3)  # the dead replica is reconciled once its heartbeat expires
         finally:

@@ -365,7 +365,7 @@ class RedisCounters(Counters):
         base = self._base(user_id)
         await self.lean.evalsha(
             self._release.sha, RELEASE,
-            [self._gen_key, f"{base}:if", f"{base}:gone", f"{base}:run"],
+            [self._gen_key, f"{base}:if", f"{base}:gone", f"{base}:run", f"{self.prefix}:rebuild"],
             [field, entry.gen, 1 if tombstone else 0, entry.second, repr(self.clock()), base,
              *moves(entry, None, full=True)],
         )

@@ -199,11 +199,14 @@ return reply
 # A reconciler releasing a dead replica's request that has no ledger row (yet) leaves a
 # tombstone (``P:U:gone``), so that if the row turns up later - its journal replayed when the
 # replica restarts - the request is charged again, once.
-# KEYS: gen, inflight, gone, running   ARGV: field, generation, tombstone, second, now, key base,
-#       n, then 4 per window: kind, counter, amount, span
+# A rebuild in progress (``P:rebuild``) holds the requests replanted into it already: a release
+# of one of them gives it back there too.
+# KEYS: gen, inflight, gone, running, rebuild   ARGV: field, generation, tombstone, second, now,
+#       key base, n, then 4 per window: kind, counter, amount, span
 RELEASE = _COMMON + """
 redis.call('HDEL', KEYS[4], ARGV[1])
-if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
+local gen = redis.call('GET', KEYS[1]) or redis.call('GET', KEYS[5])
+if gen ~= ARGV[2] then return 0 end
 if redis.call('HDEL', KEYS[2], ARGV[1]) == 0 then return 0 end
 local second, now, base = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local n = tonumber(ARGV[7])
@@ -287,11 +290,13 @@ return 1
 
 # Rows a restarted replica replayed from a dead predecessor's journal, whose in-flight entries
 # are gone: charge them once if a reconciler released them without a row (tombstone), or if a
-# rebuild read the ledger before the row was committed. Per row: key base, field, committed
-# generation, admitted generation, second, now, n, then 4 per window: kind, counter, amount
-# (the real usage), span.   KEYS: gen.   Reply per row: 'ok' | 'skip'
+# rebuild read the ledger before the row was committed (into a rebuild still in progress, too).
+# Per row: key base, field, committed generation, admitted generation, second, now, n, then 4
+# per window: kind, counter, amount (the real usage), span.   KEYS: gen, rebuild.
+# Reply per row: 'ok' | 'skip' (with no state and no rebuild begun, the coming rebuild's read
+# of the ledger counts the row)
 RECHARGE = _COMMON + """
-local gen = redis.call('GET', KEYS[1])
+local gen = redis.call('GET', KEYS[1]) or redis.call('GET', KEYS[2])
 local out = {}
 local i = 1
 while i <= #ARGV do

@@ -127,7 +127,7 @@ class Replicas:
                 self.c._base(int(row["user_id"])), row["_field"], committed, entry.gen, entry.second, repr(now),
                 *moves(entry, Amounts.of_row(row), full=True),
             ]
-        replies = await self.c._recharge(keys=[self.c._gen_key], args=args)
+        replies = await self.c._recharge(keys=[self.c._gen_key, f"{self.c.prefix}:rebuild"], args=args)
         charged = sum(1 for r in replies if r == "ok")
         if charged:
             log.warning("charged %d replayed requests a reconciler had released without their rows", charged)

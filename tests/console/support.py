@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import select
 from collections import Counter
 from typing import Any
 
@@ -88,13 +86,5 @@ def ledger_rows_clean(db: Any) -> list[dict[str, Any]]:
 
 
 def banner_admin_key(server: Any) -> str:
-    assert server.proc is not None and server.proc.stdout is not None
-    fd = server.proc.stdout.fileno()
-    os.set_blocking(fd, False)
-    text = ""
-    while "sk-op-admin-" not in text and select.select([fd], [], [], 5)[0]:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        text += chunk.decode()
+    text = server.printed()  # printed before uvicorn starts: there once the server is ready
     return next(w for w in text.split() if w.startswith("sk-op-admin-"))
