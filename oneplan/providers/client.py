@@ -274,7 +274,7 @@ class Pool:
     async def _connection(self, connect_timeout: float, deadline: float) -> _Connection:
         if self._slots is not None:
             if self._slots.locked():  # every connection is busy: wait, but not past the deadline
-                async with asyncio.timeout_at(deadline):
+                async with asyncio.timeout_at(deadline if deadline < math.inf else None):
                     await self._slots.acquire()
             else:
                 await self._slots.acquire()
