@@ -243,10 +243,7 @@ def test_a_replayed_row_is_charged_again_once_though_the_reply_is_lost(db: Datab
     async def run() -> None:
         dead = await counters(prefix, db, clock, heartbeat_seconds=0.3)
         lost = await dead.admit(9, PLAN, 1, "lost")
-        for task in dead._tasks:
-            task.cancel()
-        await dead.lean.aclose()
-        await dead.redis.aclose()
+        await kill(dead)  # SIGKILL
         hop = ReplyCutter()
         alive = RedisCounters(await hop.start(), clock, Periods("UTC"), prefix=prefix)
         try:
@@ -333,11 +330,7 @@ def test_a_dead_replicas_requests_in_flight_are_reconciled_with_the_ledger(db: D
         await dead.admit(9, PLAN, 1, "lost")  # killed mid-flight: no ledger row at all
         dead.settle(answered, tokens=50, cost=0.0)
         db.insert_ledger([row("answered", 9, T0, tokens=50), row("failed", 9, T0, status="failed")])
-        # SIGKILL: no goodbye, no settlement sent, the heartbeat simply stops.
-        for task in dead._tasks:
-            task.cancel()
-        await dead.lean.aclose()
-        await dead.redis.aclose()
+        await kill(dead)  # no settlement sent
         alive = RedisCounters("redis://127.0.0.1:6379/0", clock, Periods("UTC"), prefix=prefix)
         deadline = time.monotonic() + 10
         while await alive.redis.exists(f"{prefix}:hb:{dead.replica}"):
@@ -382,10 +375,7 @@ def test_a_replica_that_dies_after_redis_lost_its_state_is_still_reconciled(db: 
             await dead.admit(9, PLAN, 1, "r2")
         counted = 1 if how == "admitted" else 0  # r1's row
         assert (await used(alive, 9))["5h"] == counted + 1
-        for task in dead._tasks:  # SIGKILL
-            task.cancel()
-        await dead.lean.aclose()
-        await dead.redis.aclose()
+        await kill(dead)  # SIGKILL
         deadline = time.monotonic() + 10
         while await alive.redis.exists(f"{prefix}:hb:{dead.replica}"):
             assert time.monotonic() < deadline, "the dead replica's heartbeat never expired"
