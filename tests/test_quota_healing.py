@@ -470,6 +470,29 @@ def test_released_once_even_if_a_reconciler_got_there_first(db: Database) -> Non
     asyncio.run(run())
 
 
+def test_a_release_cancelled_while_it_waits_is_still_made(db: Database) -> None:
+    """A failed request's release waits behind a flush that Redis is slow to answer, and its
+    task is cancelled (the client went away): the reservation is still given back."""
+    prefix = "heal-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+
+    async def run() -> None:
+        c = await counters(prefix, db, clock)
+        c.flush_seconds = 3600
+        r = await c.admit(4, PLAN, 1, "x")
+        async with c._moving:  # a flush in progress
+            waiting = asyncio.create_task(c.release(r))
+            await asyncio.sleep(0)  # let it reach the lock
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+        assert (await used(c, 4))["5h"] == 0  # states() flushes first
+        assert await c.redis.hlen(f"{prefix}:{{4}}:if") == 0
+        await c.aclose()
+
+    asyncio.run(run())
+
+
 def test_unreachable_redis_is_a_503_logged_once_per_outage(db: Database, caplog: pytest.LogCaptureFixture) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -165,3 +165,40 @@ def test_an_admission_whose_answer_is_lost_but_ran_in_redis_is_given_back(db: Da
             hop.close()
 
     asyncio.run(run())
+
+
+def test_an_admission_cancelled_while_its_answer_is_on_the_way_is_given_back(db: Database) -> None:
+    """The admission script runs in Redis and, before its answer arrives, the caller's task is
+    cancelled (the client went away): nobody will settle the charge, so the gateway gives it
+    back itself."""
+    prefix = "t-" + secrets.token_hex(4)
+    plan = Plan("p", requests_per_5h=10)
+
+    async def run() -> None:
+        import time
+
+        hop = ReplyCutter()
+        c = RedisCounters(await hop.start(), time.time, Periods("UTC"), prefix=prefix)
+        await c.start(db)
+        direct = make(ManualClock(T0), prefix)
+        try:
+            hop.flowing.clear()
+            admitting = asyncio.create_task(c.admit(3, plan, 1, "gone"))
+            deadline = time.monotonic() + 10
+            while not await direct.redis.hexists(f"{prefix}:{{3}}:if", f"{c.replica}:gone"):
+                assert time.monotonic() < deadline, "the admission never reached Redis"
+                await asyncio.sleep(0.01)
+            admitting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await admitting
+            hop.flowing.set()
+            while (await direct.redis.hlen(f"{prefix}:{{3}}:if")) != 0:
+                assert time.monotonic() < deadline, "the cancelled admission's charge was never given back"
+                await asyncio.sleep(0.05)
+            assert (await c.states(3, plan))[0].used == 0
+        finally:
+            await c.aclose()
+            await direct.aclose()
+            hop.close()
+
+    asyncio.run(run())

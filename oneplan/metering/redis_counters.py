@@ -219,6 +219,14 @@ class RedisCounters(Counters):
                     # must not grow this.)
                     self._doubtful[field] = (user_id, time.monotonic())
                 raise self._unavailable(exc) from exc
+            except asyncio.CancelledError:
+                # The caller went away (a client gone, a shutdown) with the script perhaps run:
+                # nobody will settle what it charged, so it is looked for and given back.
+                if finished:
+                    self._finished.setdefault(user_id, []).extend(finished)
+                if not probe:
+                    self._doubtful[field] = (user_id, time.monotonic())
+                raise
             self._up()
             if status == 3:
                 raise concurrency_refusal(int(plan.concurrency or 0))
@@ -276,6 +284,10 @@ class RedisCounters(Counters):
                     await self._learned(gen)
                 except self._errors as exc:
                     self._unavailable(exc)
+                except asyncio.CancelledError:
+                    reservation.settled = True  # the caller never gets it: give it back
+                    self._releases.append(reservation)
+                    raise
             return reservation
         raise BackendUnavailable("The quota counters are being rebuilt; try again shortly.", retry_after=2)
 
@@ -359,6 +371,11 @@ class RedisCounters(Counters):
             self._unavailable(exc)
             self._releases.append(reservation)  # retried by the flusher
             return
+        except asyncio.CancelledError:
+            # Cancelled waiting behind a flush (a client gone, a shutdown), or with the command
+            # on its way: the flusher releases it (a release runs once, however often it is sent).
+            self._releases.append(reservation)
+            raise
         self._done(reservation.field)
 
     async def _release_now(self, user_id: int, field: str, entry: Entry, tombstone: bool = False) -> None:

@@ -109,13 +109,17 @@ class PrivateRedis:
 class ReplyCutter:
     """A TCP hop to the shared Redis that loses replies: the command ran, its answer never
     arrived. While ``cut`` is set, every reply closes the client's connection instead of being
-    passed on; ``cut_next(match)`` does that to the first reply ``match`` accepts, once."""
+    passed on; ``cut_next(match)`` does that to the first reply ``match`` accepts, once. While
+    ``flowing`` is clear, replies wait (a slow Redis, as the client sees it).
+    Create it inside the event loop that uses it."""
 
     def __init__(self) -> None:
         self.cut = False
         self.cuts = 0
         self._match: Callable[[bytes], bool] | None = None
         self.server: asyncio.Server | None = None
+        self.flowing = asyncio.Event()  # cleared: replies are held back until it is set again
+        self.flowing.set()
 
     async def start(self) -> str:
         self.server = await asyncio.start_server(self._pipe, "127.0.0.1", 0)
@@ -138,6 +142,8 @@ class ReplyCutter:
         async def forward(src: asyncio.StreamReader, dst: asyncio.StreamWriter, replies: bool) -> None:
             try:
                 while data := await src.read(65536):
+                    if replies:
+                        await self.flowing.wait()
                     if replies and self._lost(data):
                         self.cuts += 1
                         break
