@@ -452,6 +452,43 @@ def test_a_replayed_row_committed_during_a_rebuild_is_charged_into_it(db: Databa
     asyncio.run(run())
 
 
+def test_a_dead_replicas_request_replanted_into_a_rebuild_in_progress_is_settled_not_dropped(
+    db: Database, tmp_path: Path,
+) -> None:
+    """A replica replants its request into a rebuild in progress, then dies; its row is
+    replayed and adopted before the rebuild is published. The request is answered ('ok'), so
+    it is settled at its real usage - not released as if it had no generation to settle in."""
+    prefix = "heal-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+
+    async def run() -> None:
+        dead = await counters(prefix, db, clock)
+        dead.flush_seconds = 3600
+        b = await counters(prefix, db, clock)
+        r1 = await dead.admit(3, PLAN, 1, "r1")
+        await wipe(b)
+        b.grace_seconds = 3.0
+        rebuilding = asyncio.create_task(b.recover())
+        deadline = time.monotonic() + 10
+        while await b.redis.get(f"{prefix}:rebuild") is None:
+            assert time.monotonic() < deadline, "the rebuild never began"
+            await asyncio.sleep(0.01)
+        await dead._watch_generation()  # replanted into the rebuild in progress
+        journaled = {**row("r1", 3, T0, tokens=9), "_field": r1.field, "_res": r1.value}
+        await kill(dead)
+        writer = LedgerWriter(db, tmp_path / "dead.jsonl")
+        writer.write_replayed([journaled])
+        await b.adopt(writer.replayed)
+        assert not rebuilding.done()
+        await rebuilding
+        windows = await used(b, 3)
+        assert windows["5h"] == 1 and windows["tokens_month"] == 9
+        assert await b.redis.hlen(f"{prefix}:{{3}}:if") == 0
+        await b.aclose()
+
+    asyncio.run(run())
+
+
 def test_released_once_even_if_a_reconciler_got_there_first(db: Database) -> None:
     prefix = "heal-" + secrets.token_hex(4)
     clock = ManualClock(T0)

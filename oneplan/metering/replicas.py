@@ -74,7 +74,8 @@ class Replicas:
                 await self.c.redis.hdel(f"{base}:run", *running)
         ids = [f.split(":", 1)[1] for _, f, _ in found]
         outcomes = await asyncio.to_thread(self.c.view.outcomes, ids) if ids else {}
-        generation = await self.c.decoded.get(self.c._gen_key)
+        # A rebuild in progress holds what was replanted into it: its rows settle there.
+        generation = await self.c.decoded.get(self.c._gen_key) or await self.c.decoded.get(f"{self.c.prefix}:rebuild")
         for uid, f, value in found:
             entry = decode(value)
             status, amounts = outcomes.get(f.split(":", 1)[1], ("missing", Amounts()))
