@@ -22,6 +22,7 @@ from oneplan.errors import BackendUnavailable, QuotaExceeded
 from oneplan.metering.counters import Reservation
 from oneplan.metering.ledger import LEDGER_DEFAULTS, LedgerWriter, fit
 from oneplan.metering.redis_counters import RedisCounters
+from oneplan.metering.resp import Unanswered
 from oneplan.metering.windows import Periods
 from oneplan.routing.catalog import Plan
 from oneplan.store.db import Database
@@ -177,11 +178,11 @@ def test_a_late_settlement_whose_reply_is_lost_is_charged_once(db: Database) -> 
             gen = db.insert_ledger([row("r1", 3, T0, tokens=10)])  # committed after the rebuild's read
             a.committed([row("r1", 3, T0)], gen)
             hop.cut_next(_settled_reply)
-            for _ in range(3):  # the client library retries; the flusher would too
+            for _ in range(3):  # sent again, as the flusher does on its next round
                 try:
                     await a.flush()
                     break
-                except BackendUnavailable:
+                except Unanswered:
                     pass
             assert hop.cuts == 1  # the settlement ran once with its answer lost
             windows = await used(b, 3)
@@ -226,6 +227,52 @@ def test_a_replant_whose_reply_is_lost_is_charged_once(db: Database) -> None:
         finally:
             await a.aclose()
             await b.aclose()
+            hop.close()
+
+    asyncio.run(run())
+
+
+def test_settlements_go_in_slices_and_a_lost_reply_mid_backlog_charges_each_once(
+    db: Database, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A backlog of settlements is sent in slices (a long script would hold up every replica's
+    admissions); the reply to one slice is lost and the flush fails there. Sent again, every
+    request is charged its real usage once."""
+    import oneplan.metering.redis_counters as rc
+
+    monkeypatch.setattr(rc, "_SETTLE_BATCH", 4)
+    prefix = "heal-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+
+    async def run() -> None:
+        hop = ReplyCutter()
+        a = RedisCounters(await hop.start(), clock, Periods("UTC"), prefix=prefix, heartbeat_seconds=3600)
+        a.flush_seconds = 3600
+        await a.start(db)
+        try:
+            reservations = [await a.admit(3, PLAN, 1, f"r{i}") for i in range(10)]
+            for i, r in enumerate(reservations):
+                a.settle(r, tokens=i + 1, cost=0.0)
+            await a.flush()  # they stop running; nothing committed yet
+            rows = [row(f"r{i}", 3, T0, tokens=i + 1) for i in range(10)]
+            a.committed(rows, db.insert_ledger(rows))
+            replies = 0
+
+            def second_slice(data: bytes) -> bool:
+                nonlocal replies
+                replies += data.startswith(b"*4\r\n$2\r\nok")
+                return replies == 2
+
+            hop.cut_next(second_slice)
+            with pytest.raises(Unanswered):
+                await a.flush()
+            assert hop.cuts == 1
+            await a.flush()
+            windows = await used(a, 3)
+            assert windows["5h"] == 10 and windows["tokens_month"] == sum(range(1, 11))
+            assert await a.redis.hlen(f"{prefix}:{{3}}:if") == 0
+        finally:
+            await a.aclose()
             hop.close()
 
     asyncio.run(run())

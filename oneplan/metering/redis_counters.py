@@ -66,6 +66,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("oneplan.quota")
 
+# Settlements per SETTLE script: Redis runs nothing else while a script runs, so a backlog (after
+# an outage) goes in slices that keep every replica's admissions flowing between them.
+_SETTLE_BATCH = 500
+
 
 Rows = Sequence[tuple[Any, ...]]  # see store.db.Database.charged_since
 
@@ -415,30 +419,34 @@ class RedisCounters(Counters):
                     self._finished.setdefault(user_id, []).extend(fields)
                 raise
         ready, self._ready = self._ready, []
-        if not ready:
-            return
-        now = self.clock()
+        waiting: list[Pending] = []
+        try:
+            while ready:
+                waiting += await self._settle_batch(ready[:_SETTLE_BATCH])
+                del ready[:_SETTLE_BATCH]
+        finally:
+            self._ready[:0] = waiting + ready  # what waits for a rebuild, and what was not sent
+
+    async def _settle_batch(self, batch: list[Pending]) -> list[Pending]:
+        """One ``SETTLE`` for ``batch``; returns what must wait for a rebuild. Through the lean
+        connection: a settlement a request costs ~4 µs to encode there, ~12 through redis-py."""
+        now = repr(self.clock())
         args: list[Any] = []
-        for e in ready:
+        for e in batch:
             r = e.reservation
             late = e.committed != r.gen
-            entry = entry_of(r)
             args += [
-                self._base(r.user_id), r.field, e.committed, 0 if late else 1, r.second, repr(now),
-                *moves(entry, e.amounts, full=late),
+                self._base(r.user_id), r.field, e.committed, 0 if late else 1, r.second, now,
+                *moves(entry_of(r), e.amounts, full=late),
             ]
-        try:
-            replies = await self._settle(keys=[self._gen_key], args=args)
-        except self._errors:
-            self._ready[:0] = ready
-            raise
+        replies = await self.lean.evalsha(self._settle.sha, SETTLE, [self._gen_key], args)
         waiting = []
-        for e, reply in zip(ready, replies, strict=True):
+        for e, reply in zip(batch, replies, strict=True):
             if reply == "wait":
                 waiting.append(e)
             else:
                 self._done(e.reservation.field)
-        self._ready[:0] = waiting
+        return waiting
 
     async def _give_back_doubtful(self) -> None:
         """Admissions whose answer never came: an in-flight entry Redis holds for one was
