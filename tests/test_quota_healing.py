@@ -536,6 +536,34 @@ def test_a_dead_replicas_request_replanted_into_a_rebuild_in_progress_is_settled
     asyncio.run(run())
 
 
+def test_a_replica_switches_a_user_to_a_new_window_only_once_its_backfill_is_done(db: Database) -> None:
+    """A user moves to a plan with a window the old one lacked (a week): one replica backfills
+    it from the ledger (after waiting for the others' ledger flushes); another replica must not
+    admit against the still-empty window meanwhile - its backfill returns only once it is done."""
+    prefix = "heal-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+    weekly = Plan("weekly", requests_per_week=100)
+
+    async def run() -> None:
+        a = await counters(prefix, db, clock)
+        b = await counters(prefix, db, clock)
+        db.insert_ledger([row(f"old{i}", 5, T0 - 60 - i) for i in range(4)])  # under the old plan
+        a.backfill_wait_seconds = b.backfill_wait_seconds = 0.5
+        electing = asyncio.create_task(a.backfill(5, PLAN, weekly, None))
+        deadline = time.monotonic() + 10
+        while not [k async for k in b.redis.scan_iter(match=f"{prefix}:{{5}}:bf:*")]:
+            assert time.monotonic() < deadline, "nobody took the backfill"
+            await asyncio.sleep(0.01)
+        await b.backfill(5, PLAN, weekly, None)  # a holds the window's backfill
+        assert (await used(b, 5, weekly))["week"] == 4  # the history is there when b goes on
+        await electing
+        assert (await used(a, 5, weekly))["week"] == 4  # counted once
+        await a.aclose()
+        await b.aclose()
+
+    asyncio.run(run())
+
+
 def test_released_once_even_if_a_reconciler_got_there_first(db: Database) -> None:
     prefix = "heal-" + secrets.token_hex(4)
     clock = ManualClock(T0)

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("oneplan.quota")
 
+_BACKFILLED = "done"  # a backfill marker's value once the window holds the user's history
+
 # Rows of a user whose plan is unknown (gone from the catalog) rebuild the shorthand windows.
 EVERY_SHORTHAND = Plan(
     "", requests_per_5h=0, requests_per_week=0, requests_per_month=0, tokens_per_month=0, cost_per_month=0
@@ -87,14 +89,25 @@ class Rebuild:
         for shape in sorted(shapes):
             if await self.c.redis.set(f"{base}:bf:{shape}", self.c.replica, nx=True, ex=70 * 86400):
                 mine.add(shape)
-        if not mine:
-            return
-        # The other replicas' rows reach the database within their ledger flush: read once
-        # theirs so far are there too.
-        await asyncio.sleep(self.c.backfill_wait_seconds)
-        now = self.c.clock()
-        rows = await asyncio.to_thread(self.c.view.charged_since, self.c.since([new], now), [user_id])
-        await self._load(rows, now, plan=new, shapes=mine, anchor=anchor)
+        if mine:
+            # The other replicas' rows reach the database within their ledger flush: read once
+            # theirs so far are there too.
+            await asyncio.sleep(self.c.backfill_wait_seconds)
+            now = self.c.clock()
+            rows = await asyncio.to_thread(self.c.view.charged_since, self.c.since([new], now), [user_id])
+            await self._load(rows, now, plan=new, shapes=mine, anchor=anchor)
+            for shape in mine:
+                await self.c.redis.set(f"{base}:bf:{shape}", _BACKFILLED, keepttl=True)
+        # Whoever backfills a window, this replica admits against it only once it holds the
+        # user's history: the caller switches the user's plan when this returns. (A replica
+        # that died mid-way is waited for only so long.)
+        deadline = time.monotonic() + self.c.backfill_wait_seconds + 10
+        for shape in sorted(shapes - mine):
+            while await self.c.decoded.get(f"{base}:bf:{shape}") not in (_BACKFILLED, None):
+                if time.monotonic() > deadline:
+                    log.warning("another replica's backfill of a new plan window is not done; going on without it")
+                    return
+                await asyncio.sleep(0.05)
 
     async def _load(
         self, rows: Rows, now: float, *, plan: Plan | None = None, shapes: set[str] | None = None,
