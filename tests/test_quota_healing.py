@@ -558,6 +558,13 @@ def test_a_replica_switches_a_user_to_a_new_window_only_once_its_backfill_is_don
         assert (await used(b, 5, weekly))["week"] == 4  # the history is there when b goes on
         await electing
         assert (await used(a, 5, weekly))["week"] == 4  # counted once
+        # A marker whose holder is gone (killed mid-way; or written before markers said "done")
+        # is not waited for.
+        (shape,) = b.added_shapes(PLAN, weekly)
+        await b.redis.set(f"{prefix}:{{6}}:bf:{shape}", "a-replica-long-gone")
+        began = time.monotonic()
+        await b.backfill(6, PLAN, weekly, None)
+        assert time.monotonic() - began < b.backfill_wait_seconds + 5
         await a.aclose()
         await b.aclose()
 

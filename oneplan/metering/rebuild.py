@@ -99,11 +99,14 @@ class Rebuild:
             for shape in mine:
                 await self.c.redis.set(f"{base}:bf:{shape}", _BACKFILLED, keepttl=True)
         # Whoever backfills a window, this replica admits against it only once it holds the
-        # user's history: the caller switches the user's plan when this returns. (A replica
-        # that died mid-way is waited for only so long.)
+        # user's history: the caller switches the user's plan when this returns. Not for a
+        # backfiller that is gone (no heartbeat: died mid-way, or a marker older than "done"),
+        # and not for longer than it should take.
         deadline = time.monotonic() + self.c.backfill_wait_seconds + 10
         for shape in sorted(shapes - mine):
-            while await self.c.decoded.get(f"{base}:bf:{shape}") not in (_BACKFILLED, None):
+            while (holder := await self.c.decoded.get(f"{base}:bf:{shape}")) not in (_BACKFILLED, None):
+                if not await self.c.redis.exists(f"{self.c.prefix}:hb:{holder}"):
+                    break
                 if time.monotonic() > deadline:
                     log.warning("another replica's backfill of a new plan window is not done; going on without it")
                     return
