@@ -70,6 +70,31 @@ async def used(c: RedisCounters, user_id: int, plan: Plan = PLAN) -> dict[str, f
     return {s.window: s.used for s in await c.states(user_id, plan)}
 
 
+async def kill(c: RedisCounters) -> None:
+    """SIGKILL: no goodbye, nothing more sent, the heartbeat simply stops."""
+    for task in c._tasks:
+        task.cancel()
+    await c.lean.aclose()
+    await c.redis.aclose()
+
+
+async def heartbeat_expired(c: RedisCounters, replica: str) -> None:
+    """Until another replica's heartbeat has expired (what a reconciler waits for)."""
+    deadline = time.monotonic() + 10
+    while await c.redis.exists(f"{c.prefix}:hb:{replica}"):
+        assert time.monotonic() < deadline, "the dead replica's heartbeat never expired"
+        await asyncio.sleep(0.05)
+
+
+async def rebuild_begun(c: RedisCounters) -> str:
+    """Until a rebuild is in progress; its generation."""
+    deadline = time.monotonic() + 10
+    while (marker := await c.redis.get(c._rebuild_key)) is None:
+        assert time.monotonic() < deadline, "the rebuild never began"
+        await asyncio.sleep(0.01)
+    return str(marker)
+
+
 def test_rebuild_once_across_replicas_and_again_after_redis_loses_its_state(db: Database) -> None:
     prefix = "heal-" + secrets.token_hex(4)
     clock = ManualClock(T0)
@@ -296,10 +321,7 @@ def test_a_replayed_row_is_charged_again_once_though_the_reply_is_lost(db: Datab
         try:
             if why == "rebuilt":
                 await wipe(alive)
-            deadline = time.monotonic() + 10
-            while await alive.redis.exists(f"{prefix}:hb:{dead.replica}"):
-                assert time.monotonic() < deadline, "the dead replica's heartbeat never expired"
-                await asyncio.sleep(0.05)
+            await heartbeat_expired(alive, dead.replica)
             await alive.start(db)  # reconciles (or rebuilds): "lost" has no row, nobody counts it
             assert alive.reconciled == (1 if why == "tombstone" else 0)
             assert (await used(alive, 9))["5h"] == 0
@@ -316,14 +338,6 @@ def test_a_replayed_row_is_charged_again_once_though_the_reply_is_lost(db: Datab
             hop.close()
 
     asyncio.run(run())
-
-
-async def kill(c: RedisCounters) -> None:
-    """SIGKILL: no goodbye, nothing more sent, the heartbeat simply stops."""
-    for task in c._tasks:
-        task.cancel()
-    await c.lean.aclose()
-    await c.redis.aclose()
 
 
 @pytest.mark.parametrize("how", ["committed before the loss", "replanted after the loss"])
@@ -379,10 +393,7 @@ def test_a_dead_replicas_requests_in_flight_are_reconciled_with_the_ledger(db: D
         db.insert_ledger([row("answered", 9, T0, tokens=50), row("failed", 9, T0, status="failed")])
         await kill(dead)  # no settlement sent
         alive = RedisCounters("redis://127.0.0.1:6379/0", clock, Periods("UTC"), prefix=prefix)
-        deadline = time.monotonic() + 10
-        while await alive.redis.exists(f"{prefix}:hb:{dead.replica}"):
-            assert time.monotonic() < deadline, "the dead replica's heartbeat never expired"
-            await asyncio.sleep(0.05)
+        await heartbeat_expired(alive, dead.replica)
         await alive.start(db)  # a replica joining reconciles what dead ones left
         assert alive.reconciled == 3
         windows = await used(alive, 9)
@@ -423,10 +434,7 @@ def test_a_replica_that_dies_after_redis_lost_its_state_is_still_reconciled(db: 
         counted = 1 if how == "admitted" else 0  # r1's row
         assert (await used(alive, 9))["5h"] == counted + 1
         await kill(dead)  # SIGKILL
-        deadline = time.monotonic() + 10
-        while await alive.redis.exists(f"{prefix}:hb:{dead.replica}"):
-            assert time.monotonic() < deadline, "the dead replica's heartbeat never expired"
-            await asyncio.sleep(0.05)
+        await heartbeat_expired(alive, dead.replica)
         assert await alive.reconcile() == 1
         assert (await used(alive, 9))["5h"] == counted  # the request in flight has no row: released
         assert await alive.redis.hlen(f"{prefix}:{{9}}:if") == 0
@@ -451,10 +459,7 @@ def test_a_release_while_a_rebuild_is_in_progress_gives_the_replant_back(db: Dat
         r1 = await a.admit(3, PLAN, 1, "r1")
         await wipe(a)
         rebuilding = asyncio.create_task(b.recover())
-        deadline = time.monotonic() + 10
-        while (marker := await a.redis.get(f"{prefix}:rebuild")) is None:
-            assert time.monotonic() < deadline, "the rebuild never began"
-            await asyncio.sleep(0.01)
+        marker = await rebuild_begun(a)
         await a._watch_generation()  # replants r1 into the rebuild in progress
         assert r1.gen == marker and await a.redis.get(f"{prefix}:gen") is None
         await a.release(r1)  # r1 failed
@@ -483,10 +488,7 @@ def test_a_replayed_row_committed_during_a_rebuild_is_charged_into_it(db: Databa
         await wipe(b)
         b.grace_seconds = 3.0
         rebuilding = asyncio.create_task(b.recover())
-        deadline = time.monotonic() + 10
-        while await b.redis.get(f"{prefix}:rebuild") is None:
-            assert time.monotonic() < deadline, "the rebuild never began"
-            await asyncio.sleep(0.01)
+        await rebuild_begun(b)
         writer = LedgerWriter(db, tmp_path / "dead.jsonl")
         writer.write_replayed([journaled])  # committed after the rebuild's read
         await b.adopt(writer.replayed)
@@ -516,10 +518,7 @@ def test_a_dead_replicas_request_replanted_into_a_rebuild_in_progress_is_settled
         await wipe(b)
         b.grace_seconds = 3.0
         rebuilding = asyncio.create_task(b.recover())
-        deadline = time.monotonic() + 10
-        while await b.redis.get(f"{prefix}:rebuild") is None:
-            assert time.monotonic() < deadline, "the rebuild never began"
-            await asyncio.sleep(0.01)
+        await rebuild_begun(b)
         await dead._watch_generation()  # replanted into the rebuild in progress
         journaled = {**row("r1", 3, T0, tokens=9), "_field": r1.field, "_res": r1.value}
         await kill(dead)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from oneplan.errors import QuotaExceeded
+from oneplan.errors import BackendUnavailable, QuotaExceeded
 from oneplan.metering.redis_counters import RedisCounters
 from oneplan.metering.windows import ROLLING_SECONDS, Periods
 from oneplan.routing.catalog import Plan
@@ -127,24 +129,31 @@ def test_the_refusal_names_the_window_that_binds_longest(db: Database) -> None:
 
 
 
+@asynccontextmanager
+async def behind_a_hop(prefix: str, db: Database) -> AsyncIterator[tuple[ReplyCutter, RedisCounters, RedisCounters]]:
+    """Counters that reach Redis through a ``ReplyCutter`` (with a real clock: the flusher runs
+    on its own timer), and a direct client to look at what Redis holds."""
+    hop = ReplyCutter()
+    c = RedisCounters(await hop.start(), time.time, Periods("UTC"), prefix=prefix)
+    await c.start(db)
+    direct = make(ManualClock(T0), prefix)
+    try:
+        yield hop, c, direct
+    finally:
+        await c.aclose()
+        await direct.aclose()
+        hop.close()
+
+
 def test_an_admission_whose_answer_is_lost_but_ran_in_redis_is_given_back(db: Database) -> None:
     """Redis runs the admission script, and the connection drops before its answer arrives.
     The caller got a 503 and no ledger row will come, so the charge Redis made must be given
-    back by the gateway itself - not leak for as long as the replica lives. With a real clock:
-    the flusher runs on its own timer."""
-    import time
-
-    from oneplan.errors import BackendUnavailable
-
+    back by the gateway itself - not leak for as long as the replica lives."""
     prefix = "t-" + secrets.token_hex(4)
     plan = Plan("p", requests_per_5h=10)
 
     async def run() -> None:
-        hop = ReplyCutter()
-        c = RedisCounters(await hop.start(), time.time, Periods("UTC"), prefix=prefix)
-        await c.start(db)
-        direct = make(ManualClock(T0), prefix)
-        try:
+        async with behind_a_hop(prefix, db) as (hop, c, direct):
             await c.admit(3, plan, 1, "kept")
             hop.cut = True
             with pytest.raises(BackendUnavailable):
@@ -159,10 +168,6 @@ def test_an_admission_whose_answer_is_lost_but_ran_in_redis_is_given_back(db: Da
             inflight = await direct.redis.hkeys(f"{prefix}:{{3}}:if")
             assert [k.split(":", 1)[1] for k in inflight] == ["kept"]
             assert c.given_back == 1
-        finally:
-            await c.aclose()
-            await direct.aclose()
-            hop.close()
 
     asyncio.run(run())
 
@@ -175,13 +180,7 @@ def test_an_admission_cancelled_while_its_answer_is_on_the_way_is_given_back(db:
     plan = Plan("p", requests_per_5h=10)
 
     async def run() -> None:
-        import time
-
-        hop = ReplyCutter()
-        c = RedisCounters(await hop.start(), time.time, Periods("UTC"), prefix=prefix)
-        await c.start(db)
-        direct = make(ManualClock(T0), prefix)
-        try:
+        async with behind_a_hop(prefix, db) as (hop, c, direct):
             hop.flowing.clear()
             admitting = asyncio.create_task(c.admit(3, plan, 1, "gone"))
             deadline = time.monotonic() + 10
@@ -196,9 +195,5 @@ def test_an_admission_cancelled_while_its_answer_is_on_the_way_is_given_back(db:
                 assert time.monotonic() < deadline, "the cancelled admission's charge was never given back"
                 await asyncio.sleep(0.05)
             assert (await c.states(3, plan))[0].used == 0
-        finally:
-            await c.aclose()
-            await direct.aclose()
-            hop.close()
 
     asyncio.run(run())

@@ -174,7 +174,7 @@ class LedgerWriter:
         dropped the journal - are grouped under ``UNKNOWN_GENERATION``: what generation they
         were committed under is not known here, so no rebuild can be said to have missed them."""
         fitted = [fit({**LEDGER_DEFAULTS, **row}) for row in rows]
-        before = self.db.existing_ledger_ids([str(row["id"]) for row in fitted])
+        before = self.db.outcomes([str(row["id"]) for row in fitted]).keys()  # the rows already there
         if before:
             self.replayed.append(([row for row in fitted if row["id"] in before], UNKNOWN_GENERATION))
             fitted = [row for row in fitted if row["id"] not in before]

@@ -64,7 +64,7 @@ class Rebuild:
         stale = [key async for key in self.c.redis.scan_iter(match=f"{self.c.prefix}:{{*", count=1000)]
         if stale:
             await self.c.redis.delete(*stale)
-        marker = f"{self.c.prefix}:rebuild"
+        marker = self.c._rebuild_key
         await self.c.redis.set(marker, generation, px=60_000)  # replicas replant into it from now on
         await self._load(rows, now)
         await self.c._learned(generation)

@@ -143,6 +143,7 @@ class RedisCounters(Counters):
         self.redis = redis.Redis(connection_pool=pool)
         self.decoded = _Decoded(self.redis)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError, RespError, TimeoutError)
+        self._unanswered: tuple[type[BaseException], ...] = (*self._errors, asyncio.CancelledError)  # or cancelled
         self.lean = LeanRedis(url, command_timeout=command_timeout)  # the per-request round trip
         self.prefix = prefix
         self.replica = secrets.token_hex(6)
@@ -191,6 +192,14 @@ class RedisCounters(Counters):
     def _registry(self) -> str:
         return f"{self.prefix}:replicas"
 
+    @property
+    def _rebuild_key(self) -> str:
+        return f"{self.prefix}:rebuild"  # names a rebuild in progress
+
+    def _users_key(self, replica: str) -> str:
+        """The users with requests in flight on ``replica``."""
+        return f"{self.prefix}:r:{replica}:u"
+
     # -- admission --------------------------------------------------------------------------
 
     async def admit(self, user_id: int, plan: Plan, demand: Demand | int, request_id: str = "") -> Reservation:
@@ -212,25 +221,19 @@ class RedisCounters(Counters):
                 if status == -1:
                     await self.recover()
                     continue
-            except self._errors as exc:
+            except self._unanswered as exc:
                 if finished:
                     self._finished.setdefault(user_id, []).extend(finished)
-                if not probe and isinstance(exc, Unanswered):
+                if not probe and isinstance(exc, Unanswered | asyncio.CancelledError):
                     # No answer is not a refusal: the script may have run (a reply that timed
-                    # out, a connection lost after the command went). The caller gets a 503 and
-                    # sends no ledger row, so a charge made all the same is given back here. (A
-                    # command that never went out - Redis down - is not recorded: an outage
-                    # must not grow this.)
+                    # out, a connection lost after the command went, the caller cancelled - a
+                    # client gone, a shutdown). Nobody sends a ledger row, so a charge made all
+                    # the same is given back here. (A command that never went out - Redis down
+                    # - is not recorded: an outage must not grow this.)
                     self._doubtful[field] = (user_id, time.monotonic())
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
                 raise self._unavailable(exc) from exc
-            except asyncio.CancelledError:
-                # The caller went away (a client gone, a shutdown) with the script perhaps run:
-                # nobody will settle what it charged, so it is looked for and given back.
-                if finished:
-                    self._finished.setdefault(user_id, []).extend(finished)
-                if not probe:
-                    self._doubtful[field] = (user_id, time.monotonic())
-                raise
             self._up()
             if status == 3:
                 raise concurrency_refusal(int(plan.concurrency or 0))
@@ -314,7 +317,7 @@ class RedisCounters(Counters):
             ]
         return await self.lean.evalsha(
             self._admit.sha, ADMIT,
-            [self._gen_key, f"{base}:if", f"{base}:run", f"{self.prefix}:r:{self.replica}:u", self._registry], args,
+            [self._gen_key, f"{base}:if", f"{base}:run", self._users_key(self.replica), self._registry], args,
         )
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailable:
@@ -386,7 +389,7 @@ class RedisCounters(Counters):
         base = self._base(user_id)
         await self.lean.evalsha(
             self._release.sha, RELEASE,
-            [self._gen_key, f"{base}:if", f"{base}:gone", f"{base}:run", f"{self.prefix}:rebuild"],
+            [self._gen_key, f"{base}:if", f"{base}:gone", f"{base}:run", self._rebuild_key],
             [field, entry.gen, 1 if tombstone else 0, entry.second, repr(self.clock()), base,
              *moves(entry, None, full=True)],
         )
@@ -482,7 +485,7 @@ class RedisCounters(Counters):
             return
         gen = await self.decoded.get(self._gen_key)
         if gen is None:
-            gen = await self.decoded.get(f"{self.prefix}:rebuild")
+            gen = await self.decoded.get(self._rebuild_key)
         if gen is not None and gen != self._gen_seen:
             await self._learned(gen)
 
@@ -506,7 +509,7 @@ class RedisCounters(Counters):
                     self._base(r.user_id), r.field, r.user_id, r.second, repr(now), r.value.rsplit("|", 1)[0],
                     *moves(entry, None, full=True),
                 ]
-            keys = [self._gen_key, f"{self.prefix}:rebuild", f"{self.prefix}:r:{self.replica}:u", self._registry]
+            keys = [self._gen_key, self._rebuild_key, self._users_key(self.replica), self._registry]
             if not await self._replant_script(keys=keys, args=args):
                 return  # not that generation any more: the next look will tell
             for r in stale:
@@ -605,7 +608,7 @@ class RedisCounters(Counters):
             await self.flush()
             await self.redis.delete(f"{self.prefix}:hb:{self.replica}")
             if not self._pending:
-                await self.redis.srem(f"{self.prefix}:replicas", self.replica)
+                await self.redis.srem(self._registry, self.replica)
         except self._errors:
             log.warning("closing the quota counters: Redis unreachable; another replica will reconcile")
         await self.lean.aclose()

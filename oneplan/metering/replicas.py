@@ -32,7 +32,7 @@ class Replicas:
         replica missing from it would never be reconciled if it died."""
         pipe = self.c.redis.pipeline(transaction=False)
         pipe.set(f"{self.c.prefix}:hb:{self.c.replica}", "1", px=int(self.c.heartbeat_seconds * 1000))
-        pipe.sadd(f"{self.c.prefix}:replicas", self.c.replica)
+        pipe.sadd(self.c._registry, self.c.replica)
         await pipe.execute()
 
     async def watch(self) -> None:
@@ -49,7 +49,7 @@ class Replicas:
     async def reconcile(self) -> int:
         """Settle or release what replicas that died (no heartbeat) left in flight."""
         done = 0
-        for replica in await self.c.decoded.smembers(f"{self.c.prefix}:replicas"):
+        for replica in await self.c.decoded.smembers(self.c._registry):
             if replica == self.c.replica or await self.c.redis.exists(f"{self.c.prefix}:hb:{replica}"):
                 continue
             reap = f"{self.c.prefix}:reap:{replica}"
@@ -63,7 +63,7 @@ class Replicas:
 
     async def _reap(self, replica: str) -> set[str]:
         assert self.c.view is not None
-        users_key = f"{self.c.prefix}:r:{replica}:u"
+        users_key = self.c._users_key(replica)
         found: list[tuple[int, str, str]] = []
         for member in await self.c.decoded.smembers(users_key):
             base = self.c._base(int(member))
@@ -75,7 +75,7 @@ class Replicas:
         ids = [f.split(":", 1)[1] for _, f, _ in found]
         outcomes = await asyncio.to_thread(self.c.view.outcomes, ids) if ids else {}
         # A rebuild in progress holds what was replanted into it: its rows settle there.
-        generation = await self.c.decoded.get(self.c._gen_key) or await self.c.decoded.get(f"{self.c.prefix}:rebuild")
+        generation = await self.c.decoded.get(self.c._gen_key) or await self.c.decoded.get(self.c._rebuild_key)
         for uid, f, value in found:
             entry = decode(value)
             status, amounts = outcomes.get(f.split(":", 1)[1], ("missing", Amounts()))
@@ -85,7 +85,7 @@ class Replicas:
                 await self.c._release_now(uid, f, entry, tombstone=status == "missing")
         await self.c.flush()
         await self.c.redis.delete(users_key)
-        await self.c.redis.srem(f"{self.c.prefix}:replicas", replica)
+        await self.c.redis.srem(self.c._registry, replica)
         self.c.reconciled += len(found)
         if found:
             log.warning("reconciled %d requests a dead replica left in flight", len(found))
@@ -128,7 +128,7 @@ class Replicas:
                 self.c._base(int(row["user_id"])), row["_field"], committed, entry.gen, entry.second, repr(now),
                 *moves(entry, Amounts.of_row(row), full=True),
             ]
-        replies = await self.c._recharge(keys=[self.c._gen_key, f"{self.c.prefix}:rebuild"], args=args)
+        replies = await self.c._recharge(keys=[self.c._gen_key, self.c._rebuild_key], args=args)
         charged = sum(1 for r in replies if r == "ok")
         if charged:
             log.warning("charged %d replayed requests a reconciler had released without their rows", charged)

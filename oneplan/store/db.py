@@ -426,16 +426,6 @@ class Database:
                 conn.execute(insert(schema.meta).values(key="counters_gen", value=generation))
         return rows, generation
 
-    def existing_ledger_ids(self, ids: Sequence[str]) -> set[str]:
-        """Which of ``ids`` have a ledger row already (a journal replayed after its rows were
-        committed, the process killed before it could drop the journal)."""
-        led = schema.ledger
-        out: set[str] = set()
-        with self.engine.connect() as conn:
-            for i in range(0, len(ids), 500):
-                out.update(r[0] for r in conn.execute(select(led.c.id).where(led.c.id.in_(list(ids[i : i + 500])))))
-        return out
-
     def outcomes(self, ids: Sequence[str]) -> dict[str, tuple[str, Amounts]]:
         """Ledger rows by request id: (status, the real usage in every plan unit)."""
         led = schema.ledger
