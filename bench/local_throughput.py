@@ -106,9 +106,17 @@ def text_of(engine: LocalEngine, tokens: int) -> str:
 # -- 1. eight streams ---------------------------------------------------------------------------
 
 
-def generate_rate(engine: LocalEngine, tokens: int, batch: int) -> float:
+def stock_model(path: Path) -> Any:
+    """The checkpoint as transformers loads it: the baselines' model (the engine packs the linear
+    layers of its own copy, ``oneplan/local/packing.py``)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, local_files_only=True).eval()
+
+
+def generate_rate(engine: LocalEngine, model: Any, tokens: int, batch: int) -> float:
     """Tokens/s of ``model.generate`` (greedy, EOS ignored) over PROMPTS, ``batch`` at a time."""
-    model, total = engine.model, 0
+    total = 0
     inputs = [engine.prepare(ask(p, tokens)).ids for p in PROMPTS]
     pad = engine.scheduler.pad_token_id
     start = time.perf_counter()
@@ -224,11 +232,11 @@ def prefill_new_only(engine: LocalEngine, ids: list[int], cached: int) -> float:
         return time.perf_counter() - start
 
 
-def generate_ttft(engine: LocalEngine, ids: list[int]) -> float:
+def generate_ttft(engine: LocalEngine, model: Any, ids: list[int]) -> float:
     prompt = torch.tensor([ids])
     start = time.perf_counter()
     with torch.inference_mode():
-        engine.model.generate(
+        model.generate(
             prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=1, do_sample=False,
             pad_token_id=engine.scheduler.pad_token_id,
         )
@@ -236,7 +244,7 @@ def generate_ttft(engine: LocalEngine, ids: list[int]) -> float:
 
 
 def agent_session(
-    engine: LocalEngine, system_tokens: int, turn_tokens: int, answer_tokens: int, tenant: str = "agent",
+    engine: LocalEngine, stock: Any, system_tokens: int, turn_tokens: int, answer_tokens: int, tenant: str = "agent",
     baselines: bool = True,
 ) -> list[dict[str, Any]]:
     """One 6-turn session; per turn the time to first token with the prefix cache and, right after
@@ -261,7 +269,7 @@ def agent_session(
         if baselines:
             cold, _, cold_cached, _ = ttft(engine, chat(messages, 1, tenant=f"cold-{tenant}-{turn}"))
             assert cold_cached == 0
-            row |= {"cold": cold, "generate": generate_ttft(engine, ids)}
+            row |= {"cold": cold, "generate": generate_ttft(engine, stock, ids)}
         rows.append(row)
         print(f"  turn {turn}: {row}", flush=True)
         messages.append({"role": "assistant", "content": text})
@@ -358,11 +366,17 @@ def main() -> None:
         path = args.checkpoint or build(Path(tmp) / "qwen3", args)
         engine = LocalEngine.load(EngineOptions(path=str(path), max_batch_size=8, prefill_chunk=args.chunk))
         engine.stop_token_ids = frozenset()  # ignore EOS: every request makes its tokens
+        # The same engine with transformers' own linear layers: what the scheduler alone gives.
+        plain = LocalEngine.load(EngineOptions(path=str(path), max_batch_size=8, prefill_chunk=args.chunk,
+                                               pack_weights=False))
+        plain.stop_token_ids = frozenset()
+        stock = stock_model(path)
         try:
             asyncio.run(engine_rate(engine, 4, 8))  # warm up
-            generate_rate(engine, 4, 8)
+            asyncio.run(engine_rate(plain, 4, 8))
+            generate_rate(engine, stock, 4, 8)
             print("1. eight streams", flush=True)
-            seq = generate_rate(engine, args.tokens, 1)
+            seq = generate_rate(engine, stock, args.tokens, 1)
             one, _ = asyncio.run(engine_rate(engine, args.tokens, 1))
             # --repeat pairs, each engine run right after its generate run, so that load from
             # others hits both alike; wall-clock and CPU time (all threads) of each.
@@ -370,11 +384,13 @@ def main() -> None:
             firsts: list[float] = []
             for _ in range(args.repeat):
                 c0 = time.process_time()
-                padded = generate_rate(engine, args.tokens, 8)
+                padded = generate_rate(engine, stock, args.tokens, 8)
                 g_cpu, c0 = time.process_time() - c0, time.process_time()
                 rate, firsts = asyncio.run(engine_rate(engine, args.tokens, 8))
                 e_cpu = time.process_time() - c0
-                pairs.append({"padded": padded, "engine": rate, "ratio": rate / padded, "cpu": g_cpu / e_cpu})
+                unpacked, _ = asyncio.run(engine_rate(plain, args.tokens, 8))
+                pairs.append({"padded": padded, "engine": rate, "ratio": rate / padded, "cpu": g_cpu / e_cpu,
+                              "plain": unpacked, "plain_ratio": unpacked / padded})
                 print(f"  pair: {pairs[-1]} load {load()}", flush=True)
             cb, cb_note = continuous_batching_rate(path, engine, args.tokens)
             engine.stop_token_ids = frozenset(
@@ -382,7 +398,7 @@ def main() -> None:
             )
             print("2. agent session", flush=True)
             sessions = [
-                agent_session(engine, system_tokens=400, turn_tokens=450, answer_tokens=64, tenant=f"agent-{k}",
+                agent_session(engine, stock, system_tokens=400, turn_tokens=450, answer_tokens=64, tenant=f"agent-{k}",
                               baselines=k == 0)
                 for k in range(args.repeat)
             ]
@@ -398,6 +414,7 @@ def main() -> None:
             whole["chunk"] = chunk_time(engine, args.long, args.chunk)
         finally:
             engine.close()
+            plain.close()
     shapes = (
         str(args.checkpoint) if args.checkpoint else
         f"random Qwen3, hidden {args.hidden}, {args.layers} layers, {args.heads} heads / {args.kv_heads} KV heads "
@@ -440,6 +457,12 @@ def main() -> None:
         f"| oneplan engine, 1 stream | {one:.1f} | |",
         f"| oneplan engine, 8 streams | {spread([p['engine'] for p in pairs], '{:.1f}')} | "
         f"**{spread(ratio8)}x** (target >= 1.20x) |",
+        f"| oneplan engine, 8 streams, `pack_weights = false` (transformers' linear layers) | "
+        f"{spread([p['plain'] for p in pairs], '{:.1f}')} | {spread([p['plain_ratio'] for p in pairs])}x |",
+        "",
+        "Every `generate` row runs the checkpoint as transformers loads it; the engine runs its own copy "
+        "with the linear layers packed for oneDNN (`oneplan/local/packing.py`), and the last row is the "
+        "engine without that.",
         "",
         f"CPU time (all threads) of padded `generate` / the engine's, per pair: {spread([p['cpu'] for p in pairs])}x. "
         f"Time to first token of the 8 concurrent requests (last run): {min(firsts):.2f} s to {max(firsts):.2f} s.",

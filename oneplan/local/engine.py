@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from oneplan.errors import InvalidRequest, UpstreamError
-from oneplan.local import chat, loader
+from oneplan.local import chat, loader, packing
 from oneplan.local.checkpoint import Checkpoint, inspect
 from oneplan.local.parsing import OutputParser
 from oneplan.local.sampling import LogitsProcessor, SamplingParams
@@ -44,6 +44,7 @@ class EngineOptions:
     admission_window_ms: float = 5.0
     prefix_cache_mb: float = 512
     share_prefix: str = "none"  # or "system"
+    pack_weights: bool = True  # linear layers in oneDNN's layout on a float32 CPU (packing.py)
 
 
 class Mailbox:
@@ -122,6 +123,8 @@ class LocalEngine:
         device = loader.resolve_device(options.device)
         dtype = loader.resolve_dtype(options.dtype, device)
         model, tokenizer = loader.load(checkpoint, device, dtype)
+        if options.pack_weights:
+            packing.pack(model, options.max_batch_size)
         return cls(checkpoint, model, tokenizer, options)
 
     def close(self) -> None:

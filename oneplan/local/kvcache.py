@@ -17,6 +17,11 @@ columns (zeroing 8 rows x 6,600 columns took 0.2-0.3 s, in a waiting request's f
 A row's columns past its length are read (masked) by a batch wider than the row, so they must
 hold finite numbers: a previous occupant's keys or zeros, never uninitialised memory.
 
+Rows of different lengths do not pay for the longest one: attention runs per run of adjacent rows
+of similar widths (``row_groups``), each over its own columns only, through an attention function
+registered with transformers (``ROW_ATTENTION``, SDPA per group); without it a decode step beside
+a 3,000-token row had every short row attend over 3,000 masked columns in every layer.
+
 transformers sees an ordinary ``DynamicCache`` whose attention layers are ``SlotLayer`` (writes go
 to per-row columns, reads are a view of the window) and whose linear-attention layers are
 transformers' own, pointed at views of our state buffers before each forward (they update their
@@ -25,8 +30,9 @@ states in place). The attention mask is built here (``mask``) and handed to the 
 
 from __future__ import annotations
 
+import contextvars
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -35,6 +41,8 @@ if TYPE_CHECKING:
     from transformers.cache_utils import LinearAttentionCacheLayerMixin
 
 ZERO_AHEAD = 256  # columns made finite at once, past the ones a forward pass reads
+ROW_ATTENTION = "oneplan_rows"  # the attention implementation that honours ``Window.groups``
+SPLIT_COST = 64  # columns one more attention call is worth: a group splits when it saves more
 
 
 @dataclass(slots=True)
@@ -44,7 +52,68 @@ class Window:
     lo: int
     hi: int
     cols: torch.Tensor  # [rows, q] column each new token writes to (the sink for padding)
-    width: int  # columns the rows attend over
+    width: int  # columns the widest row attends over
+    groups: list[tuple[int, int, int]] = field(default_factory=list)  # (lo, hi, width), rows from 0
+
+
+def row_groups(widths: list[int], split_cost: int = SPLIT_COST) -> list[tuple[int, int, int]]:
+    """Adjacent rows in runs ``(lo, hi, width)`` that attend over ``width`` columns together.
+
+    Greedy: a row joins the current run unless widening the run to it (or it to the run) costs
+    more columns than one more attention call (``split_cost``). Seven short rows beside one of
+    3,000 columns become two runs; rows within a few dozen columns of each other stay one.
+    """
+    groups: list[tuple[int, int, int]] = []
+    lo, top = 0, widths[0]
+    for i in range(1, len(widths)):
+        width = widths[i]
+        merged = (i - lo + 1) * max(top, width)
+        split = (i - lo) * top + width + split_cost
+        if merged <= split:
+            top = max(top, width)
+        else:
+            groups.append((lo, i, top))
+            lo, top = i, width
+    groups.append((lo, len(widths), top))
+    return groups
+
+
+_GROUPS: contextvars.ContextVar[list[tuple[int, int, int]] | None] = contextvars.ContextVar(
+    "oneplan_row_groups", default=None
+)
+
+
+def _row_attention(
+    module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: Any, **kwargs: Any
+) -> tuple[torch.Tensor, None]:
+    """transformers' SDPA attention, once per row group, each over its own width."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    groups = _GROUPS.get()
+    if not groups or groups[-1][1] != query.shape[0] or len(groups) == 1:  # one group (or a call
+        # from outside the worker's forward, e.g. a probe): the whole window, as SDPA alone would
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    outputs = []
+    for lo, hi, width in groups:
+        part = None if attention_mask is None else attention_mask[lo:hi, ..., :width]
+        out, _ = sdpa_attention_forward(
+            module, query[lo:hi], key[lo:hi, :, :width], value[lo:hi, :, :width], part, **kwargs
+        )
+        outputs.append(out)
+    return torch.cat(outputs, dim=0), None
+
+
+def use_row_attention(model: Any) -> bool:
+    """Switch ``model`` (on SDPA) to ``ROW_ATTENTION``; False where it runs another kind."""
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return False
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ROW_ATTENTION, _row_attention)
+    AttentionMaskInterface.register(ROW_ATTENTION, sdpa_mask)  # masks come ready-made; in case
+    model.set_attn_implementation(ROW_ATTENTION)
+    return True
 
 
 def cache_keyword(model: Any) -> str:
@@ -102,6 +171,7 @@ class SlotCache:
         self.columns = columns
         self.device = model.device
         self.window: Window | None = None
+        self.grouped = False  # the model attends per row group (``use_row_attention``)
         probe = DynamicCache(config=model.config)
         ids = torch.zeros((1, 4), dtype=torch.long, device=self.device)
         with torch.inference_mode():
@@ -144,8 +214,12 @@ class SlotCache:
         """Point every layer at ``window``; returns the cache to pass to the model."""
         assert window.width <= self.columns and int(window.cols.max()) < self.columns, "grow first"
         window.cols = torch.where(window.cols < 0, self.columns, window.cols)
+        if not window.groups or not self.grouped:  # attention that reads the whole window
+            window.groups = [(0, window.hi - window.lo, window.width)]
         self.window = window
-        self._make_finite(window.lo, window.hi, window.width)
+        _GROUPS.set(window.groups)
+        for lo, hi, width in window.groups:  # a row reads its group's columns, no more
+            self._make_finite(window.lo + lo, window.lo + hi, width)
         for index, (conv, rec) in self.states.items():
             layer = _linear_layer(self.cache.layers[index])
             layer.conv_states[0] = conv[window.lo : window.hi]

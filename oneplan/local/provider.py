@@ -2,8 +2,9 @@
 
 A model entry names its checkpoint directory (``path``) and optionally ``device``, ``dtype``,
 ``max_batch_size``, ``context_length``, ``prefill_chunk`` (prompt tokens per prefill step),
-``idle_prefill_chunk`` (the same while no stream decodes), ``admission_window_ms``, ``prefix_cache_mb`` (0 turns prefix reuse off) and ``share_prefix``
-(``"none"``, or ``"system"`` to share a system prompt's cached prefix across users); the
+``idle_prefill_chunk`` (the same while no stream decodes), ``admission_window_ms``, ``prefix_cache_mb`` (0 turns prefix reuse off), ``share_prefix``
+(``"none"``, or ``"system"`` to share a system prompt's cached prefix across users) and
+``pack_weights`` (false keeps transformers' own linear layers, ``packing.py``); the
 provider's own options give defaults for all its models. Each checkpoint is loaded once, on first use or by ``preload`` at start-up, and shared by
 every request for it. torch and transformers are imported only then, so without the ``local``
 extra the gateway still runs and a local model fails with a one-line fix.
@@ -66,6 +67,9 @@ def engine_options(model: str, options: dict[str, Any]) -> EngineOptions:
     share = options.get("share_prefix", "none")
     if share not in ("none", "system"):
         raise ConfigError(f'model {model!r}: share_prefix must be "none" or "system", not {share!r}')
+    pack = options.get("pack_weights", True)
+    if not isinstance(pack, bool):
+        raise ConfigError(f"model {model!r}: pack_weights must be true or false, not {pack!r}")
     return EngineOptions(
         path=str(Path(path).expanduser().resolve()),
         device=options.get("device"),
@@ -77,6 +81,7 @@ def engine_options(model: str, options: dict[str, Any]) -> EngineOptions:
         admission_window_ms=float(non_negative("admission_window_ms", 5.0)),
         prefix_cache_mb=float(non_negative("prefix_cache_mb", 512)),
         share_prefix=share,
+        pack_weights=pack,
     )
 
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from oneplan.local.kvcache import SlotCache, Window, cache_keyword, mask
+from oneplan.local.kvcache import SlotCache, Window, cache_keyword, mask, row_groups, use_row_attention
 from oneplan.local.prefix import PUBLIC, Hit, PrefixCache
 from oneplan.local.sampling import SamplingParams, make_generator, sample
 
@@ -131,10 +131,12 @@ class Scheduler:
         self._attn = str(getattr(model.config, "_attn_implementation", None) or "sdpa")
         self._dtype = model.dtype
         self.slots = SlotCache(model, self.max_batch_size)
+        self.slots.grouped = use_row_attention(model)  # rows attend over their own widths
         self.prefix = PrefixCache(self.options.prefix_cache_bytes, hybrid=self.slots.hybrid)
         # Observability (and what tests assert): rows per step, and each step in order.
         self.decode_batch_sizes: collections.Counter[int] = collections.Counter()
         self.prefill_batch_sizes: collections.Counter[int] = collections.Counter()
+        self.attention_groups: collections.Counter[int] = collections.Counter()  # per forward pass
         self.steps: collections.deque[tuple[str, int, int]] = collections.deque(maxlen=4096)
         self.cancelled = 0
         self._cond = threading.Condition()
@@ -331,8 +333,8 @@ class Scheduler:
             cols[r, first - lo :] = torch.arange(at, at + n)
             positions[r, first - lo :] = torch.arange(at, at + n)
             real[r, first - lo :] = True
-        width = int(cols.max()) + 1
-        logits = self._forward(rows[0].slot, rows[-1].slot + 1, ids, cols, positions, real, width)
+        widths = [seq.cached + hi - seq.start for seq in rows]  # each row's last column, + 1
+        logits = self._forward(rows[0].slot, rows[-1].slot + 1, ids, cols, positions, real, widths)
         for seq in rows:
             seq.length = seq.cached + hi - seq.start
         group.done = hi
@@ -375,9 +377,9 @@ class Scheduler:
         ids = torch.tensor([[s.generated[-1]] for s in seqs], dtype=torch.long)
         lengths = torch.tensor([[s.length] for s in seqs], dtype=torch.long)
         real = torch.ones((len(seqs), 1), dtype=torch.bool)
-        width = int(lengths.max()) + 1
-        self._grow(width)
-        logits = self._forward(0, len(seqs), ids, lengths, lengths, real, width)
+        widths = [s.length + 1 for s in seqs]
+        self._grow(max(widths))
+        logits = self._forward(0, len(seqs), ids, lengths, lengths, real, widths)
         for seq in seqs:
             seq.length += 1
         self.decode_batch_sizes[len(seqs)] += 1
@@ -396,12 +398,16 @@ class Scheduler:
         cols: torch.Tensor,
         positions: torch.Tensor,
         real: torch.Tensor,
-        width: int,
+        widths: list[int],
     ) -> torch.Tensor:
-        """Run slots ``lo .. hi`` on ``ids``; the last position's logits, ``[rows, vocab]``."""
+        """Run slots ``lo .. hi`` on ``ids``; the last position's logits, ``[rows, vocab]``.
+        ``widths``: the columns each row attends over (its last position + 1)."""
         dev = self.device
         ids, cols, positions, real = ids.to(dev), cols.to(dev), positions.to(dev), real.to(dev)
-        cache = self.slots.open(Window(lo, hi, cols, width))
+        width = max(widths)
+        window = Window(lo, hi, cols, width, row_groups(widths))
+        cache = self.slots.open(window)
+        self.attention_groups[len(window.groups)] += 1
         full = mask(positions, real, width, self._attn, self._dtype)
         masks: Any = full  # a ready 4-D mask is passed through as is
         if self.slots.hybrid:  # ... and Qwen3.5 takes one per layer type (padding zeroed in linear ones)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from oneplan.local.engine import EngineOptions, LocalEngine
+from oneplan.local.kvcache import ZERO_AHEAD
 from oneplan.local.prefix import PUBLIC
 from oneplan.local.sampling import SamplingParams
 from oneplan.local.scheduler import Sequence
@@ -49,11 +50,27 @@ def ids_of(engine: LocalEngine, text: str, system: str | None = None) -> list[in
     return engine.prepare(ChatRequest(model="t", messages=messages)).ids
 
 
+_STOCK: dict[str, Any] = {}
+
+
+def stock(engine: LocalEngine) -> Any:
+    """The engine's checkpoint as transformers loads it, untouched (the engine packs its own
+    model's linear layers, ``packing.py``)."""
+    path = str(engine.checkpoint.path)
+    if path not in _STOCK:
+        from transformers import AutoModelForCausalLM
+
+        _STOCK[path] = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).eval()
+    return _STOCK[path]
+
+
 def reference(engine: LocalEngine, ids: list[int], tokens: int = TOKENS) -> list[int]:
-    """transformers' own greedy ``generate``, one prompt at a time, stopping where we stop."""
-    prompt = torch.tensor([ids], device=engine.model.device)
+    """transformers' own greedy ``generate`` on the stock model, one prompt at a time, stopping
+    where we stop."""
+    model = stock(engine)
+    prompt = torch.tensor([ids], device=model.device)
     with torch.inference_mode():
-        out = engine.model.generate(
+        out = model.generate(
             prompt,
             attention_mask=torch.ones_like(prompt),
             max_new_tokens=tokens,
@@ -312,3 +329,29 @@ def test_a_prompt_prefills_in_one_pass_when_nothing_decodes(chunked: Any, arch: 
     turn = alone.prompt + alone.generated + follow
     (second,) = run(engine, [(turn, f"{arch}-one-pass")])
     assert second.cached > 0 and second.generated == reference(engine, turn)
+
+
+def test_adjacent_rows_of_similar_width_attend_together() -> None:
+    from oneplan.local.kvcache import row_groups
+
+    assert row_groups([101, 99, 120, 100]) == [(0, 4, 120)]
+    assert row_groups([100] * 7 + [3000]) == [(0, 7, 100), (7, 8, 3000)]
+    assert row_groups([3000, 40, 41, 60]) == [(0, 1, 3000), (1, 4, 60)]
+    assert row_groups([7]) == [(0, 1, 7)]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_short_rows_beside_a_long_one_attend_over_their_own_columns(chunked: Any, arch: str) -> None:
+    engine = chunked(arch, idle_prefill_chunk=4096, max_batch_size=4)
+    scheduler = engine.scheduler
+    assert scheduler.slots.grouped
+    short = [ids_of(engine, f"short {i} " + "word " * i) for i in range(3)]
+    long_ids = ids_of(engine, "a long history to sit beside " * 60)
+    assert len(long_ids) > max(map(len, short)) + ZERO_AHEAD + 200
+    expected = [reference(engine, ids, 24) for ids in short] + [reference(engine, long_ids, 24)]
+    run(engine, [(long_ids, f"{arch}-grow")], tokens=1)  # columns grown now, so poison reaches them
+    scheduler.attention_groups.clear()
+    poison(engine)  # a short row reading past its group's columns would read NaN
+    seqs = run(engine, [(ids, f"{arch}-apart-{i}") for i, ids in enumerate([*short, long_ids])], tokens=24)
+    assert [s.generated for s in seqs] == expected
+    assert scheduler.attention_groups[2] > 0  # decode steps ran the short rows and the long row apart
