@@ -113,20 +113,19 @@ def supported(model: Any) -> bool:
 
 
 def _probe(rows: int) -> bool:
-    """One packed product against ``F.linear``: the operators exist and agree here."""
+    """oneDNN's reordered product against ``F.linear`` on a small weight: the operators exist
+    here and agree (both of ``PackedLinear``'s kernels are then plain PyTorch or this one)."""
     generator = torch.Generator().manual_seed(0)
-    linear = torch.nn.Linear(64, 48, bias=True)
-    with torch.no_grad():
-        linear.weight.copy_(torch.randn(48, 64, generator=generator))
-        linear.bias.copy_(torch.randn(48, generator=generator))
+    weight, bias = torch.randn(48, 64, generator=generator), torch.randn(48, generator=generator)
     x = torch.randn(3, rows, 64, generator=generator)
     with torch.inference_mode():
         try:
-            got = PackedLinear(linear, rows)(x)
+            packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
+            got = torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
         except (RuntimeError, NotImplementedError) as exc:
             log.info("linear layers not packed: oneDNN's packed product fails here (%s)", exc)
             return False
-        want = torch.nn.functional.linear(x, linear.weight, linear.bias)
+        want = torch.nn.functional.linear(x, weight, bias)
     if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-4, atol=1e-4):
         log.info("linear layers not packed: oneDNN's packed product disagrees with F.linear here")
         return False

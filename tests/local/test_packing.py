@@ -6,6 +6,7 @@ the kernels do not serve left alone. Greedy answers against the stock model's ``
 from __future__ import annotations
 
 import copy
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +112,64 @@ def test_a_norm_of_another_formula_is_not_fused() -> None:
     packing.pack(model, rows=8)
     assert isinstance(model.model.norm, OffsetRMSNorm)
     assert isinstance(model.model.layers[0].input_layernorm, packing.FusedRMSNorm)
+
+
+@pytest.mark.parametrize(
+    ("shape", "kernels"),
+    [((128, 96), {"mkl"}), ((512, 768), {"mkl", "onednn"}), ((1024, 1536), {"onednn"})],
+)
+@pytest.mark.parametrize("bias", [False, True])
+def test_each_kernel_computes_the_linear_layer(shape: tuple[int, int], kernels: set[str], bias: bool) -> None:
+    generator = torch.Generator().manual_seed(3)
+    linear = torch.nn.Linear(shape[1], shape[0], bias=bias)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(*shape, generator=generator) / 30)
+    layer = packing.PackedLinear(linear, rows=8)
+    held = {name for name, kept in (("onednn", layer.packed), ("mkl", layer.transposed)) if kept is not None}
+    assert held == kernels
+    with torch.inference_mode():
+        for rows in ((1, 1), (8, 1), (8,), (2, 300)):  # a decode of one row, of 8, flat, a prefill
+            x = torch.randn(*rows, shape[1], generator=generator)
+            got, want = layer(x), linear(x)
+            assert got.shape == want.shape
+            assert torch.allclose(got, want, rtol=1e-4, atol=1e-5), (rows, float((got - want).abs().max()))
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3"])  # qwen2's projections carry a bias
+def test_greedy_answers_equal_generate_where_onednn_serves_the_layers(tmp_path: Path, arch: str) -> None:
+    from oneplan.local.engine import EngineOptions, LocalEngine
+    from oneplan.local.sampling import SamplingParams
+    from oneplan.local.scheduler import Sequence
+    from oneplan.local.tiny import build_checkpoint
+    from oneplan.protocols.canonical import ChatRequest
+
+    path = build_checkpoint(tmp_path / arch, arch, hidden=512)  # weights of 2^18 elements and up
+    stock = stock_model(path)
+    engine = LocalEngine.load(EngineOptions(path=str(path), max_batch_size=8, admission_window_ms=50.0))
+    try:
+        held = [m.packed is not None for m in packed(engine.model)]
+        assert any(held)  # oneDNN serves these layers (for 4 rows or more) ...
+        asks = [ChatRequest(model="t", messages=[{"role": "user", "content": f"q {i} " * (i + 1)}]) for i in range(8)]
+        prompts = [engine.prepare(request).ids for request in asks]
+        expected = []
+        for ids in prompts:
+            prompt = torch.tensor([ids])
+            with torch.inference_mode():
+                out = stock.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=12,
+                                     do_sample=False, eos_token_id=sorted(engine.stop_token_ids),
+                                     pad_token_id=engine.scheduler.pad_token_id)
+            expected.append([int(t) for t in out[0, len(ids):]])
+        finished = threading.Semaphore(0)
+        params = SamplingParams(max_new_tokens=12, stop_token_ids=engine.stop_token_ids)
+        for group in ([prompts[0]], prompts):  # ... alone (MKL for one row) and eight together
+            seqs = [Sequence(list(ids), params, lambda e: finished.release() if e[0] == "done" else None,
+                             tenant=f"{arch}-{len(group)}-{i}") for i, ids in enumerate(group)]
+            with engine.scheduler.paused():
+                for seq in seqs:
+                    engine.scheduler.submit(seq)
+            for _ in seqs:
+                assert finished.acquire(timeout=60)
+            assert [s.generated for s in seqs] == expected[: len(group)]
+        assert engine.scheduler.decode_batch_sizes[8] > 0
+    finally:
+        engine.close()
