@@ -15,9 +15,9 @@ call has a fixed cost (~45 us), so small weights go to MKL instead, transposed o
 usually has, the decode batch) and every RMSNorm of the plain formula for PyTorch's fused
 ``rms_norm`` (seven small operators, four norms a layer). The model's own forward code is
 untouched: only what it calls changes. The results are not bit-identical to stock transformers
-(another summation order: ~1e-6 relative), so greedy answers equal transformers' ``generate``
-wherever two top logits are not within that of each other, like any change of kernel or thread
-count.
+(another summation order: a few parts in a million), so greedy answers equal transformers'
+``generate`` wherever two top logits are not within that of each other, like any change of
+kernel or thread count.
 
 A packed weight replaces the layer's ``weight``, except where the weight is shared (an output
 layer tied to the embedding), which then costs one extra copy; a mid-sized weight is held in both
