@@ -22,7 +22,8 @@ kernel or thread count.
 A packed weight replaces the layer's ``weight``, except where the weight is shared (an output
 layer tied to the embedding), which then costs one extra copy; a mid-sized weight is held in both
 layouts. MoE experts are not linear layers (transformers keeps them as 3-D tensors) and stay as
-they are. Where the operators are missing or give a wrong answer on a probe, nothing is packed.
+they are. Where the operators are missing or give a wrong answer on a probe, nothing is packed;
+a layer whose weight is not float32, or that the kernel refuses, stays as it is.
 """
 
 from __future__ import annotations
@@ -144,7 +145,13 @@ def pack(model: Any, rows: int) -> int:
         for parent in list(model.modules()):
             for name, child in list(parent.named_children()):
                 if type(child) is torch.nn.Linear:  # subclasses may do more than x @ W.T + b
-                    packed = PackedLinear(child, rows)
+                    if child.weight.dtype != torch.float32:  # a layer a checkpoint keeps in another dtype
+                        continue
+                    try:
+                        packed = PackedLinear(child, rows)
+                    except (RuntimeError, NotImplementedError) as exc:  # a shape the kernel refuses
+                        log.info("linear layer %s kept as it is: %s", name, exc)
+                        continue
                     if id(child.weight) in shared:
                         packed.weight = child.weight  # still the embedding's: kept, not a copy
                     setattr(parent, name, packed)

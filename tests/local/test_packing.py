@@ -6,7 +6,6 @@ the kernels do not serve left alone. Greedy answers against the stock model's ``
 from __future__ import annotations
 
 import copy
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,7 @@ torch = pytest.importorskip("torch")
 tf = pytest.importorskip("transformers")
 
 from oneplan.local import packing  # noqa: E402  (after the skip: it imports torch)
-
-
-def stock_model(path: Path) -> Any:
-    return tf.AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True).eval()
+from tests.local.helpers import reference, run, stock_model  # noqa: E402
 
 
 def linears(model: Any) -> list[Any]:
@@ -82,6 +78,14 @@ def test_a_model_the_kernels_do_not_serve_is_left_alone() -> None:
     assert packing.pack(model, rows=8) == 0 and len(linears(model)) == before
 
 
+def test_a_layer_of_another_dtype_stays_as_it_is() -> None:
+    model = _tiny_tied()
+    model.model.layers[0].mlp.down_proj.to(torch.float64)  # oneDNN refuses float64 weights
+    assert packing.pack(model, rows=8) == len(linears(_tiny_tied())) - 1
+    assert type(model.model.layers[0].mlp.down_proj) is torch.nn.Linear
+    assert isinstance(model.model.layers[1].mlp.down_proj, packing.PackedLinear)
+
+
 def test_packing_is_an_option_of_the_model_entry(checkpoints: dict[str, Path]) -> None:
     from oneplan.local.engine import EngineOptions, LocalEngine
     from oneplan.local.provider import engine_options
@@ -138,37 +142,19 @@ def test_each_kernel_computes_the_linear_layer(shape: tuple[int, int], kernels: 
 @pytest.mark.parametrize("arch", ["qwen2", "qwen3"])  # qwen2's projections carry a bias
 def test_greedy_answers_equal_generate_where_onednn_serves_the_layers(tmp_path: Path, arch: str) -> None:
     from oneplan.local.engine import EngineOptions, LocalEngine
-    from oneplan.local.sampling import SamplingParams
-    from oneplan.local.scheduler import Sequence
     from oneplan.local.tiny import build_checkpoint
     from oneplan.protocols.canonical import ChatRequest
 
     path = build_checkpoint(tmp_path / arch, arch, hidden=512)  # weights of 2^18 elements and up
-    stock = stock_model(path)
     engine = LocalEngine.load(EngineOptions(path=str(path), max_batch_size=8, admission_window_ms=50.0))
     try:
         held = [m.packed is not None for m in packed(engine.model)]
         assert any(held)  # oneDNN serves these layers (for 4 rows or more) ...
         asks = [ChatRequest(model="t", messages=[{"role": "user", "content": f"q {i} " * (i + 1)}]) for i in range(8)]
         prompts = [engine.prepare(request).ids for request in asks]
-        expected = []
-        for ids in prompts:
-            prompt = torch.tensor([ids])
-            with torch.inference_mode():
-                out = stock.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=12,
-                                     do_sample=False, eos_token_id=sorted(engine.stop_token_ids),
-                                     pad_token_id=engine.scheduler.pad_token_id)
-            expected.append([int(t) for t in out[0, len(ids):]])
-        finished = threading.Semaphore(0)
-        params = SamplingParams(max_new_tokens=12, stop_token_ids=engine.stop_token_ids)
+        expected = [reference(engine, ids, 12) for ids in prompts]
         for group in ([prompts[0]], prompts):  # ... alone (MKL for one row) and eight together
-            seqs = [Sequence(list(ids), params, lambda e: finished.release() if e[0] == "done" else None,
-                             tenant=f"{arch}-{len(group)}-{i}") for i, ids in enumerate(group)]
-            with engine.scheduler.paused():
-                for seq in seqs:
-                    engine.scheduler.submit(seq)
-            for _ in seqs:
-                assert finished.acquire(timeout=60)
+            seqs = run(engine, [(ids, f"{arch}-{len(group)}-{i}") for i, ids in enumerate(group)], tokens=12)
             assert [s.generated for s in seqs] == expected[: len(group)]
         assert engine.scheduler.decode_batch_sizes[8] > 0
     finally:

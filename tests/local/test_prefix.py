@@ -20,10 +20,9 @@ from oneplan.local.prefix import PUBLIC
 from oneplan.local.sampling import SamplingParams
 from oneplan.local.scheduler import Sequence
 from oneplan.protocols.canonical import ChatRequest
-from tests.local.helpers import Script, collect
+from tests.local.helpers import TOKENS, Script, collect, reference, run
 
 ARCHS = ["qwen2", "qwen3", "qwen3_moe", "qwen3_5"]
-TOKENS = 10
 
 
 @pytest.fixture(scope="module")
@@ -48,58 +47,6 @@ def ids_of(engine: LocalEngine, text: str, system: str | None = None) -> list[in
     messages = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": text})
     return engine.prepare(ChatRequest(model="t", messages=messages)).ids
-
-
-_STOCK: dict[str, Any] = {}
-
-
-def stock(engine: LocalEngine) -> Any:
-    """The engine's checkpoint as transformers loads it, untouched (the engine packs its own
-    model's linear layers, ``packing.py``)."""
-    path = str(engine.checkpoint.path)
-    if path not in _STOCK:
-        from transformers import AutoModelForCausalLM
-
-        _STOCK[path] = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).eval()
-    return _STOCK[path]
-
-
-def reference(engine: LocalEngine, ids: list[int], tokens: int = TOKENS) -> list[int]:
-    """transformers' own greedy ``generate`` on the stock model, one prompt at a time, stopping
-    where we stop."""
-    model = stock(engine)
-    prompt = torch.tensor([ids], device=model.device)
-    with torch.inference_mode():
-        out = model.generate(
-            prompt,
-            attention_mask=torch.ones_like(prompt),
-            max_new_tokens=tokens,
-            do_sample=False,
-            eos_token_id=sorted(engine.stop_token_ids),
-            pad_token_id=engine.scheduler.pad_token_id,
-        )
-    return [int(t) for t in out[0, len(ids) :]]
-
-
-def run(engine: LocalEngine, prompts: list[tuple[list[int], str]], tokens: int = TOKENS) -> list[Sequence]:
-    """Submit every prompt (as ``(ids, tenant)``) at once and wait for all to finish."""
-    done = threading.Semaphore(0)
-
-    def sink(event: tuple[str, Any]) -> None:
-        if event[0] == "error":
-            raise AssertionError(f"generation failed: {event[1]}")
-        if event[0] == "done":
-            done.release()
-
-    params = SamplingParams(max_new_tokens=tokens, stop_token_ids=engine.stop_token_ids)
-    seqs = [Sequence(list(ids), params, sink, tenant=tenant) for ids, tenant in prompts]
-    with engine.scheduler.paused():
-        for seq in seqs:
-            engine.scheduler.submit(seq)
-    for _ in seqs:
-        assert done.acquire(timeout=60)
-    assert engine.scheduler.wait_until(lambda s: s.idle(), 30)
-    return seqs
 
 
 FOLLOW_UP = "\n<|im_start|>user\nAnd then?<|im_end|>\n<|im_start|>assistant\n"
