@@ -127,6 +127,38 @@ def test_an_answer_renders_the_same_headers_on_both_paths_and_refuses_one_that_s
             Answer(b"{}", bad).head_block()
 
 
+def test_the_head_check_refuses_exactly_what_uvicorns_own_patterns_refuse() -> None:
+    """``splits_head`` (a table pass, with a fast path for the usual head) and ``head_block``
+    against uvicorn's ``HEADER_RE`` / ``HEADER_VALUE_RE`` on random heads: every byte value,
+    names and values alone and several to a head."""
+    import random
+
+    import pytest
+    from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE
+
+    from oneplan.server.sse import Answer, splits_head
+
+    rng = random.Random(17)
+
+    def text(usual: bytes, size: int) -> bytes:
+        return bytes(rng.randrange(256) if rng.random() < 0.04 else rng.choice(usual) for _ in range(size))
+
+    refused = 0
+    for _ in range(4000):
+        pairs = [(text(b"abz-09XY", rng.randint(1, 9)), text(b"az 09;=,\"\t-", rng.randint(0, 9))) for _ in range(rng.randint(1, 4))]
+        for name, value in pairs:
+            expected = bool(HEADER_RE.search(name) or HEADER_VALUE_RE.search(value))
+            assert splits_head(name, value) == expected, (name, value)
+            refused += expected
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in pairs}
+        if any(HEADER_RE.search(k.encode("latin-1")) or HEADER_VALUE_RE.search(v.encode("latin-1")) for k, v in headers.items()):
+            with pytest.raises(RuntimeError):
+                Answer(b"{}", headers).head_block()
+        else:
+            Answer(b"{}", headers).head_block()
+    assert 300 < refused < 3000  # both outcomes were really tried
+
+
 def test_an_answer_with_a_header_http_cannot_carry_is_a_500_in_the_callers_protocol(
     tmp_path: Path, upstream: FakeUpstream
 ) -> None:

@@ -95,8 +95,8 @@ def url(transport: HttpTransport, path: str) -> str:
 
 async def consume(transport: HttpTransport, path: str, pause: float = 0.0) -> list[bytes]:
     got = []
-    async for _event, data, _more in transport.post_sse(url(transport, path), {"stream": True}, {}):
-        got.append(data)
+    async for events in transport.post_sse(url(transport, path), {"stream": True}, {}):
+        got += [data for _event, data in events]
         if pause:
             await asyncio.sleep(pause)  # a slow client downstream
     return got
@@ -121,8 +121,8 @@ def test_a_stream_silent_past_idle_times_out_mid_stream() -> None:
             got: list[bytes] = []
             began = time.monotonic()
             with pytest.raises(UpstreamTimeout, match="silence mid-stream"):
-                async for _event, data, _more in t.post_sse(url(t, "silent"), {}, {}):
-                    got.append(data)
+                async for events in t.post_sse(url(t, "silent"), {}, {}):
+                    got += [data for _event, data in events]
             assert len(got) == 3
             assert 0.3 < time.monotonic() - began < 3
 

@@ -213,7 +213,9 @@ class Ledger:
         self._pending: list[dict[str, Any]] = []
         self._lines: list[bytes] = []  # journal lines of this tick, written when it ends
         self._scheduled = False
-        self._written: asyncio.Future[None] | None = None
+        # Who waits for this tick's journal write, each on a future of its own: a waiter that
+        # is cancelled cancels only its own (no ``asyncio.shield`` per request).
+        self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()  # a flush returns only once earlier rows are written
@@ -287,28 +289,29 @@ class Ledger:
         """Return once every row recorded so far is in the journal (outlives ``kill -9``)."""
         if not self._lines:
             return
-        if self._written is None:
-            self._written = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._written)
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
 
     def _write_lines(self) -> None:
         self._scheduled = False
         lines, self._lines = self._lines, []
-        written, self._written = self._written, None
-        if not lines:
-            if written is not None and not written.done():
-                written.set_result(None)
-            return
-        assert self.journal is not None
-        try:
-            self.journal.append_lines(b"".join(lines), len(lines))
-        except Exception as exc:
-            log.error("writing %d ledger rows to the journal failed (%s)", len(lines), _why(exc))
-            if written is not None and not written.done():
-                written.set_exception(exc)
-            return
-        if written is not None and not written.done():
-            written.set_result(None)
+        waiters, self._waiters = self._waiters, []
+        failed: Exception | None = None
+        if lines:
+            assert self.journal is not None
+            try:
+                self.journal.append_lines(b"".join(lines), len(lines))
+            except Exception as exc:
+                log.error("writing %d ledger rows to the journal failed (%s)", len(lines), _why(exc))
+                failed = exc
+        for waiter in waiters:
+            if waiter.done():  # its task was cancelled meanwhile
+                continue
+            if failed is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(failed)
 
     async def _run(self) -> None:
         while True:

@@ -208,6 +208,8 @@ def text_of(content: Any, sep: str = "") -> str:
 def _count(value: Any) -> int:
     """A token count from a wire value: integers (and integral floats) as they are, anything
     else (missing, null, text, negative) as 0."""
+    if type(value) is int:  # the usual case, first
+        return value if value > 0 else 0
     if isinstance(value, bool):
         return 0
     if isinstance(value, int):

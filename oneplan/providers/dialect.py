@@ -20,7 +20,7 @@ from oneplan.errors import UpstreamUnavailable
 from oneplan.protocols.base import Codec, Protocol, UpstreamParser
 from oneplan.protocols.canonical import ChatRequest, ChatResult, Delta
 from oneplan.providers.base import Provider, ProviderSettings, Target
-from oneplan.providers.http import HttpTransport, flag_more
+from oneplan.providers.http import HttpTransport, marked
 
 
 class CodecProvider(Provider):
@@ -74,16 +74,32 @@ class CodecProvider(Provider):
         return self.decode(data)
 
     def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[Delta]:
-        return flag_more(self._events(self.build_body(request, target, stream=True)))
+        return self._events(self.build_body(request, target, stream=True))
 
-    async def _events(self, body: dict[str, Any]) -> AsyncIterator[tuple[list[Delta], bool]]:
+    async def _events(self, body: dict[str, Any]) -> AsyncIterator[Delta]:
+        """The deltas, each but a network read's last marked ``more`` (``marked``). A bad event
+        ends the stream with an error, after the deltas before it (in its read too)."""
         parser = self.parser()
-        async with aclosing(self.http.post_sse(self.url, body, self.headers)) as events:
-            async for _event, data, more in events:
-                if data == b"[DONE]":
-                    return
+        done = False
+        async with aclosing(self.http.post_sse(self.url, body, self.headers)) as reads:
+            async for events in reads:
+                deltas: list[Delta] = []
                 try:
-                    event = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise UpstreamUnavailable(f"{self.name}: malformed JSON in the stream") from None
-                yield (parser.feed(event) if isinstance(event, dict) else []), more
+                    for _event, data in events:
+                        if data == b"[DONE]":
+                            done = True
+                            break
+                        try:
+                            event = orjson.loads(data)
+                        except orjson.JSONDecodeError:
+                            raise UpstreamUnavailable(f"{self.name}: malformed JSON in the stream") from None
+                        if isinstance(event, dict):
+                            deltas += parser.feed(event)
+                except Exception:
+                    for delta in marked(deltas):
+                        yield delta
+                    raise
+                for delta in marked(deltas):
+                    yield delta
+                if done:
+                    return

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -114,9 +114,10 @@ class HttpTransport:
 
     async def post_sse(
         self, url: str, body: dict[str, Any], headers: dict[str, str]
-    ) -> AsyncGenerator[tuple[str | None, bytes, bool]]:
-        """POST and yield ``(event, data, more)`` for each server-sent event, as it arrives;
-        ``more`` says the same network read holds further events.
+    ) -> AsyncGenerator[list[tuple[str | None, bytes]]]:
+        """POST and yield the server-sent events as they arrive, as ``(event, data)`` pairs:
+        one list for each network read that completed any (the gateway then sends what one read
+        brought in one write, and its consumers step once a read, not once an event).
 
         The first event must come within ``first_token`` seconds, each later one within
         ``idle`` seconds; a connection that drops before the stream ended is an error, never a
@@ -149,7 +150,7 @@ class HttpTransport:
                 chunk = await resp.next_piece()
                 if not chunk:
                     if data:
-                        yield event, b"\n".join(data), False
+                        yield [(event, b"\n".join(data))]
                     return
                 first = False
                 lines = (pending + chunk).split(b"\n")
@@ -168,9 +169,8 @@ class HttpTransport:
                     elif line.startswith(b"event:"):
                         event = line[6:].strip().decode()
                     # comments (":") and other fields are ignored
-                last = len(ready) - 1
-                for i, (name, payload) in enumerate(ready):
-                    yield name, payload, i < last
+                if ready:
+                    yield ready
         except TimeoutError:
             if loop.time() - began >= t.total - 0.001:
                 what = f"the {t.total:g}s limit for the whole answer"
@@ -216,25 +216,12 @@ class HttpTransport:
         return UpstreamUnavailable(f"{self.settings.name}: {message}")
 
 
-async def flag_more(events: AsyncIterator[tuple[list[Delta], bool]]) -> AsyncIterator[Delta]:
-    """Deltas parsed from SSE events - ``(deltas of one event, more events at hand)`` - each
-    marked ``more`` when the next delta is already at hand, so that the gateway sends the deltas
-    of one network read in one write. Events that parse to nothing still end a read."""
-    held: Delta | None = None
-    try:
-        async for deltas, more in events:
-            for delta in deltas:
-                if held is not None:
-                    held.more = True
-                    yield held
-                held = delta
-            if not more and held is not None:
-                yield held
-                held = None
-        if held is not None:
-            yield held
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
+def marked(deltas: list[Delta]) -> list[Delta]:
+    """The deltas parsed from one network read's events, each but the last marked ``more``, so
+    that the gateway sends the deltas of one network read in one write."""
+    for delta in deltas[:-1]:
+        delta.more = True
+    return deltas
 
 
 def _error_message(raw: bytes) -> str | None:

@@ -23,16 +23,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from starlette.responses import Response
-from uvicorn.protocols.http.httptools_impl import (
-    HEADER_RE,
-    HEADER_VALUE_RE,
-    STATUS_LINE,
-    RequestResponseCycle,
-)
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 from oneplan.server.errors import internal_error
-from oneplan.server.sse import Answer, EventStream, Last
+from oneplan.server.sse import Answer, EventStream, Last, splits_head
 
 log = logging.getLogger("oneplan")
 
@@ -97,7 +92,7 @@ class HotCycle(RequestResponseCycle):
             values.append(value)
             lines.append(b"%s: %s\r\n" % (name, value))
         # One scan each instead of one per header: no header may split the head (CR, LF).
-        if HEADER_RE.search(b"-".join(names)) or HEADER_VALUE_RE.search(b"\t".join(values)):
+        if splits_head(b"-".join(names), b" ".join(values)):
             raise RuntimeError("Invalid HTTP header in the answer.")
         if not self.keep_alive and b"connection" not in names:
             lines.append(b"connection: close\r\n")

@@ -121,10 +121,17 @@ def empty(delta: Delta) -> bool:
     )
 
 
+_INF = float("inf")
+
+
 def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """A count from a wire value: a number as a non-negative integer, anything else (null,
+    text, a boolean, NaN, infinity) as 0."""
+    if type(value) is int:  # the usual case, first
+        return value if value > 0 else 0
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return 0
-    return max(0, int(value)) if value == value and abs(value) != float("inf") else 0
+    return max(0, int(value)) if value == value and abs(value) != _INF else 0
 
 
 def _first(*values: Any) -> int:
@@ -144,6 +151,9 @@ def reasoning_of(part: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+_PLAIN_USAGE = frozenset(("prompt_tokens", "completion_tokens", "total_tokens"))
+
+
 def parse_usage(raw: Any) -> Usage | None:
     """Chat Completions usage in the canonical classes. ``prompt_tokens`` includes the
     cache reads and writes (the OpenAI convention, which every preset here follows); the
@@ -159,6 +169,8 @@ def parse_usage(raw: Any) -> Usage | None:
     """
     if not isinstance(raw, dict):
         return None
+    if raw.keys() <= _PLAIN_USAGE:  # counts alone, no cache or reasoning details: no lookups
+        return Usage.from_inclusive(_int(raw.get("prompt_tokens")), _int(raw.get("completion_tokens")))
     details = raw.get("prompt_tokens_details")
     details = details if isinstance(details, dict) else {}
     completion_details = raw.get("completion_tokens_details")
