@@ -428,3 +428,21 @@ def test_every_unit_and_kind_fills_refuses_and_rolls_over_to_the_second(
     backend.clock.now = ends
     admit(backend, c, plan, input_bound=10, requested=5, anchor=anchor)
     assert used(backend, c, plan, anchor=anchor)["w"] == pytest.approx(one)
+
+
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Shanghai"])
+def test_a_cached_anniversary_period_is_the_one_computed_afresh(tz: str) -> None:
+    """Admission asks for a subscription's anniversary period on every request, so it is kept
+    while ``now`` stays inside it: across renewals, DST changes and a clock set back, the kept
+    answer is the fresh one."""
+    import random
+
+    periods, fresh = Periods(tz), Periods(tz)
+    rng = random.Random(5)
+    anchors = [datetime(2026, m, d, h, tzinfo=UTC).timestamp() for m, d, h in ((1, 31, 23), (3, 8, 7), (10, 31, 1), (2, 28, 12))]
+    now = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
+    for _ in range(3000):
+        now += rng.choice([1.0, 3600.0, 86400.0 * 3, -86400.0 * 2])  # mostly forward, sometimes back
+        for anchor in anchors:
+            for length in ("week", "month"):
+                assert periods.anniversary(length, anchor, now) == fresh._anniversary(length, anchor, now)

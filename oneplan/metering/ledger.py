@@ -109,7 +109,7 @@ def fit(row: dict[str, Any]) -> dict[str, Any]:
         notes.append(f"{name} clamped")
     for name, length in _STRINGS:
         value = row.get(name)
-        if value is None:
+        if value is None or (type(value) is str and len(value) <= length and "\x00" not in value):
             continue
         text = value if isinstance(value, str) else str(value)
         if "\x00" in text:

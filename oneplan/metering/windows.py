@@ -61,6 +61,9 @@ class Periods:
         self.tz = ZoneInfo(tz)
         self._week: tuple[float, float] = (0.0, 0.0)
         self._month: tuple[float, float] = (0.0, 0.0)
+        # Each subscription's current anniversary period, by (length, anchor): admission asks
+        # for it on every request, and it changes once a week or a month.
+        self._anniversaries: dict[tuple[str, float], tuple[float, float]] = {}
 
     def week(self, now: float) -> tuple[float, float]:
         start, end = self._week
@@ -91,6 +94,16 @@ class Periods:
         """The ``week`` or ``month`` holding ``now`` that starts at the subscription time
         ``anchor`` (same weekday or day of month, same local time; a 31st renews on the last
         day of shorter months)."""
+        key = (length, anchor)
+        found = self._anniversaries.get(key)
+        if found is not None and found[0] <= now < found[1]:
+            return found
+        if len(self._anniversaries) >= _ANNIVERSARIES_KEPT:
+            self._anniversaries.clear()
+        span = self._anniversaries[key] = self._anniversary(length, anchor, now)
+        return span
+
+    def _anniversary(self, length: str, anchor: float, now: float) -> tuple[float, float]:
         start_local = datetime.fromtimestamp(anchor, self.tz)
         if length == "week":
             local = datetime.fromtimestamp(now, self.tz)
@@ -119,6 +132,9 @@ class Periods:
             start, end = first.timestamp(), following.timestamp()
             self._month = (start, end)
         return start, end
+
+
+_ANNIVERSARIES_KEPT = 100_000  # subscriptions whose period is kept (then all are forgotten)
 
 
 def _at(anchor: datetime, day: date, tz: ZoneInfo) -> float:
