@@ -1,11 +1,15 @@
 """``fit``: a ledger row's values made to fit their columns, and what changed named in
-``anomalies`` - and a row that already fits left exactly as it is."""
+``anomalies`` - and a row that already fits left exactly as it is; then what SQLite holds of
+its NULLs and booleans."""
 
 from __future__ import annotations
 
 import math
+import sqlite3
+from pathlib import Path
 
 from oneplan.metering.ledger import INT_MAX, LEDGER_DEFAULTS, fit
+from oneplan.store.db import Database
 
 
 def _row(**values: object) -> dict[str, object]:
@@ -37,3 +41,21 @@ def test_numbers_that_do_not_fit_their_column_are_clamped_and_named() -> None:
     assert set(str(row["anomalies"]).split("; ")) == {
         "input_tokens clamped", "output_tokens clamped", "cached_tokens clamped", "cost clamped", "latency_ms clamped",
     }
+
+
+def test_a_rows_nulls_and_booleans_reach_sqlite_as_null_and_integers(tmp_path: Path) -> None:
+    """``store/db.py`` registers sqlite3 adapters for None and bool (a speed-up): what is stored
+    must stay exactly what sqlite3 stores without them."""
+    db = Database.open(tmp_path)
+    row = fit(_row(id="chatcmpl-null", stream=True, ttft_ms=None, error_class=None, completion=None))
+    other = fit(_row(id="chatcmpl-false", stream=False))
+    db.insert_ledger([row, other])
+    with sqlite3.connect(tmp_path / "oneplan.db") as conn:
+        got = conn.execute(
+            "SELECT id, stream, typeof(stream), typeof(ttft_ms), typeof(error_class), typeof(completion) "
+            "FROM ledger ORDER BY id"
+        ).fetchall()
+    assert got == [
+        ("chatcmpl-false", 0, "integer", "null", "null", "null"),
+        ("chatcmpl-null", 1, "integer", "null", "null", "null"),
+    ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import secrets
+import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,15 @@ from oneplan.store.migrations import migrate
 KEY_PREFIX = "sk-op-"
 LEDGER_COLUMNS = tuple(c.name for c in schema.ledger.columns)
 _LEDGER_VALUES = operator.itemgetter(*LEDGER_COLUMNS)
+
+# sqlite3 binds an int, float, str or bytearray parameter as it is, but looks for an adapter for
+# anything else - None and bool included: with none registered it asks the type and the value
+# for ``__adapt__`` / ``__conform__``, and each miss formats an AttributeError. A ledger row has a
+# dozen such values (its NULLs, ``stream``), ~2,500 instructions each, measured. Adapters that
+# give what sqlite3 binds anyway (NULL; a bool as 0 or 1) end the search at the registry. Neither
+# is a base type, so sqlite3 keeps binding the others without a lookup.
+sqlite3.register_adapter(type(None), {}.get)  # None -> None, in C
+sqlite3.register_adapter(bool, int)
 
 
 def _tokens(led: Any) -> Any:
