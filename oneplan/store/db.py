@@ -45,7 +45,8 @@ _LEDGER_VALUES = operator.itemgetter(*LEDGER_COLUMNS)
 # dozen such values (its NULLs, ``stream``), ~2,500 instructions each, measured. Adapters that
 # give what sqlite3 binds anyway (NULL; a bool as 0 or 1) end the search at the registry. Neither
 # is a base type, so sqlite3 keeps binding the others without a lookup.
-sqlite3.register_adapter(type(None), {}.get)  # None -> None, in C
+_NOTHING: dict[None, None] = {}
+sqlite3.register_adapter(type(None), _NOTHING.get)  # None -> None, and in C (a Python function costs more)
 sqlite3.register_adapter(bool, int)
 
 
