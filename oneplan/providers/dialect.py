@@ -20,7 +20,7 @@ from oneplan.errors import UpstreamUnavailable
 from oneplan.protocols.base import Codec, Protocol, UpstreamParser
 from oneplan.protocols.canonical import ChatRequest, ChatResult, Delta
 from oneplan.providers.base import Provider, ProviderSettings, Target
-from oneplan.providers.http import HttpTransport, marked
+from oneplan.providers.http import HttpTransport, read_deltas
 
 
 class CodecProvider(Provider):
@@ -77,29 +77,23 @@ class CodecProvider(Provider):
         return self._events(self.build_body(request, target, stream=True))
 
     async def _events(self, body: dict[str, Any]) -> AsyncIterator[Delta]:
-        """The deltas, each but a network read's last marked ``more`` (``marked``). A bad event
-        ends the stream with an error, after the deltas before it (in its read too)."""
+        """The deltas, one network read at a time (``read_deltas``). A bad event ends the
+        stream with an error, after the deltas before it (in its read too)."""
         parser = self.parser()
-        done = False
+
+        def parse(data: bytes) -> list[Delta]:
+            try:
+                event = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise UpstreamUnavailable(f"{self.name}: malformed JSON in the stream") from None
+            return parser.feed(event) if isinstance(event, dict) else []
+
         async with aclosing(self.http.post_sse(self.url, body, self.headers)) as reads:
             async for events in reads:
-                deltas: list[Delta] = []
-                try:
-                    for _event, data in events:
-                        if data == b"[DONE]":
-                            done = True
-                            break
-                        try:
-                            event = orjson.loads(data)
-                        except orjson.JSONDecodeError:
-                            raise UpstreamUnavailable(f"{self.name}: malformed JSON in the stream") from None
-                        if isinstance(event, dict):
-                            deltas += parser.feed(event)
-                except Exception:
-                    for delta in marked(deltas):
-                        yield delta
-                    raise
-                for delta in marked(deltas):
+                read = read_deltas(events, parse)
+                for delta in read.deltas:
                     yield delta
-                if done:
+                if read.error is not None:
+                    raise read.error
+                if read.done:
                     return

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import orjson
@@ -216,12 +216,32 @@ class HttpTransport:
         return UpstreamUnavailable(f"{self.settings.name}: {message}")
 
 
-def marked(deltas: list[Delta]) -> list[Delta]:
-    """The deltas parsed from one network read's events, each but the last marked ``more``, so
-    that the gateway sends the deltas of one network read in one write."""
+class Read(NamedTuple):
+    """What one network read of a stream brought (``read_deltas``)."""
+
+    deltas: list[Delta]  # each but the last marked ``more``
+    error: Exception | None  # a bad event's, raised once the deltas before it have gone out
+    done: bool  # the stream's ``[DONE]`` was among its events
+
+
+def read_deltas(events: list[tuple[str | None, bytes]], parse: Callable[[bytes], list[Delta]]) -> Read:
+    """The deltas of one network read's events (``parse``: an event's data to its deltas), each
+    but the last marked ``more``, so that the gateway sends them in one write. A provider's
+    stream steps once a read with this, instead of once an event through a generator of its own."""
+    deltas: list[Delta] = []
+    error: Exception | None = None
+    done = False
+    try:
+        for _event, data in events:
+            if data == b"[DONE]":
+                done = True
+                break
+            deltas += parse(data)
+    except Exception as exc:
+        error = exc
     for delta in deltas[:-1]:
         delta.more = True
-    return deltas
+    return Read(deltas, error, done)
 
 
 def _error_message(raw: bytes) -> str | None:

@@ -21,7 +21,7 @@ from oneplan.errors import ConfigError, UpstreamUnavailable
 from oneplan.protocols.canonical import ChatRequest, ChatResult, Delta, Usage
 from oneplan.protocols.openai_chat import upstream
 from oneplan.providers.base import Preset, Provider, ProviderSettings, Target, register
-from oneplan.providers.http import HttpTransport, marked
+from oneplan.providers.http import HttpTransport, read_deltas
 
 # Keys of a canonical message that no OpenAI-dialect provider understands.
 _CANONICAL_ONLY = ("reasoning_signature", "is_error")
@@ -153,47 +153,37 @@ class OpenAICompatible(Provider):
         return self._events(self.build_body(request, target, stream=True))
 
     async def _events(self, body: dict[str, Any]) -> AsyncIterator[Delta]:
-        """The deltas, each but a network read's last marked ``more`` (``marked``). A bad event
-        ends the stream with an error, after the deltas before it (in its read too)."""
-        finished = done = False
+        """The deltas, one network read at a time (``read_deltas``). A bad event ends the
+        stream with an error, after the deltas before it (in its read too)."""
+        finished = False
         async with aclosing(self.http.post_sse(self.url, body, self.headers)) as reads:
             async for events in reads:
-                deltas: list[Delta] = []
-                try:
-                    for _event, data in events:
-                        if data == b"[DONE]":
-                            finished = done = True
-                            break
-                        delta = self._delta(data)
-                        if delta is not None:
-                            # An empty role-only first chunk is not "the first byte": until real
-                            # content arrives, the router may still fail over to another deployment.
-                            finished = finished or delta.finish_reason is not None
-                            deltas.append(delta)
-                except Exception:
-                    for delta in marked(deltas):
-                        yield delta
-                    raise
-                for delta in marked(deltas):
+                read = read_deltas(events, self._deltas)
+                for delta in read.deltas:
+                    finished = finished or delta.finish_reason is not None
                     yield delta
-                if done:
+                if read.error is not None:
+                    raise read.error
+                if read.done:
+                    finished = True
                     break
         if not finished:
             # The connection closed with neither [DONE] nor a finish reason: the answer was cut
             # short, and must not reach the client looking complete.
             raise UpstreamUnavailable(f"{self.name}: the stream ended before the answer finished")
 
-    def _delta(self, data: bytes) -> Delta | None:
-        """One event's delta (None: nothing in it)."""
+    def _deltas(self, data: bytes) -> list[Delta]:
+        """One event's delta, if it holds any. An empty role-only first chunk holds none: it is
+        not "the first byte", and until real content arrives the router may still fail over."""
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
             raise UpstreamUnavailable(f"{self.name}: malformed JSON in the stream") from None
         if not isinstance(obj, dict):
-            return None
+            return []
         self.check_body_error(obj)
         delta = self.parse_chunk(obj)
-        return None if delta is None or upstream.empty(delta) else delta
+        return [] if delta is None or upstream.empty(delta) else [delta]
 
     def check_body_error(self, obj: dict[str, Any]) -> None:
         """An error reported inside a 200 answer or stream (several providers do this)."""
