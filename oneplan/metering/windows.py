@@ -94,6 +94,8 @@ class Periods:
         """The ``week`` or ``month`` holding ``now`` that starts at the subscription time
         ``anchor`` (same weekday or day of month, same local time; a 31st renews on the last
         day of shorter months)."""
+        if anchor == now:  # no subscription time known (it starts now): not worth keeping
+            return self._anniversary(length, anchor, now)
         key = (length, anchor)
         found = self._anniversaries.get(key)
         if found is not None and found[0] <= now < found[1]:
