@@ -18,10 +18,11 @@ Agents act on these, not on the message text:
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from oneplan.errors import OneplanError, QuotaExceeded, UpstreamError, UpstreamRateLimited, retry_after_header
+from oneplan.server.sse import header_lines
 
 if TYPE_CHECKING:
     from oneplan.metering.windows import WindowState
@@ -97,41 +98,65 @@ def _duration(seconds: float) -> str:
     return "".join(f"{n}{u}" for n, u in ((hours, "h"), (minutes, "m")) if n) + f"{secs}s"
 
 
-def quota_headers(states: Iterable[WindowState], now: float, protocol: Protocol | None = None) -> dict[str, str]:
+def quota_headers(states: Sequence[WindowState], now: float, protocol: Protocol | None = None) -> dict[str, str]:
+    """``quota_block`` as a dict, for an answer built by Starlette (a refusal, an error)."""
+    text = quota_block(states, now, protocol).decode("latin-1")
+    return dict(line.split(": ", 1) for line in text.split("\r\n")[:-1])
+
+
+def quota_block(states: Sequence[WindowState], now: float, protocol: Protocol | None = None) -> bytes:
     """Each window's ``x-oneplan-quota-<window>-*``; the IETF draft's ``RateLimit-Policy`` and
     ``RateLimit``; the tightest request window as OpenAI's ``x-ratelimit-*-requests``; and the
-    caller's protocol's own (``Protocol.quota_headers``: Anthropic's ``anthropic-ratelimit-*``).
-    They go on every answer: what depends only on a window's definition is made once
-    (``_Window``), what changes per request - remaining, resets - here."""
-    from oneplan.metering.windows import exact  # windows imports this module
+    caller's protocol's own (``Protocol.quota_headers``: Anthropic's ``anthropic-ratelimit-*``),
+    as header lines ready for the answer's head (each ending in CRLF).
 
-    out: dict[str, str] = {}
+    They go on every answer, so they are written as bytes straight away: what depends only on a
+    window's definition is made (and checked for anything that could split a head) once per
+    window (``_Window``); what changes per request - remaining, resets - is numbers, which
+    cannot."""
+    lines = []
     tightest: WindowState | None = None
-    states_list = list(states)
+    least = 0.0
     policies, limits = [], []
-    for state in states_list:
+    for state in states:
         w = _window(state.window, state.limit, state.unit, state.span)
-        remaining = state.remaining
-        out[w.limit_name] = w.limit
-        out[w.remaining_name] = exact(remaining)
-        if state.resets_at is not None:
-            out[w.reset_name] = str(int(state.resets_at))
-        if w.requests and (tightest is None or remaining < tightest.remaining):
-            tightest = state
+        remaining = state.limit - state.used
+        if remaining < 0.0:
+            remaining = 0.0
+        resets = state.resets_at
+        if resets is None:
+            lines.append(b"%s%s\r\n" % (w.head, _figure(remaining)))
+        else:
+            lines.append(b"%s%s%s%d\r\n" % (w.head, _figure(remaining), w.reset, int(resets)))
+        if w.requests and (tightest is None or remaining < least):
+            tightest, least = state, remaining
         if w.policy is not None:
+            if resets is None:
+                limits.append(b"%s%d" % (w.item, int(remaining)))
+            else:
+                limits.append(b"%s%d;t=%d" % (w.item, int(remaining), max(0, int(resets - now + 0.999))))
             policies.append(w.policy)
-            limits.append(_limit_item(w, state, now))
     if policies:
-        out["ratelimit-policy"] = ", ".join(policies)
-        out["ratelimit"] = ", ".join(limits)
+        lines.append(b"ratelimit-policy: %s\r\nratelimit: %s\r\n" % (b", ".join(policies), b", ".join(limits)))
     if tightest is not None:
-        out["x-ratelimit-limit-requests"] = exact(tightest.limit)
-        out["x-ratelimit-remaining-requests"] = exact(tightest.remaining)
+        lines.append(b"x-ratelimit-limit-requests: %s\r\nx-ratelimit-remaining-requests: %s\r\n" % (
+            _figure(tightest.limit), _figure(least)))
         if tightest.resets_at is not None:
-            out["x-ratelimit-reset-requests"] = _duration(tightest.resets_at - now)
+            lines.append(b"x-ratelimit-reset-requests: %s\r\n" % _duration(tightest.resets_at - now).encode())
     if protocol is not None:
-        out.update(protocol.quota_headers(states_list, tightest, now))
-    return out
+        own = protocol.quota_headers(states, tightest, now)
+        if own:
+            lines.append(header_lines(own))
+    return b"".join(lines)
+
+
+def _figure(value: float) -> bytes:
+    """``windows.exact`` as bytes: an integral figure without the detour through ``str``."""
+    if type(value) is int or value.is_integer():
+        return b"%d" % value
+    from oneplan.metering.windows import exact
+
+    return exact(value).encode()
 
 
 # The IETF draft's quota units (draft-ietf-httpapi-ratelimit-headers): "requests" and
@@ -141,15 +166,13 @@ _IETF_UNIT = {"requests": "requests", "calls": "requests", "concurrency": "concu
 
 
 class _Window(NamedTuple):
-    """What a window's headers say that does not change from request to request."""
+    """What a window's headers say that does not change from request to request, rendered."""
 
-    limit_name: str
-    remaining_name: str
-    reset_name: str
-    limit: str
+    head: bytes  # its limit line, then the start of its remaining line
+    reset: bytes  # the end of the remaining line, then the start of its reset line
     requests: bool  # a request window: a candidate for OpenAI's ``x-ratelimit-*-requests``
-    policy: str | None  # its ``RateLimit-Policy`` item; None: a fractional limit, left out
-    item: str  # the start of its ``RateLimit`` item
+    policy: bytes | None  # its ``RateLimit-Policy`` item; None: a fractional limit, left out
+    item: bytes  # the start of its ``RateLimit`` item
 
 
 @functools.lru_cache(maxsize=4096)
@@ -162,15 +185,13 @@ def _window(window: str, limit: float, unit: str, span: float | None) -> _Window
     if float(limit).is_integer():
         policy = f'"{sf_name}";q={int(limit)}' + (f";w={int(span)}" if span else "")
         policy += f';qu="{_IETF_UNIT.get(unit, unit)}"'
+    limit_line = f"x-oneplan-quota-{name}-limit: {exact(limit)}\r\n"
+    remaining, reset, item = f"x-oneplan-quota-{name}-remaining", f"x-oneplan-quota-{name}-reset", f'"{sf_name}";r='
+    # Checked once, here (``header_lines`` raises): the config only lets plain names through,
+    # and what is added per request is numbers.
+    header_lines({remaining: limit_line[:-2], reset: "", "ratelimit-policy": policy or "", "ratelimit": item})
     return _Window(
-        f"x-oneplan-quota-{name}-limit", f"x-oneplan-quota-{name}-remaining", f"x-oneplan-quota-{name}-reset",
-        exact(limit), window in _REQUEST_WINDOWS or unit == "requests", policy, f'"{sf_name}";r=',
+        f"{limit_line}{remaining}: ".encode("latin-1"), f"\r\n{reset}: ".encode("latin-1"),
+        window in _REQUEST_WINDOWS or unit == "requests",
+        None if policy is None else policy.encode("latin-1"), item.encode("latin-1"),
     )
-
-
-def _limit_item(w: _Window, state: WindowState, now: float) -> str:
-    item = f"{w.item}{int(state.remaining)}"
-    if state.resets_at is not None:
-        item += f";t={max(0, int(state.resets_at - now + 0.999))}"
-    return item
-

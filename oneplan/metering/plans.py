@@ -146,7 +146,7 @@ class Credits:
         return max(self.input, written, cached)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per window on every request: not frozen, see ``WindowState``
 class Need:
     """What one request costs in a window: ``fixed + per_output * output tokens``."""
 
@@ -158,7 +158,7 @@ class Need:
         return self.fixed + self.per_output * output
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made on every settle: not frozen, see ``WindowState``
 class Amounts:
     """A request's real usage in every unit, before the peak multiplier."""
 

@@ -23,7 +23,10 @@ ROLLING_SECONDS = 5 * 3600
 Clock = Callable[[], float]
 
 
-@dataclass(frozen=True, slots=True)
+# Not ``frozen``: a frozen dataclass sets each field through ``object.__setattr__``, 4-5x the
+# cost of a plain one, and admission makes one of these per window on every request. Nothing
+# changes one after it is made (nor hashes one).
+@dataclass(slots=True)
 class WindowState:
     window: str  # its name: "5h" | "week" | "month" | "tokens_month" | "cost_month" | a plan's own
     used: float

@@ -8,7 +8,7 @@ in the shape the caller's SDK reads: a ``GET /v1/messages`` is an Anthropic erro
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 import orjson
 from starlette.responses import Response
@@ -28,7 +28,7 @@ def error_response(
     error: OneplanError,
     extra_headers: dict[str, str] | None = None,
     *,
-    states: Iterable[WindowState] | None = None,
+    states: Sequence[WindowState] | None = None,
     now: float = 0.0,
 ) -> Response:
     """``states``: the caller's quota windows, sent as headers with a refusal (``now`` dates them)."""

@@ -130,7 +130,7 @@ class HotCycle(RequestResponseCycle):
             self.response_started = True
             self.waiting_for_100_continue = False
             try:
-                pending: bytes | None = self._head(200, stream.headers, b"transfer-encoding: chunked\r\n")
+                pending: bytes | None = self._head(200, stream.headers, stream.block + b"transfer-encoding: chunked\r\n")
             except RuntimeError:  # before a byte of it went out: the body never runs (on_close settles)
                 self._whole(self._unsendable())
                 return

@@ -97,17 +97,23 @@ def demand(chat: ChatRequest, entry: ModelEntry, plan: Plan, key: KeyRecord, inp
 
 
 # Unique across processes and replicas without a random draw (a syscall) per request: this
-# process's random tag, then a counter. Forked workers draw their own tag after the fork.
-_ID_TAG = [secrets.token_hex(4), os.getpid()]
+# process's random tag, then a counter. A forked worker draws its own tag in the child (no
+# ``os.getpid()`` check per request: that is a syscall too).
+_ID_TAG = [secrets.token_hex(4)]
 _ID_COUNT = itertools.count()
+
+
+def _new_tag() -> None:
+    _ID_TAG[0] = secrets.token_hex(4)
+
+
+os.register_at_fork(after_in_child=_new_tag)
 
 
 def new_id(protocol: Protocol) -> str:
     """Time-ordered (microseconds, then this process's tag and a counter): the ledger's
     primary key then grows at its end instead of at random pages, which keeps batched inserts
     cheap as it grows."""
-    if _ID_TAG[1] != os.getpid():
-        _ID_TAG[:] = [secrets.token_hex(4), os.getpid()]
     return f"{protocol.id_prefix}{time.time_ns() // 1000:x}{_ID_TAG[0]}{next(_ID_COUNT) & 0xFFFF:04x}"
 
 
@@ -199,20 +205,16 @@ async def drain(receive: Any, max_bytes: int = 256 * 1024 * 1024, seconds: float
         return
 
 
-def quota_headers(reservation: Reservation, protocol: Protocol | None = None) -> dict[str, str]:
-    return refusals.quota_headers(reservation.states, reservation.second, protocol)
-
-
-def served_headers(reservation: Reservation, served: Served, protocol: Protocol | None = None) -> dict[str, str]:
-    """Quota headers, and which model on which provider answered (a fallback may have)."""
-    headers = quota_headers(reservation, protocol)
-    headers["x-oneplan-served-by"] = served.label
+def served_headers(reservation: Reservation, served: Served, protocol: Protocol | None = None) -> tuple[bytes, dict[str, str]]:
+    """The quota headers (rendered: ``refusals.quota_block``), and which model on which
+    provider answered (a fallback may have)."""
+    headers = {"x-oneplan-served-by": served.label}
     if reservation.lowered_from is not None:
         headers["x-oneplan-max-tokens-lowered"] = (
             f"{reservation.lowered_from} to {reservation.output}: what is left of the plan's "
             f"{reservation.binding or 'quota'} window"
         )
-    return headers
+    return refusals.quota_block(reservation.states, reservation.second, protocol), headers
 
 
 class Authenticator(TypingProtocol):
@@ -302,7 +304,8 @@ class Pipeline:
         except Exception as exc:
             return internal_error(call.protocol, exc)  # settled (failed) and logged on the way out
         await self.completed(call, result, ctx)
-        return Answer(body, served_headers(call.reservation, served, call.protocol))
+        block, headers = served_headers(call.reservation, served, call.protocol)
+        return Answer(body, headers, block=block)
 
     async def completed(self, call: Call, result: ChatResult, ctx: StreamContext) -> None:
         """The exchange's after-answer work (storing a response). The answer is settled and
@@ -333,10 +336,8 @@ class Pipeline:
                     spawn_close(deltas)
                     raise
                 body = self.relay(call, settlement, ctx, renderer, first, deltas)
-                stream = EventStream(
-                    body, headers=served_headers(call.reservation, served, call.protocol),
-                    on_close=lambda: _abandon(settlement, deltas),
-                )
+                block, headers = served_headers(call.reservation, served, call.protocol)
+                stream = EventStream(body, headers=headers, on_close=lambda: _abandon(settlement, deltas), block=block)
                 settlement.hand_off()
         except OneplanError as exc:
             return error_response(call.protocol, exc, states=call.reservation.states, now=call.started)

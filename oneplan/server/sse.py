@@ -35,30 +35,44 @@ def splits_head(names: bytes, values: bytes) -> bool:
     return b"\0" in names.translate(_NAME_MARKS) or b"\0" in values.translate(_VALUE_MARKS)
 
 
+def header_lines(headers: Mapping[str, str]) -> bytes:
+    """``name: value`` lines (names lower-cased), each ending in CRLF. A name or value that
+    would split the head (a control character, CR, LF) raises ``RuntimeError``, one outside
+    Latin-1 ``UnicodeEncodeError``."""
+    if splits_head("-".join(headers).encode("latin-1"), " ".join(headers.values()).encode("latin-1")):
+        raise RuntimeError("Invalid HTTP header in the answer.")
+    return "".join([f"{k.lower()}: {v}\r\n" for k, v in headers.items()]).encode("latin-1")
+
+
+def block_pairs(block: bytes) -> list[tuple[bytes, bytes]]:
+    """Header lines (``header_lines``, ``refusals.quota_block``) as ASGI's ``(name, value)``."""
+    return [tuple(line.split(b": ", 1)) for line in block.split(b"\r\n")[:-1]]  # type: ignore[misc]
+
+
 class Answer:
-    """A whole JSON answer that the HTTP protocol writes as it is (``server/hot.py``): its
-    headers stay ``str`` until the head is rendered, in one encode. On the ASGI path it is an
-    ASGI app like Starlette's ``Response``."""
+    """A whole JSON answer that the HTTP protocol writes as it is (``server/hot.py``): ``block``
+    is header lines already rendered and checked (the quota headers, ``refusals.quota_block``);
+    ``headers`` stay ``str`` until the head is rendered, in one encode. On the ASGI path it is
+    an ASGI app like Starlette's ``Response``."""
 
-    __slots__ = ("body", "headers", "status_code")
+    __slots__ = ("block", "body", "headers", "status_code")
 
-    def __init__(self, body: bytes, headers: dict[str, str], status_code: int = 200) -> None:
+    def __init__(self, body: bytes, headers: dict[str, str], status_code: int = 200, block: bytes = b"") -> None:
         self.body = body
         self.headers = headers
         self.status_code = status_code
+        self.block = block
 
     def head_block(self) -> bytes:
         """The header lines, each ending in CRLF, with the content type and length. A name or
         value that would split the head (a control character, CR, LF) is refused, and one
         outside Latin-1 raises ``UnicodeEncodeError``."""
-        headers = self.headers
-        if splits_head("-".join(headers).encode("latin-1"), " ".join(headers.values()).encode("latin-1")):
-            raise RuntimeError("Invalid HTTP header in the answer.")
-        lines = "".join([f"{k.lower()}: {v}\r\n" for k, v in headers.items()])
-        return b"content-type: application/json\r\ncontent-length: %d\r\n%s" % (len(self.body), lines.encode("latin-1"))
+        lines = header_lines(self.headers) if self.headers else b""
+        return b"content-type: application/json\r\ncontent-length: %d\r\n%s%s" % (len(self.body), self.block, lines)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(self.body))]
+        headers += block_pairs(self.block)
         headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
         await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
@@ -77,8 +91,10 @@ class EventStream:
         body: AsyncIterator[bytes],
         headers: Mapping[str, str] | None = None,
         on_close: Callable[[], None] | None = None,
+        block: bytes = b"",
     ) -> None:
         self.body = body
+        self.block = block  # header lines already rendered and checked (``Answer.block``)
         self.on_close = on_close  # called once the body is closed, however the stream ended
         self.headers = [
             (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -101,7 +117,7 @@ class EventStream:
 
         watcher = asyncio.create_task(watch())
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+            await send({"type": "http.response.start", "status": 200, "headers": self.headers + block_pairs(self.block)})
             async for chunk in self.body:
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})

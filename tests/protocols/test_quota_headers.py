@@ -45,3 +45,29 @@ def test_the_openai_protocols_add_none_of_their_own() -> None:
         assert BY_NAME[name].quota_headers(STATES, STATES[0], NOW) == {}
         assert refusals.quota_headers(STATES, NOW, BY_NAME[name]) == plain
     assert not any(k.startswith("anthropic-") for k in plain)
+
+
+def test_the_rendered_block_is_the_headers_line_by_line() -> None:
+    """Answers carry the quota headers as a block rendered once (``quota_block``); refusals
+    read the same block as a dict. Both say the same, in the same order, as header lines."""
+    from oneplan.server.sse import block_pairs
+
+    fractional = WindowState("cost_month", used=0.25, limit=2.5, resets_at=NOW + 10, unit="cost", kind="calendar")
+    states = [*STATES, fractional]
+    block = refusals.quota_block(states, NOW, BY_NAME["anthropic"])
+    assert block.endswith(b"\r\n") and b"\r\n\r\n" not in block
+    pairs = [(k.decode(), v.decode()) for k, v in block_pairs(block)]
+    assert pairs == list(refusals.quota_headers(states, NOW, BY_NAME["anthropic"]).items())
+    assert all(k == k.lower() for k, _ in pairs)
+    headers = dict(pairs)
+    assert headers["x-oneplan-quota-cost-month-remaining"] == "2.25"
+    assert headers["x-oneplan-quota-week-remaining"] == "49" and "x-oneplan-quota-week-reset" not in headers
+    assert headers["ratelimit"] == '"5h";r=7;t=3600, "week";r=49, "tokens_month";r=600;t=60'
+
+
+def test_a_window_name_that_could_split_the_head_is_refused() -> None:
+    import pytest
+
+    bad = WindowState("5h\r\nset-cookie: x", used=0, limit=10, resets_at=None, unit="requests")
+    with pytest.raises(RuntimeError):
+        refusals.quota_block([bad], NOW)
