@@ -7,9 +7,12 @@
   ``server.header_timeout_seconds`` (default 10 s) of its first byte, and a new connection's
   first head within that time of opening - slowloris clients and sockets that never send a
   request are closed with ``408``.
-* **Idle keep-alive**: uvicorn's own ``timeout_keep_alive`` (``server.keep_alive_seconds``,
-  default 75 s) closes connections idle between requests, silently. Nothing else closes an idle
+* **Idle keep-alive**: uvicorn's ``timeout_keep_alive`` (``server.keep_alive_seconds``, default
+  75 s) closes connections idle between requests, silently. Nothing else closes an idle
   kept-alive connection: a 408 racing the client's next request would reset it.
+
+Both deadlines are kept by one timer a connection (``_tick``), not by a timer armed and
+cancelled for every request as uvicorn's keep-alive does.
 
 ``configure()`` sets the limits for this process before uvicorn starts serving (workers call it
 from their app factory), so the protocol class stays importable for uvicorn's worker processes.
@@ -50,29 +53,57 @@ class GuardedHttpTools(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._head_bytes = 0
         self._too_large = False
-        self._head_timer: asyncio.TimerHandle | None = None
         self._hot_front = self._front()
         super().connection_made(transport)
-        self._arm_head()
+        self._clock = self.loop.time
+        self._head_since: float | None = self._clock()  # a head (or the first one) is awaited since
+        self._idle_since: float | None = None  # the last answer went out, nothing arrived since
+        self._timer: asyncio.TimerHandle | None = self.loop.call_later(LIMITS.header_timeout, self._tick)
 
-    # -- the head's deadline ----------------------------------------------------------------
+    # -- the deadlines ----------------------------------------------------------------------
+    #
+    # One timer a connection, never armed or cancelled per request: a request only notes when
+    # its head began, an answer when it went out. The timer looks at least once every head
+    # timeout, and at the exact moment a noted deadline falls due: a head that begins between
+    # two looks is found by the next, which is soon enough to set the timer for it exactly.
 
-    def _arm_head(self) -> None:
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(LIMITS.header_timeout, self._head_expired)
+    def _tick(self) -> None:
+        self._timer = None
+        if self.transport.is_closing():
+            return
+        now = self._clock()
+        wake = now + LIMITS.header_timeout
+        if self._head_since is not None:
+            due = self._head_since + LIMITS.header_timeout
+            if now < due:
+                wake = min(wake, due)
+            elif self.cycle is None or self.cycle.response_complete:
+                self._plain(408, "Request Timeout", "The request head did not arrive in time.")
+                return
+        if self._idle_since is not None:
+            due = self._idle_since + self.timeout_keep_alive
+            if now >= due:  # as uvicorn's keep-alive timeout: closed without a word
+                self.transport.close()
+                return
+            wake = min(wake, due)
+        self._timer = self.loop.call_at(wake, self._tick)
 
-    def _disarm_head(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_expired(self) -> None:
-        self._head_timer = None
-        if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
-            self._plain(408, "Request Timeout", "The request head did not arrive in time.")
+    def on_response_complete(self) -> None:
+        # uvicorn's, with the idle time noted instead of a keep-alive timer armed per answer.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._idle_since = self._clock()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         cycle = self.cycle
         super().connection_lost(exc)
         if isinstance(cycle, HotCycle) and cycle.disconnected:
@@ -82,7 +113,8 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         self._head_bytes = 0
-        self._arm_head()
+        self._head_since = self._clock()
+        self._idle_since = None
         super().on_message_begin()
 
     def _count(self, size: int) -> None:
@@ -100,7 +132,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._disarm_head()
+        self._head_since = None
         if not self._hot():
             super().on_headers_complete()
 
@@ -155,6 +187,15 @@ class GuardedHttpTools(HttpToolsProtocol):
             self.flow.pause_reading()
             self.pipeline.appendleft((cycle, self.app))
         return True
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        if type(cycle) is not HotCycle or self.config.reset_contextvars:
+            super()._start_asgi_task(cycle, app)
+            return
+        # uvicorn's, keeping the task on the cycle (which cancels it when the client hangs up)
+        task = cycle.task = self.loop.create_task(cycle.run_asgi(app))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
 
     def send_400_response(self, msg: str) -> None:
         if self._too_large:

@@ -56,7 +56,8 @@ class HotCycle(RequestResponseCycle):
     streaming = False
 
     async def run_asgi(self, app: Any) -> None:  # ``app`` is unused: the endpoint is bound
-        self.task = asyncio.current_task()
+        if self.task is None:  # (the front sets it as it creates the task)
+            self.task = asyncio.current_task()
         try:
             try:
                 request = HotRequest(self.scope, self.scope["headers"], self.receive)  # type: ignore[arg-type]
