@@ -14,6 +14,7 @@ _.on_body  # httptools parser callbacks (providers/client.py)
 _.on_message_complete
 _.run_asgi  # uvicorn's protocol starts a cycle with it (server/hot.py's HotCycle)
 _.response_started  # uvicorn's cycle state, read by its protocol (server/hot.py)
+_.total_requests  # uvicorn's server state, read by its --limit-max-requests (server/front.py keeps counting it)
 _.waiting_for_100_continue
 _.worker_app  # uvicorn factory, named as "oneplan.server.run:worker_app" (server/run.py)
 _.get_mask_sizes  # transformers' cache-layer interface (local/kvcache.py)

@@ -18,9 +18,12 @@ deployment health metrics (which live in each worker's memory) carry the scraped
 
 from __future__ import annotations
 
+import bisect
+import math
 import os
+import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -96,81 +99,193 @@ class LedgerCollector(Collector):
         yield from (pending, aside)
 
 
-class Metrics:
-    def __init__(self, health: Health) -> None:
-        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-        # In multiprocess mode the values live in files; the registry only holds the collector.
-        self.registry = CollectorRegistry(auto_describe=True)
-        own = None if self.multiprocess else self.registry
-        self.requests = Counter(
-            "oneplan_requests", "Finished requests by model, provider and outcome.",
-            ["model", "provider", "status"], registry=own,
-        )
-        self.latency = Histogram(
-            "oneplan_request_duration_seconds", "Whole request, arrival to last byte.",
-            ["model", "provider"], buckets=LATENCY_BUCKETS, registry=own,
-        )
-        self.ttft = Histogram(
-            "oneplan_time_to_first_token_seconds", "Arrival to the upstream's first answer byte.",
-            ["model", "provider"], buckets=TTFT_BUCKETS, registry=own,
-        )
-        self.tokens = Counter(
-            "oneplan_tokens", "Tokens as the providers reported them, by class (input includes cached and cache_write).", ["model", "provider", "kind"], registry=own,
-        )
-        self.refusals = Counter(
-            "oneplan_quota_refusals", "Requests refused by a plan's quota, by window.", ["model", "window"], registry=own,
-        )
-        if self.multiprocess:
-            from prometheus_client import multiprocess
+def _reading(row: LedgerRow) -> tuple[tuple[str, str, str], float, float | None, tuple[int, ...] | None]:
+    """What a finished request adds: its labels (model, provider, status), its latency and
+    time to first token in seconds, and its tokens by ``_TOKEN_KINDS`` (None: a failure, which
+    carries none - README, "Ledger policy")."""
+    status = row["status"]
+    key = (row["model"], row.get("provider") or "", status)
+    latency = row["latency_ms"] / 1000.0
+    if status == "failed":
+        return key, latency, None, None
+    ttft_ms = row.get("ttft_ms")
+    tokens = (row["input_tokens"], row["output_tokens"], row["cached_tokens"], row["reasoning_tokens"],
+              row.get("cache_write_tokens") or 0)
+    return key, latency, None if ttft_ms is None else ttft_ms / 1000.0, tokens
 
-            multiprocess.MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
-            self.registry.register(HealthCollector(health, {"pid": str(os.getpid())}))
-        else:
-            self.registry.register(HealthCollector(health))
-        self._bound: dict[tuple[str, str, str], tuple[Any, ...]] = {}
 
-    def watch_ledger(self, ledger: Any) -> None:
-        extra = {"pid": str(os.getpid())} if self.multiprocess else None
-        self.registry.register(LedgerCollector(ledger, extra))
+def _refused_window(row: LedgerRow) -> str:
+    return str(row.get("error_class") or "").partition(":")[2] or "unknown"
+
+
+_K = TypeVar("_K", tuple[str, str], tuple[str, str, str])
+
+
+class _Series:
+    """One (model, provider)'s latency, time to first token and tokens: plain numbers, added
+    on the event loop's thread."""
+
+    __slots__ = ("created", "latency", "latency_sum", "tokens", "ttft", "ttft_sum")
+
+    def __init__(self) -> None:
+        self.created = time.time()
+        self.latency = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket, not cumulative; then +Inf
+        self.latency_sum = 0.0
+        self.ttft = [0] * (len(TTFT_BUCKETS) + 1)
+        self.ttft_sum = 0.0
+        self.tokens = [0] * len(_TOKEN_KINDS)
+
+
+class LocalRequests(Collector):
+    """The request metrics of one process, counted without a lock or a prometheus-client child
+    per addition (a request made ten locked additions through them) and read at scrape time."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, str], list[float]] = {}  # [count, created]
+        self.series: dict[tuple[str, str], _Series] = {}
+        self.refusals: dict[tuple[str, str], list[float]] = {}  # (model, window): [count, created]
+        self._bound: dict[tuple[str, str, str], tuple[list[float], _Series]] = {}
 
     def observe(self, row: LedgerRow) -> None:
-        """One finished request (its ledger row). Cheap: cached children, no allocation beyond
-        the first request of a label set."""
-        status = row["status"]
-        model = row["model"]
-        if status == "refused":
-            window = str(row.get("error_class") or "").partition(":")[2] or "unknown"
-            self.refusals.labels(model, window).inc()
-            self.requests.labels(model, "", status).inc()
+        if row["status"] == "refused":
+            _count(self.refusals, (row["model"], _refused_window(row)))
+            _count(self.requests, (row["model"], "", "refused"))  # and among requests
             return
-        provider = row.get("provider") or ""
-        key = (model, provider, status)
+        key, latency, ttft, tokens = _reading(row)
         bound = self._bound.get(key)
         if bound is None:
+            pair = (key[0], key[1])
+            series = self.series.get(pair)
+            if series is None:
+                series = self.series[pair] = _Series()
+            bound = self._bound[key] = (self.requests.setdefault(key, [0, time.time()]), series)
+        bound[0][0] += 1
+        series = bound[1]
+        series.latency[bisect.bisect_left(LATENCY_BUCKETS, latency)] += 1
+        series.latency_sum += latency
+        if ttft is not None:
+            series.ttft[bisect.bisect_left(TTFT_BUCKETS, ttft)] += 1
+            series.ttft_sum += ttft
+        if tokens is not None:
+            counts = series.tokens
+            for i, n in enumerate(tokens):
+                if n:
+                    counts[i] += n
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("oneplan_requests", _REQUESTS_HELP, labels=["model", "provider", "status"])
+        for names, (count, created) in list(self.requests.items()):
+            requests.add_metric(names, count, created=created)
+        latency = Metric("oneplan_request_duration_seconds", _LATENCY_HELP, "histogram")
+        ttft = Metric("oneplan_time_to_first_token_seconds", _TTFT_HELP, "histogram")
+        tokens = CounterMetricFamily("oneplan_tokens", _TOKENS_HELP, labels=["model", "provider", "kind"])
+        for (model, provider), s in list(self.series.items()):
+            labels = {"model": model, "provider": provider}
+            _histogram(latency, labels, LATENCY_BUCKETS, list(s.latency), s.latency_sum, s.created)
+            _histogram(ttft, labels, TTFT_BUCKETS, list(s.ttft), s.ttft_sum, s.created)
+            for kind, n in zip(_TOKEN_KINDS, list(s.tokens), strict=True):
+                tokens.add_metric([model, provider, kind], n, created=s.created)
+        refusals = CounterMetricFamily("oneplan_quota_refusals", _REFUSALS_HELP, labels=["model", "window"])
+        for where, (count, created) in list(self.refusals.items()):
+            refusals.add_metric(where, count, created=created)
+        yield from (requests, latency, ttft, tokens, refusals)
+
+
+def _count(counts: dict[_K, list[float]], key: _K) -> None:
+    found = counts.get(key)
+    if found is None:
+        found = counts[key] = [0, time.time()]
+    found[0] += 1
+
+
+def _histogram(metric: Metric, labels: dict[str, str], bounds: tuple[float, ...], counts: list[int],
+               total: float, created: float) -> None:
+    """A histogram's samples as prometheus-client's own ``Histogram`` writes them."""
+    running = 0
+    for bound, n in zip((*bounds, math.inf), counts, strict=True):
+        running += n
+        metric.add_sample(f"{metric.name}_bucket", {**labels, "le": _bound_text(bound)}, running)
+    metric.add_sample(f"{metric.name}_count", labels, running)
+    metric.add_sample(f"{metric.name}_sum", labels, total)
+    metric.add_sample(f"{metric.name}_created", labels, created)
+
+
+def _bound_text(bound: float) -> str:
+    """A bucket's ``le`` as prometheus-client writes it (``0.05``, ``1.0``, ``+Inf``)."""
+    return "+Inf" if bound == math.inf else repr(float(bound))
+
+
+class SharedRequests:
+    """The request metrics in prometheus-client's objects, for its multiprocess mode (several
+    workers' counts aggregated at scrape time, whichever worker answers)."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.requests = Counter("oneplan_requests", _REQUESTS_HELP, ["model", "provider", "status"], registry=registry)
+        self.latency = Histogram(
+            "oneplan_request_duration_seconds", _LATENCY_HELP, ["model", "provider"], buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.ttft = Histogram(
+            "oneplan_time_to_first_token_seconds", _TTFT_HELP, ["model", "provider"], buckets=TTFT_BUCKETS,
+            registry=registry,
+        )
+        self.tokens = Counter("oneplan_tokens", _TOKENS_HELP, ["model", "provider", "kind"], registry=registry)
+        self.refusals = Counter("oneplan_quota_refusals", _REFUSALS_HELP, ["model", "window"], registry=registry)
+        self._bound: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+
+    def observe(self, row: LedgerRow) -> None:
+        if row["status"] == "refused":
+            self.refusals.labels(row["model"], _refused_window(row)).inc()
+            self.requests.labels(row["model"], "", "refused").inc()
+            return
+        key, latency, ttft, tokens = _reading(row)
+        bound = self._bound.get(key)
+        if bound is None:
+            model, provider, status = key
             bound = self._bound[key] = (
                 self.requests.labels(model, provider, status),
                 self.latency.labels(model, provider),
                 self.ttft.labels(model, provider),
                 *(self.tokens.labels(model, provider, kind) for kind in _TOKEN_KINDS),
             )
-        requests, latency, ttft, t_in, t_out, t_cached, t_reasoning, t_write = bound
-        requests.inc()
-        latency.observe(row["latency_ms"] / 1000.0)
-        if status == "failed":
-            return  # a failure carries no tokens (README, "Ledger policy")
-        ttft_ms = row.get("ttft_ms")
-        if ttft_ms is not None:
-            ttft.observe(ttft_ms / 1000.0)
-        if row["input_tokens"]:
-            t_in.inc(row["input_tokens"])
-        if row["output_tokens"]:
-            t_out.inc(row["output_tokens"])
-        if row["cached_tokens"]:
-            t_cached.inc(row["cached_tokens"])
-        if row["reasoning_tokens"]:
-            t_reasoning.inc(row["reasoning_tokens"])
-        if row.get("cache_write_tokens"):
-            t_write.inc(row["cache_write_tokens"])
+        bound[0].inc()
+        bound[1].observe(latency)
+        if ttft is not None:
+            bound[2].observe(ttft)
+        if tokens is not None:
+            for child, n in zip(bound[3:], tokens, strict=True):
+                if n:
+                    child.inc(n)
+
+
+_REQUESTS_HELP = "Finished requests by model, provider and outcome."
+_LATENCY_HELP = "Whole request, arrival to last byte."
+_TTFT_HELP = "Arrival to the upstream's first answer byte."
+_TOKENS_HELP = "Tokens as the providers reported them, by class (input includes cached and cache_write)."
+_REFUSALS_HELP = "Requests refused by a plan's quota, by window."
+
+
+class Metrics:
+    def __init__(self, health: Health) -> None:
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        # In multiprocess mode the values live in files; the registry only holds the collector.
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests: LocalRequests | SharedRequests
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            self.requests = SharedRequests(None)
+            multiprocess.MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
+            self.registry.register(HealthCollector(health, {"pid": str(os.getpid())}))
+        else:
+            self.requests = LocalRequests()
+            self.registry.register(self.requests)
+            self.registry.register(HealthCollector(health))
+        self.observe = self.requests.observe  # one finished request (its ledger row)
+
+    def watch_ledger(self, ledger: Any) -> None:
+        extra = {"pid": str(os.getpid())} if self.multiprocess else None
+        self.registry.register(LedgerCollector(ledger, extra))
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
