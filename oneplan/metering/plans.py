@@ -224,7 +224,7 @@ class Plan:
         object.__setattr__(self, "meters_output", any(w.budget for w in every))
 
     def includes(self, model: str) -> bool:
-        return any(p == "*" or p == model or fnmatch.fnmatchcase(model, p) for p in self.models)
+        return _includes(self.models, model)
 
     def multiplier(self, now: float, model: str) -> float:
         value, matched = 1.0, False
@@ -350,3 +350,8 @@ __all__ = [
     "ANNIVERSARY", "CALENDAR", "CALLS", "DAYS", "KINDS", "UNITS", "Amounts", "Credits", "Need", "Peak",
     "Plan", "Window", "amounts", "fit", "plan_from_config", "plan_from_spec", "rolling_seconds",
 ]
+
+
+@lru_cache(maxsize=4096)  # asked twice a request (admission, routing), of catalog names
+def _includes(patterns: tuple[str, ...], model: str) -> bool:
+    return any(p == "*" or p == model or fnmatch.fnmatchcase(model, p) for p in patterns)
