@@ -92,7 +92,11 @@ def headers(error: OneplanError) -> dict[str, str]:
 
 def _duration(seconds: float) -> str:
     """OpenAI's ``x-ratelimit-reset-*`` format: ``1h2m3s``, ``45s``."""
-    total = max(0, int(seconds + 0.999))
+    return _duration_text(max(0, int(seconds + 0.999)))
+
+
+@functools.lru_cache(maxsize=1024)  # on every answer; a window's reset moves once a second at most
+def _duration_text(total: int) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return "".join(f"{n}{u}" for n, u in ((hours, "h"), (minutes, "m")) if n) + f"{secs}s"

@@ -38,7 +38,7 @@ from oneplan.routing.router import Served
 from oneplan.server.errors import error_response, internal_error
 from oneplan.server.exchange import Exchange, ExchangeFactory
 from oneplan.server.settlement import Books, Settlement, spawn_close
-from oneplan.server.sse import Answer, EventStream, Last
+from oneplan.server.sse import Answer, EventStream, Last, header_lines
 from oneplan.store.db import KeyRecord
 
 if TYPE_CHECKING:
@@ -206,15 +206,29 @@ async def drain(receive: Any, max_bytes: int = 256 * 1024 * 1024, seconds: float
 
 
 def served_headers(reservation: Reservation, served: Served, protocol: Protocol | None = None) -> tuple[bytes, dict[str, str]]:
-    """The quota headers (rendered: ``refusals.quota_block``), and which model on which
-    provider answered (a fallback may have)."""
-    headers = {"x-oneplan-served-by": served.label}
+    """The quota headers and which model on which provider answered (a fallback may have),
+    rendered (``refusals.quota_block``); and the headers left to render, if any."""
+    headers = {}
     if reservation.lowered_from is not None:
         headers["x-oneplan-max-tokens-lowered"] = (
             f"{reservation.lowered_from} to {reservation.output}: what is left of the plan's "
             f"{reservation.binding or 'quota'} window"
         )
-    return refusals.quota_block(reservation.states, reservation.second, protocol), headers
+    return refusals.quota_block(reservation.states, reservation.second, protocol) + served_line(served), headers
+
+
+_SERVED_LINES: dict[tuple[str, str], bytes] = {}
+
+
+def served_line(served: Served) -> bytes:
+    """The ``x-oneplan-served-by`` header line, rendered once per model and provider."""
+    key = (served.model.name, served.deployment.provider)
+    line = _SERVED_LINES.get(key)
+    if line is None:
+        line = header_lines({"x-oneplan-served-by": served.label})
+        if len(_SERVED_LINES) < 4096:  # catalog names: a handful; bounded all the same
+            _SERVED_LINES[key] = line
+    return line
 
 
 class Authenticator(TypingProtocol):
