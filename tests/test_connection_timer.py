@@ -172,3 +172,15 @@ def test_a_new_connection_that_sends_nothing_is_refused_after_the_head_timeout()
         protocol.connection_lost(None)
 
     asyncio.run(go())
+
+
+def test_a_new_connections_first_head_counts_from_the_opening() -> None:
+    async def go() -> None:
+        protocol, transport, clock = connect(asyncio.get_running_loop())
+        clock.advance(HEAD_TIMEOUT - 1)
+        protocol.data_received(b"GET /healthz HTTP/1.1\r\nHo")  # begun late, and not finished
+        clock.advance(1)
+        assert transport.closed and b"408 Request Timeout" in transport.written
+        protocol.connection_lost(None)
+
+    asyncio.run(go())

@@ -113,7 +113,8 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         self._head_bytes = 0
-        self._head_since = self._clock()
+        if self._head_since is None:  # (a new connection's first head counts from its opening)
+            self._head_since = self._clock()
         self._idle_since = None
         super().on_message_begin()
 
