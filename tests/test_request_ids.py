@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from oneplan.protocols.openai_chat import OpenAIChat
-from oneplan.server.pipeline import new_id
+from oneplan.server.ids import new_id
 
 PROTOCOL = OpenAIChat()
 

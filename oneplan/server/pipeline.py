@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
-import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -37,6 +34,7 @@ from oneplan.routing.catalog import ModelEntry
 from oneplan.routing.router import Served
 from oneplan.server.errors import error_response, internal_error
 from oneplan.server.exchange import Exchange, ExchangeFactory
+from oneplan.server.ids import new_id
 from oneplan.server.settlement import Books, Settlement, spawn_close
 from oneplan.server.sse import Answer, EventStream, Last, header_lines
 from oneplan.store.db import KeyRecord
@@ -94,27 +92,6 @@ def demand(chat: ChatRequest, entry: ModelEntry, plan: Plan, key: KeyRecord, inp
         plan.needs(entry, entry.weight, input_bound, multiplier), entry.weight, requested, multiplier,
         getattr(key, "subscribed_at", None),
     )
-
-
-# Unique across processes and replicas without a random draw (a syscall) per request: this
-# process's random tag, then a counter. A forked worker draws its own tag in the child (no
-# ``os.getpid()`` check per request: that is a syscall too).
-_ID_TAG = [secrets.token_hex(4)]
-_ID_COUNT = itertools.count()
-
-
-def _new_tag() -> None:
-    _ID_TAG[0] = secrets.token_hex(4)
-
-
-os.register_at_fork(after_in_child=_new_tag)
-
-
-def new_id(protocol: Protocol) -> str:
-    """Time-ordered (microseconds, then this process's tag and a counter): the ledger's
-    primary key then grows at its end instead of at random pages, which keeps batched inserts
-    cheap as it grows."""
-    return f"{protocol.id_prefix}{time.time_ns() // 1000:x}{_ID_TAG[0]}{next(_ID_COUNT) & 0xFFFF:04x}"
 
 
 class Incoming(TypingProtocol):
