@@ -11,6 +11,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
@@ -162,24 +163,18 @@ def test_a_head_begun_between_two_looks_is_refused_exactly_at_its_deadline() -> 
     asyncio.run(go())
 
 
-def test_a_new_connection_that_sends_nothing_is_refused_after_the_head_timeout() -> None:
-    async def go() -> None:
-        protocol, transport, clock = connect(asyncio.get_running_loop())
-        clock.advance(HEAD_TIMEOUT - 0.001)
-        assert not transport.closed
-        clock.advance(0.001)
-        assert transport.closed and b"408 Request Timeout" in transport.written
-        protocol.connection_lost(None)
+@pytest.mark.parametrize("late", [None, b"GET /healthz HTTP/1.1\r\nHo"], ids=["nothing", "half-a-head-late"])
+def test_a_new_connections_first_head_counts_from_the_opening(late: bytes | None) -> None:
+    """Whether it sends nothing or begins its head a second before the deadline and stops."""
 
-    asyncio.run(go())
-
-
-def test_a_new_connections_first_head_counts_from_the_opening() -> None:
     async def go() -> None:
         protocol, transport, clock = connect(asyncio.get_running_loop())
         clock.advance(HEAD_TIMEOUT - 1)
-        protocol.data_received(b"GET /healthz HTTP/1.1\r\nHo")  # begun late, and not finished
-        clock.advance(1)
+        if late is not None:
+            protocol.data_received(late)
+        clock.advance(1 - 0.001)
+        assert not transport.closed
+        clock.advance(0.001)
         assert transport.closed and b"408 Request Timeout" in transport.written
         protocol.connection_lost(None)
 
