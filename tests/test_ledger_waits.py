@@ -96,3 +96,42 @@ def test_durable_with_nothing_recorded_returns_at_once(tmp_path: Path, rows: int
             await asyncio.wait_for(ledger.durable(), 1)
 
     asyncio.run(main())
+
+
+def test_when_durable_calls_back_once_the_ticks_rows_are_on_disk_or_with_the_error(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with started(tmp_path) as ledger:
+            seen: list[tuple[object, list[str]]] = []
+
+            def then(failed: Exception | None) -> None:
+                seen.append((failed, _journaled(ledger)))
+
+            def broken(failed: Exception | None) -> None:
+                raise RuntimeError("one answer's bug")
+
+            ledger.when_durable(then)  # nothing recorded: at once
+            assert seen == [(None, [])]
+            ledger.record(_row(1))  # type: ignore[arg-type]
+            ledger.when_durable(broken)  # stops neither the write nor the next callback
+            ledger.when_durable(then)
+            assert len(seen) == 1  # held until the tick's write
+            await ledger.durable()
+            assert seen[1] == (None, ["chatcmpl-wait0001"])
+            assert ledger.journal is not None
+            segment = ledger.journal.segment
+            writable = os.dup(segment.fd)
+            read_only = os.open(os.devnull, os.O_RDONLY)
+            try:
+                os.dup2(read_only, segment.fd)
+                ledger.record(_row(2))  # type: ignore[arg-type]
+                ledger.when_durable(then)
+                with pytest.raises(OSError):
+                    await ledger.durable()
+            finally:
+                os.dup2(writable, segment.fd)
+                os.close(read_only)
+                os.close(writable)
+            failed, on_disk = seen[2]
+            assert isinstance(failed, OSError) and on_disk == ["chatcmpl-wait0001"]
+
+    asyncio.run(main())

@@ -216,6 +216,7 @@ class Ledger:
         # Who waits for this tick's journal write, each on a future of its own: a waiter that
         # is cancelled cancels only its own (no ``asyncio.shield`` per request).
         self._waiters: list[asyncio.Future[None]] = []
+        self._then: list[Callable[[Exception | None], None]] = []  # ``when_durable``'s, likewise
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()  # a flush returns only once earlier rows are written
@@ -293,10 +294,20 @@ class Ledger:
         self._waiters.append(waiter)
         await waiter
 
+    def when_durable(self, then: Callable[[Exception | None], None]) -> None:
+        """``durable`` for a caller that does not wait in a task (the HTTP protocol holding a
+        whole answer back, ``server/hot.py``): ``then(None)`` once every row recorded so far is
+        in the journal - at once if it is - or ``then(error)`` if writing them failed."""
+        if not self._lines:
+            then(None)
+            return
+        self._then.append(then)
+
     def _write_lines(self) -> None:
         self._scheduled = False
         lines, self._lines = self._lines, []
         waiters, self._waiters = self._waiters, []
+        thens, self._then = self._then, []
         failed: Exception | None = None
         if lines:
             assert self.journal is not None
@@ -312,6 +323,11 @@ class Ledger:
                 waiter.set_result(None)
             else:
                 waiter.set_exception(failed)
+        for then in thens:
+            try:
+                then(failed)
+            except Exception:  # one answer's failure is not the other rows' or answers'
+                log.exception("answering after the journal write failed")
 
     async def _run(self) -> None:
         while True:

@@ -5,7 +5,10 @@ to a ``HotCycle`` instead of uvicorn's own cycle. It is uvicorn's cycle - the sa
 reading, flow control, keep-alive, pipelining and disconnect state, which the protocol drives
 as before - with the answer written by the cycle itself:
 
-* a whole answer (a ``Response``) is its status line, headers and body in one write;
+* a whole answer (a ``Response``) is its status line, headers and body in one write; an
+  ``Answer`` whose row must be in the journal first is held, and written by the journal
+  write's callback (``Ledger.when_durable``): no task waits for it, and the answer leaves
+  one loop iteration sooner;
 * an event stream's head goes out with its first frames, each frame then as one chunk, with
   the writes paused while the client reads slowly; a client that hangs up cancels the stream's
   task at once (``connection_lost``), even while the upstream is silent, as ``EventStream``'s
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from starlette.responses import Response
@@ -32,6 +36,10 @@ from oneplan.server.sse import Answer, EventStream, Last, splits_head
 log = logging.getLogger("oneplan")
 
 Endpoint = Callable[[Any], Awaitable[Any]]
+
+
+def _nothing() -> None:
+    pass
 
 
 class HotRequest:
@@ -54,6 +62,7 @@ class HotCycle(RequestResponseCycle):
     endpoint: Endpoint
     task: asyncio.Task[None] | None = None
     streaming = False
+    held = False  # a whole answer waits for the journal (``Answer.journal``)
 
     async def run_asgi(self, app: Any) -> None:  # ``app`` is unused: the endpoint is bound
         if self.task is None:  # (the front sets it as it creates the task)
@@ -67,6 +76,9 @@ class HotCycle(RequestResponseCycle):
                 answer = internal_error(self.scope["path"])
             if isinstance(answer, EventStream):
                 await self._stream(answer)
+            elif isinstance(answer, Answer) and answer.journal is not None:
+                self.held = True  # until its row is in the journal: no task waits for that
+                answer.journal.when_durable(partial(self._journaled, answer))
             else:
                 self._whole(answer)
         except BaseException as exc:
@@ -78,7 +90,21 @@ class HotCycle(RequestResponseCycle):
                 raise
         finally:
             self.task = None
-            self.on_response = lambda: None  # no reference cycle to the protocol
+            if not self.held:
+                self.on_response = _nothing  # no reference cycle to the protocol
+
+    def _journaled(self, answer: Answer, failed: Exception | None) -> None:
+        """A held answer's rows are in the journal (or writing them ``failed``: a 500)."""
+        try:
+            self._whole(answer if failed is None else internal_error(self.scope["path"]))
+        except BaseException as exc:
+            if not isinstance(exc, OSError):
+                log.error("unhandled error answering POST %s", self.scope["path"], exc_info=exc)
+            if not self.response_complete:
+                self.transport.close()
+        finally:
+            self.held = False
+            self.on_response = _nothing
 
     def _head(self, status: int, headers: list[tuple[bytes, bytes]], extra: bytes = b"") -> bytes:
         """The status line and headers, with ``connection: close`` when the connection ends."""

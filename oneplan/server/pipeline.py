@@ -289,14 +289,14 @@ class Pipeline:
                 call.ttft = time.perf_counter() - call.t0
                 ctx = self.context(call, served)
                 body = orjson.dumps(call.exchange.render(result, ctx))
-                await settlement.ok(result.usage, completion=result.text)
+                await settlement.ok(result.usage, completion=result.text, wait=False)  # the Answer waits
         except OneplanError as exc:
             return error_response(call.protocol, exc, states=call.reservation.states, now=call.started)
         except Exception as exc:
             return internal_error(call.protocol, exc)  # settled (failed) and logged on the way out
         await self.completed(call, result, ctx)
         block, headers = served_headers(call.reservation, served, call.protocol)
-        return Answer(body, headers, block=block)
+        return Answer(body, headers, block=block, journal=self.books.ledger)
 
     async def completed(self, call: Call, result: ChatResult, ctx: StreamContext) -> None:
         """The exchange's after-answer work (storing a response). The answer is settled and

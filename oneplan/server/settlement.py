@@ -101,7 +101,9 @@ class Settlement:
 
     # -- the three ways a call ends ---------------------------------------------------------
 
-    async def ok(self, usage: Usage, completion: str | None = None) -> None:
+    async def ok(self, usage: Usage, completion: str | None = None, *, wait: bool = True) -> None:
+        """The request succeeded. Returns once its row is in the journal, unless ``wait`` is
+        false: then the caller holds its answer back until it is (``Answer.journal``)."""
         if self.done:
             return
         self.done = True
@@ -113,7 +115,8 @@ class Settlement:
         self.books.observe(row)
         # The answer's last bytes leave only once its row is in the journal (one write for
         # every row settled in this event-loop tick).
-        await self.books.ledger.durable()
+        if wait:
+            await self.books.ledger.durable()
 
     async def failed(self, error: OneplanError) -> None:
         """A failed request costs the user nothing: the reservation goes back."""

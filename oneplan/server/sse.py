@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Protocol
 
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE
@@ -49,19 +50,35 @@ def block_pairs(block: bytes) -> list[tuple[bytes, bytes]]:
     return [tuple(line.split(b": ", 1)) for line in block.split(b"\r\n")[:-1]]  # type: ignore[misc]
 
 
+class Journal(Protocol):
+    """What an answer waits for before it goes out (``metering.ledger.Ledger``)."""
+
+    async def durable(self) -> None: ...
+
+    def when_durable(self, then: Callable[[Exception | None], None]) -> None: ...
+
+
 class Answer:
     """A whole JSON answer that the HTTP protocol writes as it is (``server/hot.py``): ``block``
     is header lines already rendered and checked (the quota headers, ``refusals.quota_block``);
     ``headers`` stay ``str`` until the head is rendered, in one encode. On the ASGI path it is
-    an ASGI app like Starlette's ``Response``."""
+    an ASGI app like Starlette's ``Response``.
 
-    __slots__ = ("block", "body", "headers", "status_code")
+    With a ``journal``, the answer leaves only once every row recorded so far is in it, and is
+    a 500 instead if writing them failed: its request's row was recorded, not yet written.
+    The HTTP protocol holds it back without a task waiting (``Journal.when_durable``)."""
 
-    def __init__(self, body: bytes, headers: dict[str, str], status_code: int = 200, block: bytes = b"") -> None:
+    __slots__ = ("block", "body", "headers", "journal", "status_code")
+
+    def __init__(
+        self, body: bytes, headers: dict[str, str], status_code: int = 200, block: bytes = b"",
+        journal: Journal | None = None,
+    ) -> None:
         self.body = body
         self.headers = headers
         self.status_code = status_code
         self.block = block
+        self.journal = journal
 
     def head_block(self) -> bytes:
         """The header lines, each ending in CRLF, with the content type and length. A name or
@@ -71,6 +88,14 @@ class Answer:
         return b"content-type: application/json\r\ncontent-length: %d\r\n%s%s" % (len(self.body), self.block, lines)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.journal is not None:
+            try:
+                await self.journal.durable()
+            except Exception:  # logged by the ledger
+                from oneplan.server.errors import internal_error
+
+                await internal_error(scope["path"])(scope, receive, send)
+                return
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(self.body))]
         headers += block_pairs(self.block)
         headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]

@@ -1,0 +1,79 @@
+"""A whole answer waits for its request's row to be in the journal without a task waiting for
+it (``Answer.journal``): the HTTP protocol holds the answer back and writes it from the journal
+write's callback (``Ledger.when_durable``). If that write fails, the client gets a 500 in its
+protocol's shape instead - never a 200 whose row could die with the process - on the hot path
+(uvicorn's HTTP protocol) and on the ASGI path alike; the next tick answers as usual."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.support.gateway import Gateway
+
+
+@contextmanager
+def journal_unwritable(gw: Gateway) -> Iterator[None]:
+    """Every journal write fails (EBADF) until the block ends, as on a disk that went away."""
+    journal = gw.state.ledger.journal
+    assert journal is not None
+    fd = journal.segment.fd
+    writable = os.dup(fd)
+    read_only = os.open(os.devnull, os.O_RDONLY)
+    try:
+        os.dup2(read_only, fd)
+        yield
+    finally:
+        os.dup2(writable, fd)
+        os.close(read_only)
+        os.close(writable)
+
+
+def chat(gw: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gw.base_url}/v1", api_key=gw.key, max_retries=0)
+
+
+def test_an_answer_whose_row_cannot_be_journaled_is_a_500_on_the_hot_path(gateway: Gateway) -> None:
+    client = chat(gateway)
+    with journal_unwritable(gateway), pytest.raises(openai.InternalServerError) as refused:
+        client.chat.completions.create(model="m1", messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.status_code == 500
+    assert refused.value.body["type"] == "api_error"  # type: ignore[index]
+    messages = anthropic.Anthropic(base_url=gateway.base_url, api_key=gateway.key, max_retries=0)
+    with journal_unwritable(gateway), pytest.raises(anthropic.InternalServerError) as refused_too:
+        messages.messages.create(model="m1", max_tokens=64, messages=[{"role": "user", "content": "hi"}])
+    assert refused_too.value.body["type"] == "error"  # type: ignore[index]  # Anthropic's shape
+    # The next tick writes again, and the answer goes out.
+    answered = client.chat.completions.create(model="m1", messages=[{"role": "user", "content": "again"}])
+    assert answered.choices[0].message.content
+    rows = {row["id"]: row for row in gateway.ledger()}
+    # The refused answers were still charged as served (their rows reach the database from
+    # memory); what the client saw is the 500, which the gateway logged.
+    assert len(rows) == 3 and answered.id in rows
+    assert all(row["status"] == "ok" for row in rows.values())
+
+
+def test_an_answer_whose_row_cannot_be_journaled_is_a_500_on_the_asgi_path(gateway: Gateway) -> None:
+    from oneplan.server.app import create_app
+
+    app = create_app(gateway.state)  # the same state, answered through ASGI messages
+
+    async def post(text: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            return await client.post(
+                "/v1/chat/completions", headers={"authorization": f"Bearer {gateway.key}"},
+                json={"model": "m1", "messages": [{"role": "user", "content": text}]},
+            )
+
+    with journal_unwritable(gateway):
+        refused = gateway.run(post("hi"))
+    assert refused.status_code == 500 and refused.json()["error"]["type"] == "api_error"
+    answered = gateway.run(post("again"))
+    assert answered.status_code == 200 and answered.json()["choices"][0]["message"]["content"]
