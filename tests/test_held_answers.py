@@ -7,7 +7,7 @@ protocol's shape instead - never a 200 whose row could die with the process - on
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import anthropic
@@ -72,8 +72,57 @@ def test_an_answer_whose_row_cannot_be_journaled_is_a_500_on_the_asgi_path(gatew
                 json={"model": "m1", "messages": [{"role": "user", "content": text}]},
             )
 
+    async def stream(text: str) -> bytes:
+        transport = httpx.ASGITransport(app=app)
+        seen = b""
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            try:
+                async with client.stream(
+                    "POST", "/v1/chat/completions", headers={"authorization": f"Bearer {gateway.key}"},
+                    json={"model": "m1", "messages": [{"role": "user", "content": text}], "stream": True},
+                ) as answer:
+                    async for piece in answer.aiter_bytes():
+                        seen += piece
+            except RuntimeError as exc:  # the app raised mid-stream: a server cuts the stream there
+                assert "could not be journaled" in str(exc)
+                return seen + b"<cut>"
+        return seen
+
     with journal_unwritable(gateway):
         refused = gateway.run(post("hi"))
+        cut = gateway.run(stream("hi"))
     assert refused.status_code == 500 and refused.json()["error"]["type"] == "api_error"
+    assert cut.endswith(b"<cut>") and b"[DONE]" not in cut and b'"finish_reason":"stop"' not in cut
     answered = gateway.run(post("again"))
     assert answered.status_code == 200 and answered.json()["choices"][0]["message"]["content"]
+    assert gateway.run(stream("again")).endswith(b"data: [DONE]\n\n")
+
+
+def test_a_stream_whose_row_cannot_be_journaled_never_ends_as_complete(gateway: Gateway) -> None:
+    """The closing frames (``[DONE]``, Anthropic's ``message_stop``) wait for the row too: if
+    the journal write fails, the stream is cut before its end, which the SDKs report as an error
+    (the chunked body ends without its last chunk) instead of a complete answer."""
+    client = chat(gateway)
+    messages = anthropic.Anthropic(base_url=gateway.base_url, api_key=gateway.key, max_retries=0)
+
+    def openai_stream() -> None:
+        list(client.chat.completions.create(model="m1", messages=[{"role": "user", "content": "hi"}], stream=True))
+
+    def anthropic_stream() -> None:
+        with messages.messages.stream(model="m1", max_tokens=64, messages=[{"role": "user", "content": "hi"}]) as stream:
+            stream.get_final_message()
+
+    for read in (openai_stream, anthropic_stream):
+        with journal_unwritable(gateway):
+            # The SDKs' words for a chunked body that ended without its last chunk (raised by
+            # the HTTP client as it reads, or wrapped by the SDK).
+            assert how_it_ended(read) in ("RemoteProtocolError", "APIConnectionError")
+        assert how_it_ended(read) == "complete"  # written again: the next stream ends as usual
+
+
+def how_it_ended(read: Callable[[], None]) -> str:
+    try:
+        read()
+    except Exception as exc:
+        return type(exc).__name__
+    return "complete"

@@ -31,7 +31,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCy
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 from oneplan.server.errors import internal_error
-from oneplan.server.sse import Answer, EventStream, Last, splits_head
+from oneplan.server.sse import Answer, EventStream, Journal, Last, splits_head
 
 log = logging.getLogger("oneplan")
 
@@ -77,8 +77,7 @@ class HotCycle(RequestResponseCycle):
             if isinstance(answer, EventStream):
                 await self._stream(answer)
             elif isinstance(answer, Answer) and answer.journal is not None:
-                self.held = True  # until its row is in the journal: no task waits for that
-                answer.journal.when_durable(partial(self._journaled, answer))
+                self._hold(answer.journal, partial(self._journaled, answer))
             else:
                 self._whole(answer)
         except BaseException as exc:
@@ -93,18 +92,38 @@ class HotCycle(RequestResponseCycle):
             if not self.held:
                 self.on_response = _nothing  # no reference cycle to the protocol
 
+    def _hold(self, journal: Journal, then: Callable[[Exception | None], None]) -> None:
+        """Send the rest of the answer (``then``) once ``journal`` holds every row recorded so
+        far, or tell ``then`` that writing them failed. No task waits: the journal write's
+        callback sends it, and this cycle's task ends now."""
+        self.held = True
+
+        def release(failed: Exception | None) -> None:
+            try:
+                then(failed)
+            except BaseException as exc:
+                if not isinstance(exc, OSError):
+                    log.error("unhandled error answering POST %s", self.scope["path"], exc_info=exc)
+                if not self.response_complete:
+                    self.transport.close()
+            finally:
+                self.held = False
+                self.on_response = _nothing  # no reference cycle to the protocol
+
+        journal.when_durable(release)
+
     def _journaled(self, answer: Answer, failed: Exception | None) -> None:
-        """A held answer's rows are in the journal (or writing them ``failed``: a 500)."""
-        try:
-            self._whole(answer if failed is None else internal_error(self.scope["path"]))
-        except BaseException as exc:
-            if not isinstance(exc, OSError):
-                log.error("unhandled error answering POST %s", self.scope["path"], exc_info=exc)
-            if not self.response_complete:
-                self.transport.close()
-        finally:
-            self.held = False
-            self.on_response = _nothing
+        """A held whole answer: its row is in the journal, or a 500 if writing it failed."""
+        self._whole(answer if failed is None else internal_error(self.scope["path"]))
+
+    def _ended(self, end: bytes, failed: Exception | None) -> None:
+        """A held stream's closing frames and end: sent once its row is in the journal; if
+        writing it failed, the stream is cut without its end (the client sees it unfinished)."""
+        if failed is not None:
+            self.transport.close()
+        elif not self.gone():
+            self.transport.write(end)
+            self._complete(200)
 
     def _head(self, status: int, headers: list[tuple[bytes, bytes]], extra: bytes = b"") -> bytes:
         """The status line and headers, with ``connection: close`` when the connection ends."""
@@ -172,8 +191,11 @@ class HotCycle(RequestResponseCycle):
                 if pending is not None:  # the head goes out with the first frames
                     frame, pending = pending + frame, None
                 if isinstance(chunk, Last):  # and the end with the last ones
-                    self.transport.write(frame + b"0\r\n\r\n")
-                    self._complete(200)
+                    if stream.journal is None:
+                        self.transport.write(frame + b"0\r\n\r\n")
+                        self._complete(200)
+                    else:
+                        self._hold(stream.journal, partial(self._ended, frame + b"0\r\n\r\n"))
                     return
                 self.transport.write(frame)
             if self.gone():

@@ -289,7 +289,7 @@ class Pipeline:
                 call.ttft = time.perf_counter() - call.t0
                 ctx = self.context(call, served)
                 body = orjson.dumps(call.exchange.render(result, ctx))
-                await settlement.ok(result.usage, completion=result.text, wait=False)  # the Answer waits
+                settlement.ok(result.usage, completion=result.text)  # the Answer waits for its row
         except OneplanError as exc:
             return error_response(call.protocol, exc, states=call.reservation.states, now=call.started)
         except Exception as exc:
@@ -328,7 +328,10 @@ class Pipeline:
                     raise
                 body = self.relay(call, settlement, ctx, renderer, first, deltas)
                 block, headers = served_headers(call.reservation, served, call.protocol)
-                stream = EventStream(body, headers=headers, on_close=lambda: _abandon(settlement, deltas), block=block)
+                stream = EventStream(
+                    body, headers=headers, on_close=lambda: _abandon(settlement, deltas), block=block,
+                    journal=self.books.ledger,
+                )
                 settlement.hand_off()
         except OneplanError as exc:
             return error_response(call.protocol, exc, states=call.reservation.states, now=call.started)
@@ -388,11 +391,12 @@ class Pipeline:
                     # The stream already said 200: end it with the protocol's own error event.
                     yield Last(b"".join(held) + renderer.fail(error))
                     return
-                await settlement.ok(acc.usage or Usage(), completion=acc.text)
+                settlement.ok(acc.usage or Usage(), completion=acc.text)
                 if call.exchange.wants_result:
                     result = acc.result(id=call.id, model=ctx.model, created=ctx.created)
                     await self.completed(call, result, ctx)
-                # Only now, with the ledger row written, do the closing frames go out.
+                # The closing frames go out only once the row is in the journal (the stream
+                # holds a ``Last`` back for it: ``EventStream.journal``).
                 yield Last(b"".join(held) + renderer.finish())
         finally:
             aclose = getattr(deltas, "aclose", None)

@@ -7,7 +7,7 @@ release for every admitted request, whatever is raised where.
         result, served = await router.complete(...)
         s.served = served
         ...
-        await s.ok(usage, completion)
+        s.ok(usage, completion)
 
 Leaving the block without ``ok``/``failed`` settles by what ended it:
 
@@ -101,9 +101,11 @@ class Settlement:
 
     # -- the three ways a call ends ---------------------------------------------------------
 
-    async def ok(self, usage: Usage, completion: str | None = None, *, wait: bool = True) -> None:
-        """The request succeeded. Returns once its row is in the journal, unless ``wait`` is
-        false: then the caller holds its answer back until it is (``Answer.journal``)."""
+    def ok(self, usage: Usage, completion: str | None = None) -> None:
+        """The request succeeded: its row is recorded and its counters settled. Its answer -
+        a whole one, or a stream's closing frames - leaves only once the row is in the journal
+        (one write for every row settled in this event-loop tick): the answer carries the
+        journal and the HTTP protocol holds it back (``Answer.journal``, ``EventStream.journal``)."""
         if self.done:
             return
         self.done = True
@@ -113,10 +115,6 @@ class Settlement:
         self.books.ledger.record(row)
         self.books.counters.settle(self.call.reservation, Amounts.of_row(row))
         self.books.observe(row)
-        # The answer's last bytes leave only once its row is in the journal (one write for
-        # every row settled in this event-loop tick).
-        if wait:
-            await self.books.ledger.durable()
 
     async def failed(self, error: OneplanError) -> None:
         """A failed request costs the user nothing: the reservation goes back."""

@@ -105,7 +105,8 @@ class Answer:
 
 class Last(bytes):
     """A stream's closing frames: the body yields nothing after them, so the HTTP protocol
-    writes them with the end of the response in one write (``server/hot.py``)."""
+    writes them with the end of the response in one write (``server/hot.py``) - once the
+    stream's ``journal`` holds every row recorded so far."""
 
     __slots__ = ()
 
@@ -117,9 +118,11 @@ class EventStream:
         headers: Mapping[str, str] | None = None,
         on_close: Callable[[], None] | None = None,
         block: bytes = b"",
+        journal: Journal | None = None,
     ) -> None:
         self.body = body
         self.block = block  # header lines already rendered and checked (``Answer.block``)
+        self.journal = journal  # what the closing frames (``Last``) wait for, as ``Answer``'s
         self.on_close = on_close  # called once the body is closed, however the stream ended
         self.headers = [
             (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -145,6 +148,8 @@ class EventStream:
             await send({"type": "http.response.start", "status": 200, "headers": self.headers + block_pairs(self.block)})
             async for chunk in self.body:
                 if chunk:
+                    if self.journal is not None and isinstance(chunk, Last):
+                        await self._journaled()
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
@@ -157,6 +162,16 @@ class EventStream:
         finally:
             watcher.cancel()
             await self.close()
+
+    async def _journaled(self) -> None:
+        """Wait for the journal before the closing frames. A failed write (logged by the
+        ledger) must not pass for a client gone mid-write (``OSError``, which ends the stream
+        quietly): it is raised as the app's error, so the server cuts the stream unfinished."""
+        assert self.journal is not None
+        try:
+            await self.journal.durable()
+        except Exception as exc:
+            raise RuntimeError("the answer's ledger row could not be journaled") from exc
 
     async def close(self) -> None:
         """Close the body, then tell ``on_close`` (also if closing the body failed)."""
