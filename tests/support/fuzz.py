@@ -191,6 +191,30 @@ def _parent(body: Any, path: tuple[Any, ...]) -> Any:
     return node
 
 
+BODY_MAX = 24 * 1024 * 1024  # about the JSON size a mutation may grow a body to (the limit is 20 MiB)
+
+
+def _within(value: Any, budget: int) -> bool:
+    """Whether ``value`` encodes to about ``budget`` bytes or less; stops counting past it."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            budget -= len(node) + 2
+        elif isinstance(node, dict):
+            budget -= 2 + 4 * len(node)
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            budget -= 2 + len(node)
+            stack.extend(node)
+        else:
+            budget -= 8
+        if budget < 0:
+            return False
+    return True
+
+
 @st.composite
 def mutated(draw: Any, seeds: list[Any]) -> Any:
     body = copy.deepcopy(draw(st.sampled_from(seeds)))
@@ -203,18 +227,35 @@ def mutated(draw: Any, seeds: list[Any]) -> Any:
         path = draw(st.sampled_from(spots))
         parent = _parent(body, path)
         kind = draw(st.sampled_from(["replace", "replace", "replace", "delete", "extra", "wrap", "grow"]))
+        slot, name = parent, path[-1]  # what this mutation changes, to undo one that is too big
         if kind == "replace":
-            parent[path[-1]] = copy.deepcopy(draw(wrong_values))  # the pools are shared
+            value = copy.deepcopy(draw(wrong_values))  # the pools are shared
         elif kind == "delete":
-            del parent[path[-1]]
+            del parent[name]
+            continue
         elif kind == "extra":
-            target = parent[path[-1]] if isinstance(parent[path[-1]], dict) else parent
-            if isinstance(target, dict):
-                target[draw(keys)] = draw(json_values)
+            target = parent[name] if isinstance(parent[name], dict) else parent
+            if not isinstance(target, dict):
+                continue
+            value = draw(json_values)  # (drawn in the order they always were)
+            slot, name = target, draw(keys)
         elif kind == "wrap":
-            parent[path[-1]] = draw(st.sampled_from([[parent[path[-1]]], {"value": parent[path[-1]]}]))
-        elif isinstance(parent[path[-1]], list) and parent[path[-1]]:
-            parent[path[-1]] = parent[path[-1]] * draw(st.integers(2, 50))
+            value = draw(st.sampled_from([[parent[name]], {"value": parent[name]}]))
+        elif isinstance(parent[name], list) and parent[name]:
+            value = parent[name] * draw(st.integers(2, 50))
+        else:
+            continue
+        had, before = (True, slot[name]) if not isinstance(slot, dict) or name in slot else (False, None)
+        slot[name] = value
+        if not _within(body, BODY_MAX):
+            # Values nest the pools' long lists in one another, and a grown list repeats its
+            # references: a few such steps made bodies of gigabytes, which only the fuzzer's
+            # own JSON encoder noticed (past 10 GB of memory). Bodies over the gateway's limit
+            # are still made, up to a little above it.
+            if had:
+                slot[name] = before
+            else:
+                del slot[name]
     return body
 
 
