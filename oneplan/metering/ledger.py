@@ -295,9 +295,9 @@ class Ledger:
         await waiter
 
     def when_durable(self, then: Callable[[Exception | None], None]) -> None:
-        """``durable`` for a caller that does not wait in a task (the HTTP protocol holding a
-        whole answer back, ``server/hot.py``): ``then(None)`` once every row recorded so far is
-        in the journal - at once if it is - or ``then(error)`` if writing them failed."""
+        """``durable`` for a caller that does not wait in a task (the HTTP protocol holding an
+        answer's last bytes back, ``server/hot.py``): ``then(None)`` once every row recorded so
+        far is in the journal - at once if it is - or ``then(error)`` if writing them failed."""
         if not self._lines:
             then(None)
             return
