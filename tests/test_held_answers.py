@@ -1,8 +1,10 @@
-"""A whole answer waits for its request's row to be in the journal without a task waiting for
-it (``Answer.journal``): the HTTP protocol holds the answer back and writes it from the journal
-write's callback (``Ledger.when_durable``). If that write fails, the client gets a 500 in its
-protocol's shape instead - never a 200 whose row could die with the process - on the hot path
-(uvicorn's HTTP protocol) and on the ASGI path alike; the next tick answers as usual."""
+"""A whole answer, and a stream's closing frames, wait for the request's row to be in the
+journal without a task waiting for it (``Answer.journal``, ``EventStream.journal``): the HTTP
+protocol holds them back and writes them from the journal write's callback
+(``Ledger.when_durable``). If that write fails, a whole answer is a 500 in the caller's
+protocol's shape - never a 200 whose row could die with the process - and a stream is cut
+before its end, on the hot path (uvicorn's HTTP protocol) and on the ASGI path alike; the next
+tick answers as usual."""
 
 from __future__ import annotations
 

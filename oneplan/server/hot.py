@@ -12,7 +12,8 @@ as before - with the answer written by the cycle itself:
 * an event stream's head goes out with its first frames, each frame then as one chunk, with
   the writes paused while the client reads slowly; a client that hangs up cancels the stream's
   task at once (``connection_lost``), even while the upstream is silent, as ``EventStream``'s
-  watcher does on the ASGI path - without a second task per stream.
+  watcher does on the ASGI path - without a second task per stream. Its closing frames are
+  held for the journal like a whole answer.
 
 On the ASGI path (tests' in-process transports, any other server) the same endpoints run
 through ``FastFront.__call__`` and the answers' own ASGI ``__call__``.
@@ -62,7 +63,7 @@ class HotCycle(RequestResponseCycle):
     endpoint: Endpoint
     task: asyncio.Task[None] | None = None
     streaming = False
-    held = False  # a whole answer waits for the journal (``Answer.journal``)
+    held = False  # the answer's last bytes wait for the journal (``Answer.journal``, ``EventStream.journal``)
 
     async def run_asgi(self, app: Any) -> None:  # ``app`` is unused: the endpoint is bound
         if self.task is None:  # (the front sets it as it creates the task)
