@@ -213,10 +213,9 @@ class Ledger:
         self._pending: list[dict[str, Any]] = []
         self._lines: list[bytes] = []  # journal lines of this tick, written when it ends
         self._scheduled = False
-        # Who waits for this tick's journal write, each on a future of its own: a waiter that
-        # is cancelled cancels only its own (no ``asyncio.shield`` per request).
-        self._waiters: list[asyncio.Future[None]] = []
-        self._then: list[Callable[[Exception | None], None]] = []  # ``when_durable``'s, likewise
+        # Who is told of this tick's journal write (``when_durable``; ``durable`` waits on a
+        # future of its own, so a waiter that is cancelled cancels only its own).
+        self._then: list[Callable[[Exception | None], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()  # a flush returns only once earlier rows are written
@@ -290,8 +289,17 @@ class Ledger:
         """Return once every row recorded so far is in the journal (outlives ``kill -9``)."""
         if not self._lines:
             return
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def told(failed: Exception | None) -> None:
+            if waiter.done():  # its task was cancelled meanwhile
+                return
+            if failed is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(failed)
+
+        self._then.append(told)
         await waiter
 
     def when_durable(self, then: Callable[[Exception | None], None]) -> None:
@@ -306,7 +314,6 @@ class Ledger:
     def _write_lines(self) -> None:
         self._scheduled = False
         lines, self._lines = self._lines, []
-        waiters, self._waiters = self._waiters, []
         thens, self._then = self._then, []
         failed: Exception | None = None
         if lines:
@@ -316,13 +323,6 @@ class Ledger:
             except Exception as exc:
                 log.error("writing %d ledger rows to the journal failed (%s)", len(lines), _why(exc))
                 failed = exc
-        for waiter in waiters:
-            if waiter.done():  # its task was cancelled meanwhile
-                continue
-            if failed is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(failed)
         for then in thens:
             try:
                 then(failed)
