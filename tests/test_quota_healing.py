@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from oneplan.errors import BackendUnavailable, QuotaExceeded
-from oneplan.metering.counters import Reservation
+from oneplan.metering.counters import Reservation, as_amounts
+from oneplan.metering.entries import Pending
 from oneplan.metering.ledger import LEDGER_DEFAULTS, LedgerWriter, fit
 from oneplan.metering.redis_counters import RedisCounters
 from oneplan.metering.resp import Unanswered
@@ -439,6 +440,74 @@ def test_a_replica_that_dies_after_redis_lost_its_state_is_still_reconciled(db: 
         assert (await used(alive, 9))["5h"] == counted  # the request in flight has no row: released
         assert await alive.redis.hlen(f"{prefix}:{{9}}:if") == 0
         await alive.aclose()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("how", ["replanted", "admitted"])
+def test_a_live_replica_is_not_taken_for_dead_after_redis_lost_its_state(db: Database, how: str) -> None:
+    """Redis restarts empty: every heartbeat is gone with it. A replica that replants its request
+    in flight (or admits a new one) is in the registry again at once, its next heartbeat still a
+    while away: another replica's reconciler must not take it for dead and give its requests back
+    (their rows not committed yet) - that request's settlement would then find nothing to settle,
+    and its charge would be lost for good (CI: two replicas answering 200 past a used-up plan)."""
+    prefix = "heal-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+
+    async def run() -> None:
+        b = await counters(prefix, db, clock, heartbeat_seconds=30)  # its next heartbeat: 10 s away
+        b.flush_seconds = 3600  # b replants and settles only when the test says so
+        r1 = await b.admit(3, PLAN, 1, "r1")
+        await wipe(b)
+        a = await counters(prefix, db, clock)  # rebuilds from the ledger: r1 has no row yet
+        if how == "replanted":
+            await b._watch_generation()
+        else:
+            await b.admit(3, PLAN, 1, "r2")  # learns the generation and replants r1 as well
+        assert r1.gen == await a.redis.get(f"{prefix}:gen")
+        assert await a.reconcile() == 0  # b is alive
+        b.settle(r1, tokens=10, cost=0.0)
+        b.committed([row("r1", 3, T0, tokens=10)], db.insert_ledger([row("r1", 3, T0, tokens=10)]))
+        await b.flush()
+        windows = await used(a, 3)
+        assert windows["5h"] == (1 if how == "replanted" else 2)
+        assert windows["tokens_month"] == 10
+        await a.aclose()
+        await b.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_replica_taken_for_dead_while_it_stalled_is_still_charged_once(db: Database) -> None:
+    """A live replica stalls past its heartbeat (a long pause, a partition from Redis): another
+    replica reconciles its request in flight - no ledger row yet, so it gives the charge back and
+    leaves a tombstone. The replica then finishes the request: its settlement finds the
+    tombstone instead of the in-flight entry and charges the real usage, once."""
+    prefix = "heal-" + secrets.token_hex(4)
+    clock = ManualClock(T0)
+
+    async def run() -> None:
+        a = await counters(prefix, db, clock)
+        b = await counters(prefix, db, clock, heartbeat_seconds=0.3)
+        b.flush_seconds = 3600
+        for task in b._tasks:
+            if task.get_name() == "quota-replicas":
+                task.cancel()  # stalled: no heartbeat from here on
+        r1 = await b.admit(3, PLAN, 1, "r1")
+        await heartbeat_expired(a, b.replica)
+        assert await a.reconcile() == 1
+        assert (await used(a, 3))["5h"] == 0  # given back
+        b.settle(r1, tokens=10, cost=0.0)  # b wakes up and answers r1
+        b.committed([row("r1", 3, T0, tokens=10)], db.insert_ledger([row("r1", 3, T0, tokens=10)]))
+        await b.flush()
+        windows = await used(a, 3)
+        assert windows["5h"] == 1 and windows["tokens_month"] == 10
+        b._ready.append(Pending(r1, as_amounts(r1, 10, 0.0), committed=r1.gen))  # sent again: its reply was lost
+        await b.flush()
+        windows = await used(a, 3)
+        assert windows["5h"] == 1 and windows["tokens_month"] == 10  # once
+        await a.aclose()
+        await b.aclose()
 
     asyncio.run(run())
 

@@ -105,7 +105,7 @@ class Rebuild:
         deadline = time.monotonic() + self.c.backfill_wait_seconds + 10
         for shape in sorted(shapes - mine):
             while (holder := await self.c.decoded.get(f"{base}:bf:{shape}")) not in (_BACKFILLED, None):
-                if not await self.c.redis.exists(f"{self.c.prefix}:hb:{holder}"):
+                if not await self.c.redis.exists(self.c._heartbeat_key(holder)):
                     break
                 if time.monotonic() > deadline:
                     log.warning("another replica's backfill of a new plan window is not done; going on without it")

@@ -24,7 +24,11 @@ What keeps the counters equal to the ledger when things go wrong:
   keeps a heartbeat; entries of a replica whose heartbeat is gone are reconciled by another
   (under a lock): a request whose ledger row says it was answered is settled with its row's
   tokens and cost, any other gives its weight back (``replicas.py``; the entries' text form is
-  ``entries.py``).
+  ``entries.py``). A Redis that lost its state lost every heartbeat too: a replica that enters
+  the registry again (its first admission or replant after the loss) sets its heartbeat in the
+  same script, so it is never taken for dead in between. One taken for dead all the same (it
+  stalled past its heartbeat) still settles: the reconciler's tombstone stands in for the
+  in-flight entry it removed.
 * **Redis unreachable**: admissions fail fast with ``BackendUnavailable`` (a 503 with
   ``Retry-After`` in the caller's protocol), logged once per outage; releases and settlements
   are kept and retried; service resumes by itself.
@@ -200,6 +204,13 @@ class RedisCounters(Counters):
         """The users with requests in flight on ``replica``."""
         return f"{self.prefix}:r:{replica}:u"
 
+    def _heartbeat_key(self, replica: str) -> str:
+        return f"{self.prefix}:hb:{replica}"
+
+    @property
+    def _heartbeat_ms(self) -> int:
+        return int(self.heartbeat_seconds * 1000)
+
     # -- admission --------------------------------------------------------------------------
 
     async def admit(self, user_id: int, plan: Plan, demand: Demand | int, request_id: str = "") -> Reservation:
@@ -307,7 +318,7 @@ class RedisCounters(Counters):
             repr(now), field, user_id, -1 if plan.concurrency is None else plan.concurrency,
             -1 if demand.requested is None else demand.requested, plan.min_output_tokens,
             1 if plan.on_exceed == "refuse" else 0, encode(charges), base, 1 if probe else 0,
-            len(finished), *finished, len(charges),
+            self._heartbeat_ms, len(finished), *finished, len(charges),
         ]
         for c in charges:
             w = c.window
@@ -317,7 +328,11 @@ class RedisCounters(Counters):
             ]
         return await self.lean.evalsha(
             self._admit.sha, ADMIT,
-            [self._gen_key, f"{base}:if", f"{base}:run", self._users_key(self.replica), self._registry], args,
+            [
+                self._gen_key, f"{base}:if", f"{base}:run", self._users_key(self.replica), self._registry,
+                self._heartbeat_key(self.replica),
+            ],
+            args,
         )
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailable:
@@ -502,14 +517,17 @@ class RedisCounters(Counters):
         ]
         if stale:
             now = self.clock()
-            args: list[Any] = [gen]
+            args: list[Any] = [gen, self._heartbeat_ms]
             for r in stale:
                 entry = entry_of(r)
                 args += [
                     self._base(r.user_id), r.field, r.user_id, r.second, repr(now), r.value.rsplit("|", 1)[0],
                     *moves(entry, None, full=True),
                 ]
-            keys = [self._gen_key, self._rebuild_key, self._users_key(self.replica), self._registry]
+            keys = [
+                self._gen_key, self._rebuild_key, self._users_key(self.replica), self._registry,
+                self._heartbeat_key(self.replica),
+            ]
             if not await self._replant_script(keys=keys, args=args):
                 return  # not that generation any more: the next look will tell
             for r in stale:
@@ -606,7 +624,7 @@ class RedisCounters(Counters):
                 pass
         try:
             await self.flush()
-            await self.redis.delete(f"{self.prefix}:hb:{self.replica}")
+            await self.redis.delete(self._heartbeat_key(self.replica))
             if not self._pending:
                 await self.redis.srem(self._registry, self.replica)
         except self._errors:

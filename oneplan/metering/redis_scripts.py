@@ -82,6 +82,14 @@ local function first_charge(base, field)
   redis.call('EXPIRE', base .. ':late', 8 * 86400)
   return true
 end
+-- A replica that (re-)enters the registry is alive: it is running this script. After Redis lost
+-- its state the registry holds a replica again before its next heartbeat does, and a replica
+-- in the registry without a heartbeat is taken for dead (its requests reconciled away).
+local function register(registry, heartbeat, field, ms)
+  if redis.call('SADD', registry, string.sub(field, 1, string.find(field, ':', 1, true) - 1)) == 1 then
+    redis.call('SET', heartbeat, '1', 'PX', ms)
+  end
+end
 -- When enough of a rolling window expires for ``need`` more.
 local function frees(key, span, total, need, limit, now)
   local excess = total + need - limit
@@ -104,10 +112,10 @@ end
 """
 
 # KEYS: gen, inflight, running, replica-users, replicas (the registry: a replica with entries in
-#       flight is in it even if it registered before Redis lost its state)
+#       flight is in it even if it registered before Redis lost its state), the replica's heartbeat
 # ARGV: now, field, user id, concurrency (-1 none), requested output (-1 none), min output,
 #       refuse (1: never lower it), charges (the entry's value prefix), key base, probe (1: only
-#       read), k, k finished fields (no longer running), n, then 8 per window: kind, counter,
+#       read), heartbeat (ms), k, k finished fields (no longer running), n, then 8 per window: kind, counter,
 #       fixed, per output token, span (rolling seconds / period end), limit, budget (1/0), name
 # Reply: {-1} Redis lost its state | {0, name, used, frees, fixed, ...} refused: used up |
 #        {2, name, used, frees, need} the worst case does not fit | {3, running} concurrency |
@@ -119,7 +127,8 @@ local now = tonumber(ARGV[1])
 local field, uid = ARGV[2], ARGV[3]
 local conc, requested, min_out = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local refuse, charges, base, probe = ARGV[7] == '1', ARGV[8], ARGV[9], ARGV[10] == '1'
-local i = 11
+local beat = ARGV[11]
+local i = 12
 local k = tonumber(ARGV[i]); i = i + 1
 for _ = 1, k do redis.call('HDEL', KEYS[3], ARGV[i]); i = i + 1 end
 if conc >= 0 and not probe then
@@ -189,7 +198,7 @@ if not probe then
   redis.call('HSET', KEYS[2], field, charges .. '|' .. second .. '|' .. best .. '|' .. gen)
   redis.call('HSET', KEYS[3], field, second)
   redis.call('SADD', KEYS[4], uid)
-  redis.call('SADD', KEYS[5], string.sub(field, 1, string.find(field, ':', 1, true) - 1))
+  register(KEYS[5], KEYS[6], field, beat)
 end
 return reply
 """
@@ -197,8 +206,9 @@ return reply
 # A failed request gives its reservation back - once (the in-flight entry is the token), and
 # only to the generation that holds it (a Redis that lost its state holds nothing to give back).
 # A reconciler releasing a dead replica's request that has no ledger row (yet) leaves a
-# tombstone (``P:U:gone``), so that if the row turns up later - its journal replayed when the
-# replica restarts - the request is charged again, once.
+# tombstone (``P:U:gone``: what it gave back, "counter=amount;..."), so that if the row turns up
+# later - its journal replayed when the replica restarts, or the replica was not dead after all
+# (a heartbeat that lapsed while it stalled) and settles it - the request is charged again, once.
 # A rebuild in progress (``P:rebuild``) holds the requests replanted into it already: a release
 # of one of them gives it back there too.
 # KEYS: gen, inflight, gone, running, rebuild   ARGV: field, generation, tombstone, second, now,
@@ -216,7 +226,9 @@ for _ = 1, n do
   i = i + 4
 end
 if ARGV[3] == '1' then
-  redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+  local back = {}
+  for j = 8, i - 1, 4 do table.insert(back, ARGV[j + 1] .. '=' .. ARGV[j + 2]) end
+  redis.call('HSET', KEYS[3], ARGV[1], table.concat(back, ';'))
   redis.call('EXPIRE', KEYS[3], 8 * 86400)
 end
 return 1
@@ -226,7 +238,9 @@ return 1
 # field, the generation its row was committed under, needs-entry (1: apply only by removing
 # the in-flight entry - exactly once; 0: charged late, in full - a request admitted before Redis
 # lost its state and committed after the rebuild read the ledger: nobody else counts it),
-# second, now, n, then 4 per window: kind, counter, amount (the change), span.
+# second, now, n, then 4 per window: kind, counter, amount (the change), span. An entry that
+# needs its in-flight entry and finds a tombstone instead was given back by a reconciler that
+# took its replica for dead: the change plus what was given back is its real usage, charged once.
 # KEYS: gen.  Reply per entry: 'ok' | 'skip' (a later rebuild counted it) | 'wait' (no state yet)
 SETTLE = _COMMON + """
 local gen = redis.call('GET', KEYS[1])
@@ -245,7 +259,18 @@ while i <= #ARGV do
     table.insert(out, 'wait')
   else
     local removed = redis.call('HDEL', base .. ':if', field)
-    if needs == '1' and removed == 0 then
+    local back = needs == '1' and removed == 0 and redis.call('HGET', base .. ':gone', field)
+    if back then
+      redis.call('HDEL', base .. ':gone', field)
+      first_charge(base, field)  -- the mark a replay of the row would find (``RECHARGE``)
+      local given = {}
+      for counter, amount in string.gmatch(back, '([^=;]+)=([^;]+)') do given[counter] = tonumber(amount) end
+      for j = first, i - 1, 4 do
+        local delta = tonumber(ARGV[j + 2]) + (given[ARGV[j + 1]] or 0)
+        move(ARGV[j], base .. ':' .. ARGV[j + 1], second, delta, tonumber(ARGV[j + 3]), now, true)
+      end
+      table.insert(out, 'ok')
+    elseif needs == '1' and removed == 0 then
       table.insert(out, 'skip')
     elseif needs == '0' and not first_charge(base, field) then
       table.insert(out, 'ok')  -- this very settlement ran before; its reply was lost
@@ -264,12 +289,13 @@ return out
 # names it) or just after - and their users are this replica's again, so that a reconciler
 # finds the entries if the replica dies. Per entry: key base, field, user id, second, now, the
 # entry's value without its generation, n, then 4 per window: kind, counter, amount, span.
-# KEYS: gen, rebuild, replica-users, replicas.  ARGV[1]: the new generation.
+# KEYS: gen, rebuild, replica-users, replicas, the replica's heartbeat.  ARGV[1]: the new
+# generation, ARGV[2]: the heartbeat (ms).
 # Reply: 1 replanted | 0 not this generation
 REPLANT = _COMMON + """
 local target = ARGV[1]
 if redis.call('GET', KEYS[1]) ~= target and redis.call('GET', KEYS[2]) ~= target then return 0 end
-local i = 2
+local i = 3
 while i <= #ARGV do
   local base, field, uid = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local second, now, value = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), ARGV[i + 5]
@@ -283,7 +309,7 @@ while i <= #ARGV do
     redis.call('HSET', base .. ':run', field, second)
   end
   redis.call('SADD', KEYS[3], uid)
-  redis.call('SADD', KEYS[4], string.sub(field, 1, string.find(field, ':', 1, true) - 1))
+  register(KEYS[4], KEYS[5], field, ARGV[2])
 end
 return 1
 """

@@ -31,7 +31,7 @@ class Replicas:
         """Alive, and registered: a Redis that lost its state lost the registry too, and a
         replica missing from it would never be reconciled if it died."""
         pipe = self.c.redis.pipeline(transaction=False)
-        pipe.set(f"{self.c.prefix}:hb:{self.c.replica}", "1", px=int(self.c.heartbeat_seconds * 1000))
+        pipe.set(self.c._heartbeat_key(self.c.replica), "1", px=self.c._heartbeat_ms)
         pipe.sadd(self.c._registry, self.c.replica)
         await pipe.execute()
 
@@ -50,7 +50,7 @@ class Replicas:
         """Settle or release what replicas that died (no heartbeat) left in flight."""
         done = 0
         for replica in await self.c.decoded.smembers(self.c._registry):
-            if replica == self.c.replica or await self.c.redis.exists(f"{self.c.prefix}:hb:{replica}"):
+            if replica == self.c.replica or await self.c.redis.exists(self.c._heartbeat_key(replica)):
                 continue
             reap = f"{self.c.prefix}:reap:{replica}"
             if not await self.c.redis.set(reap, self.c.replica, nx=True, px=60_000):
