@@ -209,6 +209,8 @@ def test_redis_restarted_empty_under_load_two_replicas_neither_bypass_nor_double
             assert outcome["broken"] == 0
             first, second = chat(a.url, key).status_code, chat(b.url, key).status_code
             assert (first, second) == (429, 429)
+            for replica in (a, b):  # both lived throughout: neither had its requests reconciled away
+                assert "dead replica" not in replica.printed()
             report = usage_of(a)
             assert report["alice"]["totals"]["charged_requests"] == limit
             (window,) = report["alice"]["windows"]
