@@ -115,8 +115,9 @@ end
 #       flight is in it even if it registered before Redis lost its state), the replica's heartbeat
 # ARGV: now, field, user id, concurrency (-1 none), requested output (-1 none), min output,
 #       refuse (1: never lower it), charges (the entry's value prefix), key base, probe (1: only
-#       read), heartbeat (ms), k, k finished fields (no longer running), n, then 8 per window: kind, counter,
-#       fixed, per output token, span (rolling seconds / period end), limit, budget (1/0), name
+#       read), heartbeat (ms), k, k finished fields (no longer running), n, then 8 per window:
+#       kind, counter, fixed, per output token, span (rolling seconds / period end), limit,
+#       budget (1/0), name
 # Reply: {-1} Redis lost its state | {0, name, used, frees, fixed, ...} refused: used up |
 #        {2, name, used, frees, need} the worst case does not fit | {3, running} concurrency |
 #        {1, gen, output (-1: not metered), used, frees, ...} admitted
