@@ -9,14 +9,18 @@ tick answers as usual."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import anthropic
 import httpx
 import openai
 import pytest
 
+from tests.conftest import catalog_for
+from tests.fakes import FakeUpstream
 from tests.support.gateway import Gateway
 
 
@@ -35,6 +39,27 @@ def journal_unwritable(gw: Gateway) -> Iterator[None]:
         os.dup2(writable, fd)
         os.close(read_only)
         os.close(writable)
+
+
+@contextmanager
+def journal_slow(gw: Gateway, seconds: float) -> Iterator[list[int]]:
+    """Every journal write takes ``seconds`` more (a slow disk; the event loop waits in the
+    write meanwhile); yields how many rows the journal holds so far."""
+    journal = gw.state.ledger.journal
+    assert journal is not None
+    real = journal.append_lines
+    written = [0]
+
+    def slow(data: bytes, rows: int) -> None:
+        time.sleep(seconds)
+        real(data, rows)
+        written[0] += rows
+
+    journal.append_lines = slow  # type: ignore[method-assign]
+    try:
+        yield written
+    finally:
+        del journal.append_lines
 
 
 def chat(gw: Gateway) -> openai.OpenAI:
@@ -128,3 +153,33 @@ def how_it_ended(read: Callable[[], None]) -> str:
     except Exception as exc:
         return type(exc).__name__
     return "complete"
+
+
+def test_an_error_answer_and_a_refusal_leave_only_once_their_rows_are_journaled(
+    tmp_path: Path, upstream: FakeUpstream,
+) -> None:
+    """Not only a 200: a request that failed upstream (a whole error answer, streamed or not)
+    and a refusal are rows in the ledger too, and a ``kill -9`` right after the client saw them
+    must not lose those rows (CI: 30 rows of 31 after a kill, one failed request's row lost). On
+    a slow disk the answer waits for the journal write, so the client sees it only after."""
+    plan = "[plans.pro]\nrequests_per_5h = 3\n[routing]\nretries = 0\n"
+    with Gateway(tmp_path, catalog_for(upstream, plan=plan)) as gw:
+        client = chat(gw)
+        with journal_slow(gw, 0.3) as written:
+            upstream.fault("500", times=2)
+            with pytest.raises(openai.APIStatusError):
+                client.chat.completions.create(model="m1", messages=[{"role": "user", "content": "hi"}])
+            assert written[0] == 1  # the failed request's row was in the journal before its error
+            with pytest.raises(openai.APIStatusError):
+                list(client.chat.completions.create(
+                    model="m1", messages=[{"role": "user", "content": "hi"}], stream=True,
+                ))
+            assert written[0] == 2  # a stream that failed before its first byte: the same
+            for _ in range(3):
+                client.chat.completions.create(model="m1", messages=[{"role": "user", "content": "hi"}])
+            assert written[0] == 5
+            with pytest.raises(openai.RateLimitError):
+                client.chat.completions.create(model="m1", messages=[{"role": "user", "content": "hi"}])
+            assert written[0] == 6  # the refusal's row too
+        statuses = sorted(row["status"] for row in gw.ledger())
+        assert statuses == ["failed", "failed", "ok", "ok", "ok", "refused"]

@@ -248,7 +248,9 @@ class Pipeline:
             )
         except QuotaExceeded as exc:
             self.books.ledger.record(self._row_refused(protocol, chat, key, entry, started, t0, exc))
-            return error_response(protocol, exc, states=await self.windows(key, plan), now=started)
+            states = await self.windows(key, plan)
+            await self.books.journaled()  # the refusal leaves once its row is in the journal
+            return error_response(protocol, exc, states=states, now=started)
         except OneplanError as exc:
             return error_response(protocol, exc)
         except Exception as exc:  # a bug before admission: nothing to settle, still the caller's shape

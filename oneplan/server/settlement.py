@@ -27,6 +27,7 @@ A stream body that is never iterated (the client hung up before the first byte) 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -61,6 +62,14 @@ class Books:
     counters: Counters
     observe: Callable[[LedgerRow], None]
     store_prompts: bool = False
+
+    async def journaled(self) -> None:
+        """Until every row recorded so far is in the journal: an error answer or a refusal,
+        like an answer, leaves only once its row outlives ``kill -9``. A failed write is logged
+        by the ledger (the row reaches the database from memory); the error goes out all the
+        same - it is an error either way."""
+        with contextlib.suppress(Exception):
+            await self.ledger.durable()
 
 
 class Settlement:
@@ -132,6 +141,7 @@ class Settlement:
         self.books.ledger.record(row)
         self.books.observe(row)
         await self.books.counters.release(self.call.reservation)
+        await self.books.journaled()  # the error answer waits for its row, as an answer does
 
     def cancelled(self) -> None:
         """The client went away: charge what the upstream reported producing (README, "Ledger
