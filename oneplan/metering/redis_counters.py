@@ -209,7 +209,7 @@ class RedisCounters(Counters):
 
     @property
     def _heartbeat_ms(self) -> int:
-        return int(self.heartbeat_seconds * 1000)
+        return max(1, int(self.heartbeat_seconds * 1000))  # Redis refuses PX 0 (and fails the script)
 
     # -- admission --------------------------------------------------------------------------
 

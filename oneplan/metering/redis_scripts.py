@@ -68,10 +68,12 @@ local function move(kind, key, second, delta, span, now, create)
   end
 end
 -- Move each window's amount of an entry: ARGV[first..last] holds 4 values per window (kind,
--- counter, amount, span), as ``redis_counters._moves`` lays them out.
-local function apply(base, first, last, second, now, create)
+-- counter, amount, span), as ``entries.moves`` lays them out; ``plus`` (optional) adds to each
+-- counter's amount.
+local function apply(base, first, last, second, now, create, plus)
   for j = first, last, 4 do
-    move(ARGV[j], base .. ':' .. ARGV[j + 1], second, tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]), now, create)
+    local amount = tonumber(ARGV[j + 2]) + (plus and plus[ARGV[j + 1]] or 0)
+    move(ARGV[j], base .. ':' .. ARGV[j + 1], second, amount, tonumber(ARGV[j + 3]), now, create)
   end
 end
 -- The first time a request is charged in full with no in-flight entry to take as the token:
@@ -266,10 +268,7 @@ while i <= #ARGV do
       first_charge(base, field)  -- the mark a replay of the row would find (``RECHARGE``)
       local given = {}
       for counter, amount in string.gmatch(back, '([^=;]+)=([^;]+)') do given[counter] = tonumber(amount) end
-      for j = first, i - 1, 4 do
-        local delta = tonumber(ARGV[j + 2]) + (given[ARGV[j + 1]] or 0)
-        move(ARGV[j], base .. ':' .. ARGV[j + 1], second, delta, tonumber(ARGV[j + 3]), now, true)
-      end
+      apply(base, first, i - 1, second, now, true, given)
       table.insert(out, 'ok')
     elseif needs == '1' and removed == 0 then
       table.insert(out, 'skip')
